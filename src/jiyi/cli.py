@@ -1,0 +1,188 @@
+"""The `jiyi` command: thin verbs that read their settings and call the library.
+
+A user error (JiyiError) prints one message and exits 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from jiyi import __version__
+from jiyi.config import TrainConfig, add_dataclass_flags, build_config
+from jiyi.errors import JiyiError
+
+EXAMPLES = """examples:
+  jiyi data export rotten-tomatoes --output data/rt
+  jiyi train --model minilm --train data/rt/train.csv --validation data/rt/validation.csv \\
+             --test data/rt/test.csv --output runs/rt
+  jiyi evaluate runs/rt --data data/rt/test.csv
+  echo "a moving, funny film" | jiyi predict runs/rt
+"""
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from jiyi.train import train
+
+    config = build_config(TrainConfig, vars(args), args.config)
+    summary = train(config)
+    if "test" in summary:
+        _print_metrics(summary["test"], f"test ({config.test})")
+        print(f"report: {Path(summary['run_dir']) / 'eval' / 'report.html'}", file=sys.stderr)
+    print(json.dumps({k: v for k, v in summary.items() if k != "test"}, default=str))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from jiyi.evaluate_run import evaluate_run
+
+    metrics, out_dir = evaluate_run(
+        args.run_dir, args.data, output=args.output, on_bad_rows=args.on_bad_rows,
+        text_column=args.text_column, label_column=args.label_column, batch_size=args.batch_size,
+    )
+    _print_metrics(metrics, args.data)
+    print(f"written: {out_dir}", file=sys.stderr)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from jiyi.data.readers import read_inputs
+    from jiyi.io import atomic_write_text
+    from jiyi.predict import load
+
+    clf = load(args.run_dir, batch_size=args.batch_size)
+    text_column = args.text_column or clf.meta.get("text_column", "text")
+    pair_column = args.text_pair_column or clf.meta.get("text_pair_column")
+    try:
+        examples = read_inputs(args.input, text_column=text_column, text_pair_column=pair_column)
+    except JiyiError as e:
+        raise JiyiError(f"--input {e}") from None
+    texts = [e.text for e in examples]
+    pairs = [e.text_pair or "" for e in examples] if pair_column else None
+    rows = clf.predict(texts, pairs) if texts else []
+    lines = "".join(
+        json.dumps({"text": t, **r}, ensure_ascii=False) + "\n" for t, r in zip(texts, rows, strict=True)
+    )
+    if args.output == "-":
+        sys.stdout.write(lines)
+    else:
+        atomic_write_text(args.output, lines)
+        print(f"{len(rows)} predictions written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_data_list(args: argparse.Namespace) -> int:
+    from jiyi.data.adapters import ADAPTERS
+
+    for name, adapter in ADAPTERS.items():
+        print(f"{name:20s} {adapter.task:15s} {adapter.description}")
+    return 0
+
+
+def cmd_data_export(args: argparse.Namespace) -> int:
+    from jiyi.data.adapters import export_dataset
+
+    written = export_dataset(args.name, args.output, seed=args.seed)
+    for split, (path, n) in written.items():
+        print(f"{split:11s} {n:6d} rows  {path}")
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from jiyi.env import environment_report
+
+    report = environment_report()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for key, value in report.items():
+            print(f"- {key}: {value}")
+    return 0
+
+
+def _print_metrics(metrics: dict[str, Any], title: str) -> None:
+    from rich.console import Console
+
+    from jiyi.report import metrics_table
+
+    Console(stderr=True).print(metrics_table(metrics, title=title))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jiyi",
+        description="jiyi (记忆): fine-tune, evaluate and serve pretrained transformer encoders, offline.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"jiyi {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    p = verbs.add_parser("train", help="fine-tune a model on labelled texts",
+                         description="Fine-tune a pretrained encoder for text classification. "
+                         "Every flag is also a key of the YAML --config file; flags win.")
+    p.add_argument("--config", metavar="FILE.yaml", help="YAML file of settings (keys as the flags, with _)")
+    add_dataclass_flags(p, TrainConfig)
+    p.set_defaults(func=cmd_train)
+
+    p = verbs.add_parser("evaluate", help="evaluate a run on a labelled file",
+                         description="Metrics, plots, report.html and errors.jsonl for a labelled file.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a jiyi run directory (or its model/ folder)")
+    p.add_argument("--data", required=True, metavar="FILE", help="labelled data: CSV, TSV, JSONL, Parquet, datasets folder")
+    p.add_argument("--output", metavar="DIR", help="where to write (default: RUN_DIR/eval)")
+    p.add_argument("--text-column", help="text column (default: the one the run was trained with)")
+    p.add_argument("--label-column", help="label column (default: the one the run was trained with)")
+    p.add_argument("--on-bad-rows", choices=("error", "skip"), default="error", help="stop at a bad row, or skip and count")
+    p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = verbs.add_parser("predict", help="predict labels for texts (JSONL out)",
+                         description="One JSON line per input text: text, label, score, probabilities; input order kept.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a jiyi run directory (or its model/ folder)")
+    p.add_argument("--input", default="-", metavar="FILE|-", help="texts: .txt (one per line), CSV/TSV/JSONL/Parquet, or - for stdin (default)")
+    p.add_argument("--output", default="-", metavar="FILE|-", help="JSONL predictions (default: stdout)")
+    p.add_argument("--text-column", help="text column of a table input (default: the run's)")
+    p.add_argument("--text-pair-column", help="second-text column for pair models (default: the run's)")
+    p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
+    p.set_defaults(func=cmd_predict)
+
+    p = verbs.add_parser("data", help="offline data sets: list, export")
+    data_verbs = p.add_subparsers(dest="data_verb", metavar="ACTION", required=True)
+    q = data_verbs.add_parser("list", help="data sets that ship offline")
+    q.set_defaults(func=cmd_data_list)
+    q = data_verbs.add_parser("export", help="write train/validation/test CSVs of a data set")
+    q.add_argument("name", metavar="NAME", help="a name from `jiyi data list`")
+    q.add_argument("--output", required=True, metavar="DIR", help="folder to write the CSVs into")
+    q.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    q.set_defaults(func=cmd_data_export)
+
+    p = verbs.add_parser("env", help="versions, devices, threads, offline state (for bug reports)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_env)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except JiyiError as e:
+        print(f"jiyi {args.verb}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"jiyi {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

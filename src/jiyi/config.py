@@ -1,0 +1,301 @@
+"""Typed configuration: the dataclass is the single source of the CLI flags, their `--help` text
+(the attribute docstrings), the YAML keys of `--config`, and the run directory's `config.yaml`.
+
+    jiyi train --config configs/minilm-sentiment.yaml --lr 3e-5   # flags override the file
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import textwrap
+import types
+import typing
+from dataclasses import dataclass, fields
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jiyi.errors import JiyiError
+
+TASKS = ("classification", "multilabel")
+TRUNCATIONS = ("head", "tail", "head+tail")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of `jiyi train`. Every field is a flag (`--max-length`) and a YAML key (`max_length`)."""
+
+    model: str = "minilm"
+    """Model to fine-tune: the alias `minilm`, a local Hugging Face folder, or a Hub id (online only)."""
+    train: str | None = None
+    """Training data: CSV, TSV, JSONL, Parquet or a `datasets` folder."""
+    validation: str | None = None
+    """Validation data; when absent, a stratified slice of --train is carved out (--validation-fraction)."""
+    test: str | None = None
+    """Test data, evaluated with the best model at the end of training (written to RUN_DIR/eval)."""
+    output: str | None = None
+    """The run directory to create (or to continue with --resume)."""
+    task: str = "classification"
+    """classification (one label per text) or multilabel (a JSON list or delimited labels)."""
+    text_column: str = "text"
+    """Column holding the text."""
+    text_pair_column: str | None = None
+    """Column holding the second text of a pair (e.g. NLI hypothesis); none by default."""
+    label_column: str = "label"
+    """Column holding the label (strings or ints)."""
+    label_delimiter: str | None = None
+    """Multilabel only: the delimiter between labels; by default the first of | ; , found."""
+    epochs: float = 3.0
+    """Passes over the training data (fractions allowed)."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (overrides --epochs)."""
+    batch_size: int = 32
+    """Examples per optimizer step (per process), before gradient accumulation."""
+    grad_accum: int = 1
+    """Accumulate gradients over this many batches per optimizer step."""
+    eval_batch_size: int = 128
+    """Examples per forward pass when evaluating and predicting."""
+    lr: float = 5e-5
+    """Peak learning rate of AdamW."""
+    max_length: int = 128
+    """Maximum tokens per text (pair included); longer texts are cut as --truncation says."""
+    truncation: str = "head+tail"
+    """How a long text is cut: head, tail or head+tail (keep the first quarter and the last three quarters)."""
+    seed: int = 42
+    """Random seed: data order, dropout, initialisation of the head, the validation split."""
+    warmup_ratio: float = 0.06
+    """Fraction of the optimizer steps spent warming the learning rate up linearly from 0."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not applied to biases and LayerNorm weights)."""
+    max_grad_norm: float = 1.0
+    """Clip the gradient norm to this value (0 disables clipping)."""
+    dropout: float | None = None
+    """Override the model's hidden and attention dropout (e.g. 0.2 against over-fitting)."""
+    patience: int | None = None
+    """Stop when the validation metric has not improved for this many evaluations."""
+    metric: str = "accuracy"
+    """Validation metric that selects the best model and drives early stopping (e.g. f1_macro)."""
+    evals_per_epoch: int = 1
+    """Validation passes per epoch."""
+    save_steps: int | None = None
+    """Also write a resumable checkpoint every N optimizer steps (one is always written at each evaluation)."""
+    keep_checkpoints: int = 2
+    """How many of the most recent checkpoints to keep, besides the best."""
+    resume: bool = False
+    """Continue the run in --output from its last checkpoint, data position included."""
+    augment: str | None = None
+    """Augment the training texts: none, all, or a comma list of delete,swap,insert,substitute."""
+    augment_rate: float = 0.1
+    """Fraction of the words of a text that one augmentation operation touches."""
+    augment_copies: int = 1
+    """Augmented copies made of each training example."""
+    on_bad_rows: str = "error"
+    """What to do with a malformed row: error (stop and name it) or skip (drop it and count it)."""
+    validation_fraction: float = 0.1
+    """Share of --train carved out as validation data when --validation is absent."""
+    bf16: bool = False
+    """Run forward passes under bfloat16 autocast (where the device supports it)."""
+    log_every: int = 20
+    """Write the training loss to metrics.jsonl every N optimizer steps."""
+    threads: int | None = None
+    """CPU threads for torch (default: all cores)."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self, *, require_paths: bool = False) -> None:
+        """Reject contradictory or impossible settings, naming the flag at fault."""
+        check_choice("--task", self.task, TASKS)
+        check_choice("--truncation", self.truncation, TRUNCATIONS)
+        check_choice("--on-bad-rows", self.on_bad_rows, ("error", "skip"))
+        for flag, value in (
+            ("--batch-size", self.batch_size),
+            ("--eval-batch-size", self.eval_batch_size),
+            ("--grad-accum", self.grad_accum),
+            ("--evals-per-epoch", self.evals_per_epoch),
+            ("--augment-copies", self.augment_copies),
+            ("--log-every", self.log_every),
+        ):
+            if value < 1:
+                raise JiyiError(f"{flag} must be at least 1, got {value}.")
+        if self.max_length < 8:
+            raise JiyiError(f"--max-length must be at least 8 tokens, got {self.max_length}.")
+        if self.epochs <= 0 and self.max_steps is None:
+            raise JiyiError(f"--epochs must be positive, got {self.epochs}.")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise JiyiError(f"--max-steps must be at least 1, got {self.max_steps}.")
+        if self.lr <= 0:
+            raise JiyiError(f"--lr must be positive, got {self.lr}.")
+        if not 0 <= self.warmup_ratio < 1:
+            raise JiyiError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}.")
+        if self.weight_decay < 0:
+            raise JiyiError(f"--weight-decay must be >= 0, got {self.weight_decay}.")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise JiyiError(f"--dropout must be in [0, 1), got {self.dropout}.")
+        if self.patience is not None and self.patience < 1:
+            raise JiyiError(f"--patience must be at least 1, got {self.patience}.")
+        if self.save_steps is not None and self.save_steps < 1:
+            raise JiyiError(f"--save-steps must be at least 1, got {self.save_steps}.")
+        if self.keep_checkpoints < 1:
+            raise JiyiError(f"--keep-checkpoints must be at least 1, got {self.keep_checkpoints}.")
+        if not 0 < self.validation_fraction < 1:
+            raise JiyiError(
+                f"--validation-fraction must be in (0, 1), got {self.validation_fraction}."
+            )
+        if not 0 < self.augment_rate <= 1:
+            raise JiyiError(f"--augment-rate must be in (0, 1], got {self.augment_rate}.")
+        if self.label_delimiter is not None and self.task != "multilabel":
+            raise JiyiError("--label-delimiter only applies to --task multilabel.")
+        if require_paths:
+            if not self.train and not self.resume:
+                raise JiyiError("--train is required: the file of labelled training examples.")
+            if not self.output:
+                raise JiyiError("--output is required: the run directory to write.")
+
+
+def check_choice(flag: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise JiyiError(f"{flag} must be one of {', '.join(choices)}; got {value!r}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# dataclass -> argparse, YAML -> dataclass
+
+
+def flag_name(field_name: str) -> str:
+    """`max_length` -> `--max-length`."""
+    return "--" + field_name.replace("_", "-")
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings of a dataclass: the string literal right after each field."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _base_type(cls: type, name: str) -> tuple[type, bool]:
+    """The scalar type of a field and whether it is optional: `int | None` -> (int, True)."""
+    hint = typing.get_type_hints(cls)[name]
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return hint, False
+
+
+def _parse_value(flag: str, kind: type, raw: str) -> Any:
+    if raw.lower() in ("none", "null") and kind is not str:
+        return None
+    try:
+        if kind is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        return kind(raw)
+    except ValueError:
+        raise JiyiError(f"{flag} expects {kind.__name__}, got {raw!r}.") from None
+
+
+def add_dataclass_flags(
+    parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()
+) -> None:
+    """One flag per field, help from the attribute docstring, default left unset (None) so that
+    values given on the command line can be told apart from the defaults and override YAML."""
+    docs = field_docs(cls)
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        kind, _ = _base_type(cls, f.name)
+        default = f.default if f.default is not dataclasses.MISSING else None
+        help_text = f"{docs.get(f.name, '')} (default: {default})"
+        if kind is bool:
+            parser.add_argument(
+                flag_name(f.name),
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
+        else:
+            parser.add_argument(
+                flag_name(f.name), dest=f.name, default=None, metavar=f.name.upper(), help=help_text
+            )
+
+
+def build_config(cls: type, cli_values: dict[str, Any], config_file: str | None = None) -> Any:
+    """Defaults < YAML file < flags. Unknown YAML keys and wrong types are errors naming the key."""
+    values: dict[str, Any] = {}
+    known = {f.name: f for f in fields(cls)}
+    if config_file:
+        values.update(load_yaml_config(config_file, cls))
+    for name, raw in cli_values.items():
+        if raw is None or name not in known:
+            continue
+        kind, _ = _base_type(cls, name)
+        values[name] = raw if isinstance(raw, bool) else _parse_value(flag_name(name), kind, raw)
+    return cls(**values)
+
+
+def load_yaml_config(path: str, cls: type) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise JiyiError(f"--config {path}: no such file.")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise JiyiError(f"--config {path}{where}: not valid YAML ({e}). Fix the file.") from None
+    except UnicodeDecodeError:
+        raise JiyiError(f"--config {path}: not UTF-8 text.") from None
+    if not isinstance(data, dict):
+        raise JiyiError(
+            f"--config {path}: expected a mapping of settings, got {type(data).__name__}."
+        )
+    known = {f.name for f in fields(cls)}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in known:
+            raise JiyiError(
+                f"--config {path}: unknown key {key!r}. Known keys: {', '.join(sorted(known))}."
+            )
+        kind, optional = _base_type(cls, name)
+        if value is None:
+            if not optional:
+                raise JiyiError(f"--config {path}: key {key!r} cannot be empty.")
+            out[name] = None
+        elif kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = float(value)
+        elif kind is float and isinstance(value, str):
+            out[name] = _parse_value(f"--config {path}: key {key!r}", float, value)
+        elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise JiyiError(f"--config {path}: key {key!r} expects {kind.__name__}, got {value!r}.")
+        else:
+            out[name] = value
+    return out
+
+
+def config_to_yaml(config: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False, allow_unicode=True)

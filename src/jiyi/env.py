@@ -1,0 +1,47 @@
+"""`jiyi env`: what a bug report needs (versions, device, threads, offline state)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import platform
+from typing import Any
+
+PACKAGES = ("torch", "transformers", "tokenizers", "accelerate", "datasets", "safetensors",
+            "scikit-learn", "numpy", "captum", "faiss-cpu", "onnxruntime", "fastapi")
+
+
+def environment_report() -> dict[str, Any]:
+    import torch
+
+    from jiyi import __version__
+    from jiyi.models import MODEL_ALIASES, is_offline
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    cuda = torch.cuda.is_available()
+    cpu_flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu_flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        pass
+    return {
+        "jiyi": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        **versions,
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "cuda": torch.version.cuda if cuda else "not available",
+        "bf16": bool(cuda and torch.cuda.is_bf16_supported()) or "avx512_bf16" in cpu_flags or "amx_bf16" in cpu_flags,
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "HF_HUB_OFFLINE": is_offline(),
+        "models": {alias: importlib.util.find_spec(pkg) is not None for alias, (pkg, _, _) in MODEL_ALIASES.items()},
+        "cache": os.environ.get("JIYI_CACHE", os.path.expanduser("~/.cache/jiyi")),
+    }

