@@ -89,9 +89,9 @@ def read_data(config: TrainConfig) -> PreparedData:
     if config.validation:
         val = read_split(config, "--validation", config.validation)
         check_split_labels(train, val, labels, "--validation")
+        splits["train"] = train.examples
         splits["validation"] = val.examples
         skipped["validation"] = len(val.skipped)
-        splits["train"] = train.examples
         sources["validation"] = config.validation
     else:
         rest, carved = stratified_split(train.examples, config.validation_fraction, config.seed)

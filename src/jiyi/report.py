@@ -1,0 +1,391 @@
+"""The evaluation directory: metrics.json, plots (PNG), report.html and errors.jsonl.
+
+    write_eval_dir("runs/x/eval", metrics=m, y_true=y, probs=p, labels=["neg", "pos"], texts=t)
+    -> {"metrics.json": ..., "confusion_matrix.png": ..., "roc_curve.png": ...,
+        "reliability.png": ..., "errors.jsonl": ..., "report.html": ...}
+
+Every file is written atomically. matplotlib (Agg, through `Figure`, never pyplot), jinja2 and
+rich are imported inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from jiyi.evaluate import calibration_inputs, expected_calibration_error, reliability_bins
+from jiyi.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from rich.table import Table
+
+TASKS = ("classification", "multilabel")
+HEADLINE_METRICS = (
+    "accuracy",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "f1_micro",
+    "f1_weighted",
+    "roc_auc",
+    "ece",
+    "log_loss",
+    "hamming_loss",
+    "n",
+)
+MAX_ROC_CLASSES = 10  # per-class ROC curves drawn; beyond, the classes with the most support
+MAX_ANNOTATED_CLASSES = 20  # confusion matrix cells carry their count up to this many classes
+N_MISTAKES_IN_REPORT = 20
+
+
+def write_eval_dir(
+    out_dir: str | Path,
+    *,
+    metrics: dict,
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    labels: list[str],
+    texts: list[str],
+    task: str = "classification",
+    thresholds: np.ndarray | None = None,
+    title: str = "jiyi evaluation",
+    extra: dict | None = None,
+) -> dict[str, Path]:
+    """Write metrics.json, the plots, errors.jsonl and report.html into `out_dir`.
+
+    classification: y_true (N,) class ids, probs (N, C) softmax. multilabel: y_true (N, C) 0/1,
+    probs (N, C) sigmoid, predictions at `thresholds` (default: metrics["thresholds"], else 0.5).
+    Returns {file name: path}.
+    """
+    if task not in TASKS:
+        raise ValueError(f"write_eval_dir: unknown task {task!r}, expected one of {TASKS}")
+    out_dir = Path(out_dir)
+    probs = np.asarray(probs, dtype=np.float64)
+    y_true = np.asarray(y_true).astype(np.int64)
+    if len(texts) != len(probs) or len(y_true) != len(probs):
+        raise ValueError(
+            f"{len(texts)} texts, {len(y_true)} labels and {len(probs)} probability rows"
+        )
+    if task == "multilabel" and thresholds is None:
+        thresholds = np.asarray(metrics.get("thresholds", 0.5), dtype=np.float64)
+
+    pngs: dict[str, bytes] = {}
+    if task == "classification":
+        pngs["confusion_matrix.png"] = _png(confusion_matrix_figure(y_true, probs, labels))
+    pngs["roc_curve.png"] = _png(roc_figure(y_true, probs, labels, task))
+    pngs["reliability.png"] = _png(reliability_figure(y_true, probs, task))
+    mistakes = misclassified_rows(y_true, probs, labels, texts, task, thresholds)
+
+    paths = {
+        name: out_dir / name for name in ["metrics.json", *pngs, "errors.jsonl", "report.html"]
+    }
+    atomic_write_json(paths["metrics.json"], metrics)
+    for name, data in pngs.items():
+        atomic_write_bytes(paths[name], data)
+    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in mistakes]
+    atomic_write_text(paths["errors.jsonl"], "".join(lines))
+    html = render_html(
+        metrics, pngs, mistakes[:N_MISTAKES_IN_REPORT], len(mistakes), title, extra or {}
+    )
+    atomic_write_text(paths["report.html"], html)
+    return paths
+
+
+def misclassified_rows(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    labels: list[str],
+    texts: list[str],
+    task: str = "classification",
+    thresholds: np.ndarray | float | None = None,
+) -> list[dict[str, Any]]:
+    """Every wrong row, most confident mistake first (ties: lower index first).
+
+    classification: confidence = the probability of the (wrong) predicted label.
+    multilabel: a row is wrong when its predicted set differs from its true set; confidence =
+    the model's confidence in its most confident wrong decision (p for a false positive, 1 - p
+    for a false negative). `label` and `predicted` are then lists of label names.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    rows: list[tuple[float, dict[str, Any]]] = []
+    if task == "classification":
+        y_true = np.asarray(y_true).ravel()
+        y_pred = probs.argmax(axis=1)  # (N,)
+        for i in np.flatnonzero(y_pred != y_true):
+            confidence = float(probs[i, y_pred[i]])
+            rows.append(
+                (
+                    confidence,
+                    _row(
+                        i, texts, labels[y_true[i]], labels[y_pred[i]], confidence, probs[i], labels
+                    ),
+                )
+            )
+    else:
+        t = 0.5 if thresholds is None else thresholds
+        y_true = np.asarray(y_true).astype(bool).reshape(probs.shape)
+        y_pred = probs >= np.broadcast_to(
+            np.asarray(t, dtype=np.float64), probs.shape[1:]
+        )  # (N, C)
+        wrong_confidence = np.where(y_pred, probs, 1 - probs)  # (N, C) confidence in each decision
+        for i in np.flatnonzero((y_pred != y_true).any(axis=1)):
+            confidence = float(wrong_confidence[i, y_pred[i] != y_true[i]].max())
+            true_set = [labels[j] for j in np.flatnonzero(y_true[i])]
+            pred_set = [labels[j] for j in np.flatnonzero(y_pred[i])]
+            rows.append(
+                (confidence, _row(i, texts, true_set, pred_set, confidence, probs[i], labels))
+            )
+    rows.sort(key=lambda pair: -pair[0])  # stable: ties keep index order
+    return [row for _, row in rows]
+
+
+def render_html(
+    metrics: dict,
+    pngs: dict[str, bytes],
+    mistakes: list[dict[str, Any]],
+    n_mistakes: int,
+    title: str = "jiyi evaluation",
+    extra: dict | None = None,
+) -> str:
+    """The self-contained report: PNGs inlined as data URIs, every text HTML-escaped (autoescape)."""
+    import jinja2
+
+    template_text = resources.files("jiyi").joinpath("templates/report.html").read_text("utf-8")
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["fmt"] = _fmt
+    headline = {k: metrics[k] for k in HEADLINE_METRICS if k in metrics}
+    images = {
+        name.removesuffix(".png").replace("_", " "): "data:image/png;base64,"
+        + base64.b64encode(data).decode("ascii")
+        for name, data in pngs.items()
+    }
+    return env.from_string(template_text).render(
+        title=title,
+        headline=headline,
+        per_class=metrics.get("per_class", {}),
+        images=images,
+        mistakes=mistakes,
+        n_mistakes=n_mistakes,
+        extra=extra or {},
+    )
+
+
+def metrics_table(metrics: dict, title: str = "") -> Table:
+    """A console table laid out like scikit-learn's classification_report; headline metrics in the caption."""
+    from rich.table import Table
+
+    table = Table(title=title or None, caption=_caption(metrics))
+    table.add_column("label")
+    for name in ("precision", "recall", "f1", "support"):
+        table.add_column(name, justify="right")
+    for label, scores in metrics.get("per_class", {}).items():
+        table.add_row(
+            str(label), *(_fmt(scores.get(k)) for k in ("precision", "recall", "f1", "support"))
+        )
+    table.add_section()
+    n = _fmt(metrics.get("n"))
+    if "f1_macro" in metrics:
+        table.add_row(
+            "macro avg",
+            _fmt(metrics.get("precision_macro")),
+            _fmt(metrics.get("recall_macro")),
+            _fmt(metrics["f1_macro"]),
+            n,
+        )
+    for average in ("micro", "weighted"):
+        if f"f1_{average}" in metrics:
+            table.add_row(f"{average} avg", "", "", _fmt(metrics[f"f1_{average}"]), n)
+    return table
+
+
+def confusion_matrix_figure(y_true: np.ndarray, probs: np.ndarray, labels: list[str]) -> Figure:
+    """Counts, rows = true label; cells are annotated up to MAX_ANNOTATED_CLASSES classes."""
+    from matplotlib.figure import Figure
+
+    c = len(labels)
+    y_true = np.asarray(y_true).astype(np.int64).ravel()
+    y_pred = np.asarray(probs).argmax(axis=1)  # (N,)
+    cm = np.bincount(y_true * c + y_pred, minlength=c * c).reshape(c, c)  # (C, C), rows = true
+    size = min(4.0 + 0.35 * c, 22.0)
+    font = 10 if c <= 10 else 8 if c <= 20 else 7
+    fig = Figure(figsize=(size + 1.5, size), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(cm, cmap="Blues", interpolation="nearest")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    names = [_short(label) for label in labels]
+    ax.set_xticks(
+        range(c),
+        names,
+        rotation=45 if c <= 10 else 90,
+        ha="right" if c <= 10 else "center",
+        fontsize=font,
+    )
+    ax.set_yticks(range(c), names, fontsize=font)
+    ax.set_xlabel("predicted label")
+    ax.set_ylabel("true label")
+    ax.set_title("Confusion matrix")
+    if c <= MAX_ANNOTATED_CLASSES:
+        high = cm.max() / 2 if cm.size else 0
+        for i in range(c):
+            for j in range(c):
+                color = "white" if cm[i, j] > high else "black"
+                ax.text(
+                    j, i, str(int(cm[i, j])), ha="center", va="center", color=color, fontsize=font
+                )
+    return fig
+
+
+def roc_figure(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    labels: list[str],
+    task: str,
+) -> Figure:
+    """binary: one curve; multi-class: per class (up to MAX_ROC_CLASSES) + macro; multilabel: micro."""
+    from matplotlib.figure import Figure
+    from sklearn.metrics import auc, roc_curve
+
+    y_true, probs = np.asarray(y_true), np.asarray(probs, dtype=np.float64)
+    fig = Figure(figsize=(6, 5.5), layout="constrained")
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="false positive rate", ylabel="true positive rate")
+    c = probs.shape[1]
+    if task == "multilabel":
+        curves = {"micro": (y_true.ravel(), probs.ravel())}
+    elif c == 2:
+        curves = {labels[1]: (y_true == 1, probs[:, 1])}
+    else:
+        curves = {labels[j]: (y_true == j, probs[:, j]) for j in range(c)}
+    support = {name: int(positive.sum()) for name, (positive, _) in curves.items()}
+    shown = sorted(support, key=support.get, reverse=True)[:MAX_ROC_CLASSES]
+    grid = np.linspace(0, 1, 201)
+    tprs, aucs = [], []  # classes with both positives and negatives; TPR on the common FPR grid
+    for name, (positive, score) in curves.items():
+        if not 0 < support[name] < len(positive):
+            continue
+        fpr, tpr, _ = roc_curve(positive, score)
+        tprs.append(np.interp(grid, fpr, tpr))
+        aucs.append(auc(fpr, tpr))
+        if name in shown:
+            label = f"{_short(name)} (AUC = {aucs[-1]:.3f})"
+            ax.plot(fpr, tpr, linewidth=1.5, label=label)
+    if task == "classification" and c > 2 and tprs:
+        # one-vs-rest macro AUC is the mean of the per-class AUCs, defined when every class is
+        macro = f"AUC = {np.mean(aucs):.3f}" if len(aucs) == c else f"{len(aucs)} of {c} classes"
+        mean_tpr = np.mean(tprs, axis=0)
+        ax.plot(grid, mean_tpr, color="black", linewidth=2.5, label=f"macro ({macro})")
+    if tprs:
+        ax.legend(loc="lower right", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "ROC undefined:\ny_true holds a single class", ha="center", va="center")
+    few = task == "classification" and c > MAX_ROC_CLASSES
+    ax.set_title(f"ROC curve ({len(shown)} of {c} classes by support)" if few else "ROC curve")
+    return fig
+
+
+def reliability_figure(
+    y_true: np.ndarray, probs: np.ndarray, task: str, n_bins: int = 15
+) -> Figure:
+    """Accuracy per confidence bin against the diagonal; the title carries the ECE."""
+    from matplotlib.figure import Figure
+
+    confidence, correct = calibration_inputs(y_true, probs, task)
+    _, mean_conf, accuracy, counts = reliability_bins(confidence, correct, n_bins)
+    ece = expected_calibration_error(confidence, correct, n_bins)
+    width = 1.0 / n_bins
+    left = np.arange(n_bins) * width
+    fig = Figure(figsize=(6, 6.5), layout="constrained")
+    ax, hist = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    filled = counts > 0
+    ax.bar(
+        left[filled],
+        accuracy[filled],
+        width=width,
+        align="edge",
+        edgecolor="black",
+        alpha=0.8,
+        label="accuracy",
+    )
+    centres = left + width / 2
+    ax.plot(
+        centres[filled],
+        mean_conf[filled],
+        "o",
+        color="tab:red",
+        markersize=4,
+        label="mean confidence",
+    )
+    ax.vlines(centres[filled], accuracy[filled], mean_conf[filled], color="tab:red", linewidth=1.5)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=f"Reliability (ECE = {ece:.4f})")
+    ax.legend(loc="upper left", fontsize=8)
+    hist.bar(left, counts, width=width, align="edge", color="grey", edgecolor="black")
+    hist.set(xlabel="confidence", ylabel="count")
+    return fig
+
+
+def _png(fig: Figure) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    buffer = io.BytesIO()
+    FigureCanvasAgg(fig).print_png(buffer, metadata={"Software": "jiyi"})
+    return buffer.getvalue()
+
+
+def _row(
+    i: int,
+    texts: list[str],
+    label: Any,
+    predicted: Any,
+    confidence: float,
+    p: np.ndarray,
+    labels: list[str],
+) -> dict[str, Any]:
+    return {
+        "index": int(i),
+        "text": texts[i],
+        "label": label,
+        "predicted": predicted,
+        "confidence": round(confidence, 6),
+        "probabilities": {name: round(float(v), 6) for name, v in zip(labels, p, strict=True)},
+    }
+
+
+def _caption(metrics: dict) -> str:
+    parts = [
+        f"{k} {_fmt(metrics[k])}"
+        for k in HEADLINE_METRICS
+        if k in metrics and not k.startswith(("precision", "recall", "f1"))
+    ]
+    return " · ".join(parts)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, int | np.integer):
+        return str(value)
+    if isinstance(value, float | np.floating):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _short(label: str, width: int = 24) -> str:
+    """Shorten a long label in the middle, where label families differ least at the ends.
+
+    >>> _short("a_rather_long_label_name_17")
+    'a_rather_lo…abel_name_17'
+    """
+    label = str(label)
+    if len(label) <= width:
+        return label
+    head = (width - 1) // 2
+    return label[:head] + "…" + label[-(width - 1 - head) :]
