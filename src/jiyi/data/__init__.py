@@ -1,0 +1,1 @@
+"""Data: read labelled files, export the offline corpora, augment examples."""

