@@ -17,8 +17,28 @@ os.environ.setdefault("JIYI_NO_PROGRESS", "1")
 
 POSITIVE = ["good", "great", "fine", "lovely", "superb", "moving", "funny", "smart"]
 NEGATIVE = ["bad", "awful", "poor", "dull", "boring", "clumsy", "weak", "tedious"]
-FILLER = ["the", "film", "was", "a", "story", "with", "plot", "and", "actors", "quite", "really",
-          "movie", "very", "of", "scenes", "it", "is", "this", "ending", "music"]
+FILLER = [
+    "the",
+    "film",
+    "was",
+    "a",
+    "story",
+    "with",
+    "plot",
+    "and",
+    "actors",
+    "quite",
+    "really",
+    "movie",
+    "very",
+    "of",
+    "scenes",
+    "it",
+    "is",
+    "this",
+    "ending",
+    "music",
+]
 
 
 def make_texts(n: int, seed: int) -> list[tuple[str, str]]:
@@ -29,12 +49,16 @@ def make_texts(n: int, seed: int) -> list[tuple[str, str]]:
         label = "pos" if i % 2 == 0 else "neg"
         words = rng.sample(FILLER, rng.randint(3, 9))
         for _ in range(rng.randint(1, 2)):
-            words.insert(rng.randrange(len(words) + 1), rng.choice(POSITIVE if label == "pos" else NEGATIVE))
+            words.insert(
+                rng.randrange(len(words) + 1), rng.choice(POSITIVE if label == "pos" else NEGATIVE)
+            )
         rows.append((" ".join(words), label))
     return rows
 
 
-def write_csv(path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("text", "label")) -> Path:
+def write_csv(
+    path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("text", "label")
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -53,20 +77,34 @@ def build_tiny_bert(out_dir: Path, corpus: list[str]) -> Path:
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials))
+    tok.train_from_iterator(
+        corpus, trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials)
+    )
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
     )
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]", model_max_length=64,
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=64,
     )
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=37, max_position_embeddings=64, type_vocab_size=2, pad_token_id=0,
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        type_vocab_size=2,
+        pad_token_id=0,
     )
     BertModel(config).save_pretrained(str(out_dir), safe_serialization=True)
     fast.save_pretrained(str(out_dir))
@@ -97,17 +135,38 @@ def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def trained_run(tiny_model_dir: Path, tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained_run(
+    tiny_model_dir: Path, tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """One finished run on the tiny model, shared by the evaluate/predict tests (read-only)."""
     from jiyi.cli import main
 
     out = tmp_path_factory.mktemp("run") / "run"
-    rc = main([
-        "train", "--model", str(tiny_model_dir), "--train", str(tiny_data_dir / "train.csv"),
-        "--validation", str(tiny_data_dir / "validation.csv"), "--test", str(tiny_data_dir / "test.csv"),
-        "--output", str(out), "--epochs", "4", "--batch-size", "16", "--lr", "3e-3",
-        "--max-length", "32", "--seed", "0",
-    ])
+    rc = main(
+        [
+            "train",
+            "--model",
+            str(tiny_model_dir),
+            "--train",
+            str(tiny_data_dir / "train.csv"),
+            "--validation",
+            str(tiny_data_dir / "validation.csv"),
+            "--test",
+            str(tiny_data_dir / "test.csv"),
+            "--output",
+            str(out),
+            "--epochs",
+            "4",
+            "--batch-size",
+            "16",
+            "--lr",
+            "3e-3",
+            "--max-length",
+            "32",
+            "--seed",
+            "0",
+        ]
+    )
     assert rc == 0
     return out
 

@@ -1,7 +1,7 @@
 """jiyi (记忆): form, transfer, inspect, extend, shrink and serve an encoder's memory.
 
-    >>> import jiyi
-    >>> jiyi.load("runs/rt").predict(["a moving, funny film"])  # doctest: +SKIP
+>>> import jiyi
+>>> jiyi.load("runs/rt").predict(["a moving, funny film"])  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Resumable training state, written atomically: RUN_DIR/checkpoints/step-000120/
 
-    model.safetensors    the weights (safetensors, never pickle)
-    optimizer.pt         AdamW moments (tensors only; loaded with weights_only=True)
-    rng.safetensors      torch's CPU (and CUDA) generator states
-    state.json           step, epoch, data position, scheduler, best metric, patience
+model.safetensors    the weights (safetensors, never pickle)
+optimizer.pt         AdamW moments (tensors only; loaded with weights_only=True)
+rng.safetensors      torch's CPU (and CUDA) generator states
+state.json           step, epoch, data position, scheduler, best metric, patience
 """
 
 from __future__ import annotations

@@ -30,11 +30,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from jiyi.train import train
 
     config = build_config(TrainConfig, vars(args), args.config)
-    summary = train(config)
+    explicit = {k for k, v in vars(args).items() if v is not None}
+    summary = train(config, explicit=explicit)
     if "test" in summary:
-        _print_metrics(summary["test"], f"test ({config.test})")
+        _print_metrics(summary.pop("test"), f"test ({summary['test_file']})")
         print(f"report: {Path(summary['run_dir']) / 'eval' / 'report.html'}", file=sys.stderr)
-    print(json.dumps({k: v for k, v in summary.items() if k != "test"}, default=str))
+    print(json.dumps(summary, default=str))
     return 0
 
 
@@ -42,8 +43,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from jiyi.evaluate_run import evaluate_run
 
     metrics, out_dir = evaluate_run(
-        args.run_dir, args.data, output=args.output, on_bad_rows=args.on_bad_rows,
-        text_column=args.text_column, label_column=args.label_column, batch_size=args.batch_size,
+        args.run_dir,
+        args.data,
+        output=args.output,
+        on_bad_rows=args.on_bad_rows,
+        text_column=args.text_column,
+        label_column=args.label_column,
+        batch_size=args.batch_size,
     )
     _print_metrics(metrics, args.data)
     print(f"written: {out_dir}", file=sys.stderr)
@@ -66,7 +72,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     pairs = [e.text_pair or "" for e in examples] if pair_column else None
     rows = clf.predict(texts, pairs) if texts else []
     lines = "".join(
-        json.dumps({"text": t, **r}, ensure_ascii=False) + "\n" for t, r in zip(texts, rows, strict=True)
+        json.dumps({"text": t, **r}, ensure_ascii=False) + "\n"
+        for t, r in zip(texts, rows, strict=True)
     )
     if args.output == "-":
         sys.stdout.write(lines)
@@ -123,31 +130,63 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"jiyi {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
-    p = verbs.add_parser("train", help="fine-tune a model on labelled texts",
-                         description="Fine-tune a pretrained encoder for text classification. "
-                         "Every flag is also a key of the YAML --config file; flags win.")
-    p.add_argument("--config", metavar="FILE.yaml", help="YAML file of settings (keys as the flags, with _)")
+    p = verbs.add_parser(
+        "train",
+        help="fine-tune a model on labelled texts",
+        description="Fine-tune a pretrained encoder for text classification. "
+        "Every flag is also a key of the YAML --config file; flags win.",
+    )
+    p.add_argument(
+        "--config", metavar="FILE.yaml", help="YAML file of settings (keys as the flags, with _)"
+    )
     add_dataclass_flags(p, TrainConfig)
     p.set_defaults(func=cmd_train)
 
-    p = verbs.add_parser("evaluate", help="evaluate a run on a labelled file",
-                         description="Metrics, plots, report.html and errors.jsonl for a labelled file.")
+    p = verbs.add_parser(
+        "evaluate",
+        help="evaluate a run on a labelled file",
+        description="Metrics, plots, report.html and errors.jsonl for a labelled file.",
+    )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a jiyi run directory (or its model/ folder)")
-    p.add_argument("--data", required=True, metavar="FILE", help="labelled data: CSV, TSV, JSONL, Parquet, datasets folder")
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="FILE",
+        help="labelled data: CSV, TSV, JSONL, Parquet, datasets folder",
+    )
     p.add_argument("--output", metavar="DIR", help="where to write (default: RUN_DIR/eval)")
     p.add_argument("--text-column", help="text column (default: the one the run was trained with)")
-    p.add_argument("--label-column", help="label column (default: the one the run was trained with)")
-    p.add_argument("--on-bad-rows", choices=("error", "skip"), default="error", help="stop at a bad row, or skip and count")
+    p.add_argument(
+        "--label-column", help="label column (default: the one the run was trained with)"
+    )
+    p.add_argument(
+        "--on-bad-rows",
+        choices=("error", "skip"),
+        default="error",
+        help="stop at a bad row, or skip and count",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
     p.set_defaults(func=cmd_evaluate)
 
-    p = verbs.add_parser("predict", help="predict labels for texts (JSONL out)",
-                         description="One JSON line per input text: text, label, score, probabilities; input order kept.")
+    p = verbs.add_parser(
+        "predict",
+        help="predict labels for texts (JSONL out)",
+        description="One JSON line per input text: text, label, score, probabilities; input order kept.",
+    )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a jiyi run directory (or its model/ folder)")
-    p.add_argument("--input", default="-", metavar="FILE|-", help="texts: .txt (one per line), CSV/TSV/JSONL/Parquet, or - for stdin (default)")
-    p.add_argument("--output", default="-", metavar="FILE|-", help="JSONL predictions (default: stdout)")
+    p.add_argument(
+        "--input",
+        default="-",
+        metavar="FILE|-",
+        help="texts: .txt (one per line), CSV/TSV/JSONL/Parquet, or - for stdin (default)",
+    )
+    p.add_argument(
+        "--output", default="-", metavar="FILE|-", help="JSONL predictions (default: stdout)"
+    )
     p.add_argument("--text-column", help="text column of a table input (default: the run's)")
-    p.add_argument("--text-pair-column", help="second-text column for pair models (default: the run's)")
+    p.add_argument(
+        "--text-pair-column", help="second-text column for pair models (default: the run's)"
+    )
     p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
     p.set_defaults(func=cmd_predict)
 

@@ -8,8 +8,20 @@ import os
 import platform
 from typing import Any
 
-PACKAGES = ("torch", "transformers", "tokenizers", "accelerate", "datasets", "safetensors",
-            "scikit-learn", "numpy", "captum", "faiss-cpu", "onnxruntime", "fastapi")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "accelerate",
+    "datasets",
+    "safetensors",
+    "scikit-learn",
+    "numpy",
+    "captum",
+    "faiss-cpu",
+    "onnxruntime",
+    "fastapi",
+)
 
 
 def environment_report() -> dict[str, Any]:
@@ -38,10 +50,15 @@ def environment_report() -> dict[str, Any]:
         **versions,
         "device": torch.cuda.get_device_name(0) if cuda else "cpu",
         "cuda": torch.version.cuda if cuda else "not available",
-        "bf16": bool(cuda and torch.cuda.is_bf16_supported()) or "avx512_bf16" in cpu_flags or "amx_bf16" in cpu_flags,
+        "bf16": bool(cuda and torch.cuda.is_bf16_supported())
+        or "avx512_bf16" in cpu_flags
+        or "amx_bf16" in cpu_flags,
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "HF_HUB_OFFLINE": is_offline(),
-        "models": {alias: importlib.util.find_spec(pkg) is not None for alias, (pkg, _, _) in MODEL_ALIASES.items()},
+        "models": {
+            alias: importlib.util.find_spec(pkg) is not None
+            for alias, (pkg, _, _) in MODEL_ALIASES.items()
+        },
         "cache": os.environ.get("JIYI_CACHE", os.path.expanduser("~/.cache/jiyi")),
     }

@@ -62,7 +62,11 @@ def evaluate_run(
     if result.skipped:
         metrics["skipped_rows"] = len(result.skipped)
     run_dir = Path(run_dir)
-    out_dir = Path(output) if output else (run_dir if (run_dir / "model").is_dir() else run_dir.parent) / "eval"
+    out_dir = (
+        Path(output)
+        if output
+        else (run_dir if (run_dir / "model").is_dir() else run_dir.parent) / "eval"
+    )
     write_eval_dir(
         out_dir,
         metrics=metrics,

@@ -1,8 +1,8 @@
 """Inference: batched by length, input order preserved; the Python API `jiyi.load(run_dir)`.
 
-    >>> clf = jiyi.load("runs/sentiment")
-    >>> clf.predict(["a quietly moving film"])
-    [{'label': 'fresh', 'score': 0.97, 'probabilities': {'fresh': 0.97, 'rotten': 0.03}}]
+>>> clf = jiyi.load("runs/sentiment")
+>>> clf.predict(["a quietly moving film"])
+[{'label': 'fresh', 'score': 0.97, 'probabilities': {'fresh': 0.97, 'rotten': 0.03}}]
 """
 
 from __future__ import annotations
@@ -83,7 +83,9 @@ class Classifier:
         id2label = self.model.config.id2label
         self.labels = [str(id2label[i]) for i in range(len(id2label))]
         self.thresholds = np.asarray(self.meta.get("thresholds", [0.5] * len(self.labels)))
-        self.max_length = int(self.meta.get("max_length", min(self.tokenizer.model_max_length, 512)))
+        self.max_length = int(
+            self.meta.get("max_length", min(self.tokenizer.model_max_length, 512))
+        )
         self.truncation = self.meta.get("truncation", "head+tail")
         self.batch_size = batch_size
 
@@ -109,10 +111,20 @@ class Classifier:
     def _row(self, p: np.ndarray) -> dict[str, Any]:
         probabilities = {label: round(float(x), 6) for label, x in zip(self.labels, p, strict=True)}
         if self.multilabel:
-            chosen = [label for label, x, t in zip(self.labels, p, self.thresholds, strict=True) if x >= t]
-            return {"label": chosen, "score": float(max(p)) if len(p) else 0.0, "probabilities": probabilities}
+            chosen = [
+                label for label, x, t in zip(self.labels, p, self.thresholds, strict=True) if x >= t
+            ]
+            return {
+                "label": chosen,
+                "score": float(max(p)) if len(p) else 0.0,
+                "probabilities": probabilities,
+            }
         best = int(np.argmax(p))
-        return {"label": self.labels[best], "score": round(float(p[best]), 6), "probabilities": probabilities}
+        return {
+            "label": self.labels[best],
+            "score": round(float(p[best]), 6),
+            "probabilities": probabilities,
+        }
 
 
 def load(path: str | Path, **kwargs: Any) -> Classifier:

@@ -149,4 +149,6 @@ def augment_train(data: PreparedData, config: TrainConfig, tokenizer: Any, model
 def tokenize_splits(data: PreparedData, tokenizer: Any, config: TrainConfig) -> None:
     for split in data.splits.values():
         pairs = [e.text_pair or "" for e in split.examples] if config.text_pair_column else None
-        split.enc = encode_cached(tokenizer, split.texts, pairs, config.max_length, config.truncation)
+        split.enc = encode_cached(
+            tokenizer, split.texts, pairs, config.max_length, config.truncation
+        )

@@ -6,6 +6,7 @@ model, evaluate on test. Runs unchanged under `accelerate launch --num_processes
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -22,8 +23,8 @@ from jiyi.config import TrainConfig, config_to_yaml, load_yaml_config
 from jiyi.data.collate import length_grouped_batches, pad_batch, sorted_batches
 from jiyi.errors import JiyiError
 from jiyi.io import append_jsonl, atomic_directory, atomic_write_json, atomic_write_text
-from jiyi.prepare import PreparedData, Split, augment_train, read_data, tokenize_splits
 from jiyi.predict import JIYI_META, forward_probs
+from jiyi.prepare import PreparedData, Split, augment_train, read_data, tokenize_splits
 
 
 class StopRequested:
@@ -35,10 +36,8 @@ class StopRequested:
 
     def __enter__(self) -> StopRequested:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(ValueError):  # not the main thread: no handlers
                 self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread
-                pass
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -51,16 +50,33 @@ class StopRequested:
             signal.signal(sig, old)
 
 
-def prepare_run_dir(config: TrainConfig) -> tuple[Path, TrainConfig]:
-    """Check --output / --resume; on resume the run's saved config wins, except --epochs/--max-steps."""
+RESUME_OVERRIDABLE = (
+    "epochs",
+    "max_steps",
+    "patience",
+    "save_steps",
+    "keep_checkpoints",
+    "threads",
+    "log_every",
+)
+
+
+def prepare_run_dir(
+    config: TrainConfig, explicit: set[str] = frozenset()
+) -> tuple[Path, TrainConfig]:
+    """Check --output / --resume. On resume the run's saved config wins; only the settings of
+    RESUME_OVERRIDABLE given explicitly (e.g. a larger --epochs) change it."""
     assert config.output is not None
     run_dir = Path(config.output)
     if config.resume:
         saved = run_dir / "config.yaml"
         if not saved.is_file():
-            raise JiyiError(f"--resume: {run_dir} holds no config.yaml; it is not a jiyi run to continue.")
+            raise JiyiError(
+                f"--resume: {run_dir} holds no config.yaml; it is not a jiyi run to continue."
+            )
         values = load_yaml_config(str(saved), TrainConfig)
-        values.update(resume=True, epochs=config.epochs, max_steps=config.max_steps)
+        values.update({k: getattr(config, k) for k in RESUME_OVERRIDABLE if k in explicit})
+        values["resume"] = True
         return run_dir, TrainConfig(**values)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise JiyiError(
@@ -133,8 +149,12 @@ def evaluate_split(
     return classification_metrics(split.targets, ordered, labels), ordered, None
 
 
-def train(config: TrainConfig, console: Any = None) -> dict[str, Any]:
-    """Fine-tune `config.model` on `config.train`; returns a summary (metrics, paths, timings)."""
+def train(
+    config: TrainConfig, console: Any = None, explicit: set[str] = frozenset()
+) -> dict[str, Any]:
+    """Fine-tune `config.model` on `config.train`; returns a summary (metrics, paths, timings).
+
+    `explicit` names the settings given on the command line (they may override a resumed run's)."""
     from accelerate import Accelerator
     from rich.console import Console
 
@@ -142,8 +162,8 @@ def train(config: TrainConfig, console: Any = None) -> dict[str, Any]:
     from jiyi.models import load_for_classification, resolve_model, save_model
 
     config.validate(require_paths=True)
-    run_dir, config = prepare_run_dir(config)
-    console = console or Console(stderr=True)
+    run_dir, config = prepare_run_dir(config, explicit)
+    console = console or Console(stderr=True, soft_wrap=True)
     accelerator = Accelerator(mixed_precision="no")
     main = accelerator.is_main_process
     say = console.print if main else (lambda *a, **k: None)
@@ -201,56 +221,100 @@ def train(config: TrainConfig, console: Any = None) -> dict[str, Any]:
     tb = _tensorboard(run_dir / "logs") if main else None
     log = (lambda rec: append_jsonl(run_dir / "metrics.jsonl", rec)) if main else (lambda rec: None)
     if main and state.step == 0:
-        log({"event": "start", "labels": data.labels, "n_train": len(train_split.examples),
-             "n_validation": len(val_split.examples), "n_augmented": data.n_augmented,
-             "truncated": {k: s.enc.truncated for k, s in data.splits.items() if s.enc},
-             "skipped": data.skipped, "total_steps": total_steps, "world_size": world})
+        log(
+            {
+                "event": "start",
+                "labels": data.labels,
+                "n_train": len(train_split.examples),
+                "n_validation": len(val_split.examples),
+                "n_augmented": data.n_augmented,
+                "truncated": {k: s.enc.truncated for k, s in data.splits.items() if s.enc},
+                "skipped": data.skipped,
+                "total_steps": total_steps,
+                "world_size": world,
+            }
+        )
 
     def save_best(metrics: dict[str, Any], thresholds: np.ndarray | None) -> None:
         if not main:
             return
         with atomic_directory(run_dir / "model") as tmp:
             save_model(accelerator.unwrap_model(model), tokenizer, tmp)
-            meta = {"task": config.task, "max_length": config.max_length,
-                    "truncation": config.truncation, "text_column": config.text_column,
-                    "text_pair_column": config.text_pair_column, "label_column": config.label_column,
-                    "base_model": config.model, "step": state.step, "validation": metrics}
+            meta = {
+                "task": config.task,
+                "max_length": config.max_length,
+                "truncation": config.truncation,
+                "text_column": config.text_column,
+                "text_pair_column": config.text_pair_column,
+                "label_column": config.label_column,
+                "base_model": config.model,
+                "step": state.step,
+                "validation": metrics,
+            }
             if thresholds is not None:
                 meta["thresholds"] = [float(t) for t in thresholds]
             atomic_write_json(tmp / JIYI_META, meta)
 
     def run_eval() -> bool:
         """Validate, keep the best model, checkpoint; True when early stopping says stop."""
-        metrics, _, thresholds = evaluate_split(model, val_split, data.labels, config, accelerator, pad_id)
+        metrics, _, thresholds = evaluate_split(
+            model, val_split, data.labels, config, accelerator, pad_id
+        )
         value = metrics.get(config.metric)
         if value is None:
-            raise JiyiError(f"--metric {config.metric}: not a metric of this task; use one of "
-                            f"{', '.join(k for k, v in metrics.items() if isinstance(v, float))}.")
-        improved = state.best_metric is None or metric_is_better(config.metric, value, state.best_metric)
+            raise JiyiError(
+                f"--metric {config.metric}: not a metric of this task; use one of "
+                f"{', '.join(k for k, v in metrics.items() if isinstance(v, float))}."
+            )
+        improved = state.best_metric is None or metric_is_better(
+            config.metric, value, state.best_metric
+        )
         if improved:
-            state.best_metric, state.best_step, state.evals_without_improvement = value, state.step, 0
+            state.best_metric, state.best_step, state.evals_without_improvement = (
+                value,
+                state.step,
+                0,
+            )
             save_best(metrics, thresholds)
         else:
             state.evals_without_improvement += 1
-        log({"event": "eval", "step": state.step, "epoch": state.epoch, **_headline(metrics),
-             "best": state.best_metric, "improved": improved})
+        log(
+            {
+                "event": "eval",
+                "step": state.step,
+                "epoch": state.epoch,
+                **_headline(metrics),
+                "best": state.best_metric,
+                "improved": improved,
+            }
+        )
         if tb:
             for k, v in _headline(metrics).items():
                 tb.add_scalar(f"validation/{k}", v, state.step)
-        say(f"step {state.step}: validation {config.metric} {value:.4f}"
-            + (" [green](best)[/]" if improved else f" (best {state.best_metric:.4f})"))
+        say(
+            f"step {state.step}: validation {config.metric} {value:.4f}"
+            + (" [green](best)[/]" if improved else f" (best {state.best_metric:.4f})")
+        )
         return config.patience is not None and state.evals_without_improvement >= config.patience
 
     # --- sanity check: two validation batches through the model before any training ----------
     if state.step == 0:
         probe = sorted_batches(val_split.enc.lengths, config.eval_batch_size)[:2]  # type: ignore[union-attr]
-        forward_probs(accelerator.unwrap_model(model), val_split.enc, pad_id=pad_id,
-                      batch_size=config.eval_batch_size, multilabel=multilabel, indices=probe)
+        forward_probs(
+            accelerator.unwrap_model(model),
+            val_split.enc,
+            pad_id=pad_id,
+            batch_size=config.eval_batch_size,
+            multilabel=multilabel,
+            indices=probe,
+        )
 
     # --- the loop ---------------------------------------------------------------------------
     targets = torch.from_numpy(train_split.targets)
     progress = _progress(console, main)
-    task = progress.add_task("train", total=total_steps, completed=state.step, loss=float("nan"), eps=0.0)
+    task = progress.add_task(
+        "train", total=total_steps, completed=state.step, loss=float("nan"), eps=0.0
+    )
     stop_early = state.finished
     window_loss, window_n, t_window, ex_window = 0.0, 0, time.perf_counter(), 0
     t_start = time.perf_counter()
@@ -258,16 +322,33 @@ def train(config: TrainConfig, console: Any = None) -> dict[str, Any]:
     with StopRequested() as stop, progress:
         while state.step < total_steps and not stop_early:
             # 1. this epoch's batches: length-grouped, shuffled by (seed, epoch), sharded by rank
-            batches = length_grouped_batches(train_split.enc.lengths, config.batch_size, config.seed, state.epoch)
-            batches = batches[: len(batches) // world * world][accelerator.process_index :: world] or batches[:1]
+            batches = length_grouped_batches(
+                train_split.enc.lengths, config.batch_size, config.seed, state.epoch
+            )
+            batches = (
+                batches[: len(batches) // world * world][accelerator.process_index :: world]
+                or batches[:1]
+            )
             while state.batch_in_epoch < len(batches) and state.step < total_steps:
                 group = batches[state.batch_in_epoch : state.batch_in_epoch + config.grad_accum]
                 # 2. forward and backward over the accumulation group
                 for i, batch in enumerate(group):
-                    inputs = {k: v.to(accelerator.device) for k, v in pad_batch(train_split.enc, batch, pad_id).items()}
+                    inputs = {
+                        k: v.to(accelerator.device)
+                        for k, v in pad_batch(train_split.enc, batch, pad_id).items()
+                    }
                     y = targets[batch].to(accelerator.device)
-                    ctx = accelerator.no_sync(model) if i < len(group) - 1 else _null()
-                    with ctx, torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=config.bf16):
+                    ctx = (
+                        accelerator.no_sync(model)
+                        if i < len(group) - 1
+                        else contextlib.nullcontext()
+                    )
+                    with (
+                        ctx,
+                        torch.autocast(
+                            accelerator.device.type, dtype=torch.bfloat16, enabled=config.bf16
+                        ),
+                    ):
                         logits = model(**inputs).logits.float()  # (B, C)
                         loss = loss_fn(logits, y, multilabel) / len(group)
                     if not torch.isfinite(loss):
@@ -292,10 +373,20 @@ def train(config: TrainConfig, console: Any = None) -> dict[str, Any]:
                 window_n += 1
                 # 4. log
                 if state.step % config.log_every == 0 or state.step == total_steps:
-                    mean_loss = float(accelerator.reduce(torch.tensor(window_loss / window_n), "mean"))
+                    mean_loss = float(
+                        accelerator.reduce(torch.tensor(window_loss / window_n), "mean")
+                    )
                     eps = ex_window / max(1e-9, time.perf_counter() - t_window)
-                    log({"event": "train", "step": state.step, "epoch": state.epoch, "loss": mean_loss,
-                         "lr": scheduler.get_last_lr()[0], "examples_per_s": eps})
+                    log(
+                        {
+                            "event": "train",
+                            "step": state.step,
+                            "epoch": state.epoch,
+                            "loss": mean_loss,
+                            "lr": scheduler.get_last_lr()[0],
+                            "examples_per_s": eps,
+                        }
+                    )
                     if tb:
                         tb.add_scalar("train/loss", mean_loss, state.step)
                         tb.add_scalar("train/lr", scheduler.get_last_lr()[0], state.step)
@@ -310,14 +401,18 @@ def train(config: TrainConfig, console: Any = None) -> dict[str, Any]:
                     stop_early = run_eval()
                     _checkpoint(run_dir, state, accelerator, model, optimizer, scheduler, config)
                     if stop_early:
-                        say(f"Early stopping: no improvement of {config.metric} in {config.patience} evaluations.")
+                        say(
+                            f"Early stopping: no improvement of {config.metric} in {config.patience} evaluations."
+                        )
                 elif config.save_steps and state.step % config.save_steps == 0:
                     _checkpoint(run_dir, state, accelerator, model, optimizer, scheduler, config)
                 if stop.signal is not None:
                     _checkpoint(run_dir, state, accelerator, model, optimizer, scheduler, config)
                     name = signal.Signals(stop.signal).name
-                    raise JiyiError(f"Stopped by {name} at step {state.step}; checkpoint written. "
-                                    f"Continue with: jiyi train --output {run_dir} --resume")
+                    raise JiyiError(
+                        f"Stopped by {name} at step {state.step}; checkpoint written. "
+                        f"Continue with: jiyi train --output {run_dir} --resume"
+                    )
                 if stop_early or end_of_epoch:
                     break
     train_seconds = time.perf_counter() - t_start
@@ -329,13 +424,19 @@ def train(config: TrainConfig, console: Any = None) -> dict[str, Any]:
 
     accelerator.wait_for_everyone()
     best_model, _ = load_classifier(run_dir / "model")
-    summary: dict[str, Any] = {"run_dir": str(run_dir), "best_step": state.best_step,
-                               "best_validation": state.best_metric, "steps": state.step,
-                               "train_seconds": train_seconds, "labels": data.labels}
+    summary: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "best_step": state.best_step,
+        "best_validation": state.best_metric,
+        "steps": state.step,
+        "train_seconds": train_seconds,
+        "labels": data.labels,
+    }
     if "test" in data.splits:
         best_model = accelerator.prepare(best_model)
         test_metrics = write_test_eval(best_model, data, config, accelerator, pad_id, run_dir)
         summary["test"] = test_metrics
+        summary["test_file"] = config.test
         log({"event": "test", **_headline(test_metrics)})
     if tb:
         tb.close()
@@ -343,8 +444,14 @@ def train(config: TrainConfig, console: Any = None) -> dict[str, Any]:
     return summary
 
 
-def write_test_eval(model: Any, data: PreparedData, config: TrainConfig, accelerator: Any,
-                    pad_id: int, run_dir: Path) -> dict[str, Any]:
+def write_test_eval(
+    model: Any,
+    data: PreparedData,
+    config: TrainConfig,
+    accelerator: Any,
+    pad_id: int,
+    run_dir: Path,
+) -> dict[str, Any]:
     from jiyi.evaluate import classification_metrics, multilabel_metrics
     from jiyi.predict import read_meta
     from jiyi.report import write_eval_dir
@@ -358,38 +465,63 @@ def write_test_eval(model: Any, data: PreparedData, config: TrainConfig, acceler
     else:
         metrics = classification_metrics(test.targets, probs, data.labels)
     if accelerator.is_main_process:
-        write_eval_dir(run_dir / "eval", metrics=metrics, y_true=test.targets, probs=probs,
-                       labels=data.labels, texts=test.texts, task=config.task, thresholds=thresholds,
-                       title=f"jiyi evaluation: {test.source}",
-                       extra={"model": config.model, "data": test.source, **_settings(config)})
+        write_eval_dir(
+            run_dir / "eval",
+            metrics=metrics,
+            y_true=test.targets,
+            probs=probs,
+            labels=data.labels,
+            texts=test.texts,
+            task=config.task,
+            thresholds=thresholds,
+            title=f"jiyi evaluation: {test.source}",
+            extra={"model": config.model, "data": test.source, **_settings(config)},
+        )
     return metrics
 
 
 def _settings(config: TrainConfig) -> dict[str, Any]:
-    keep = ("epochs", "batch_size", "lr", "max_length", "truncation", "seed", "weight_decay",
-            "warmup_ratio", "dropout", "augment")
+    keep = (
+        "epochs",
+        "batch_size",
+        "lr",
+        "max_length",
+        "truncation",
+        "seed",
+        "weight_decay",
+        "warmup_ratio",
+        "dropout",
+        "augment",
+    )
     return {k: v for k, v in dataclasses.asdict(config).items() if k in keep}
 
 
-def _checkpoint(run_dir: Path, state: TrainState, accelerator: Any, model: Any, optimizer: Any,
-                scheduler: Any, config: TrainConfig) -> None:
+def _checkpoint(
+    run_dir: Path,
+    state: TrainState,
+    accelerator: Any,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    config: TrainConfig,
+) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_checkpoint(run_dir, state, accelerator.unwrap_model(model), optimizer, scheduler,
-                        config.keep_checkpoints)
+        save_checkpoint(
+            run_dir,
+            state,
+            accelerator.unwrap_model(model),
+            optimizer,
+            scheduler,
+            config.keep_checkpoints,
+        )
     accelerator.wait_for_everyone()
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
+    return {
+        k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
 
 
 def _tensorboard(log_dir: Path) -> Any:
@@ -401,7 +533,13 @@ def _tensorboard(log_dir: Path) -> Any:
 
 
 def _progress(console: Any, enabled: bool) -> Any:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("[bold]{task.description}"),

@@ -32,7 +32,7 @@ class SpecialTemplate:
         a = tokenizer("a", add_special_tokens=False)["input_ids"]
         b = tokenizer("b", add_special_tokens=False)["input_ids"]
         single = tokenizer("a")
-        pair = tokenizer("a", "b")
+        pair = tokenizer("a", "b", return_token_type_ids=True)
         ids, pids = single["input_ids"], pair["input_ids"]
         i = _find(ids, a)
         prefix, suffix = ids[:i], ids[i + len(a) :]
@@ -122,9 +122,14 @@ def encode(
     truncation: str = "head+tail",
 ) -> Encoded:
     """Tokenize texts (and pairs) once, cut each to max_length with the chosen strategy."""
+    from jiyi.models import quiet_transformers
+
     template = SpecialTemplate.from_tokenizer(tokenizer)
-    first = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    second = tokenizer(pairs, add_special_tokens=False)["input_ids"] if pairs is not None else None
+    with quiet_transformers():  # "sequence longer than the maximum" is expected: we cut below
+        first = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        second = (
+            tokenizer(pairs, add_special_tokens=False)["input_ids"] if pairs is not None else None
+        )
     budget = max_length - template.n_special(second is not None)
     all_ids: list[list[int]] = []
     all_types: list[list[int]] = []
