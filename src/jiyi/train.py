@@ -164,7 +164,9 @@ def train(
     config.validate(require_paths=True)
     run_dir, config = prepare_run_dir(config, explicit)
     console = console or Console(stderr=True, soft_wrap=True)
-    accelerator = Accelerator(mixed_precision="no")
+    # cpu=True on a machine without CUDA lets torchrun-launched processes form a gloo group
+    # (accelerate only picks MULTI_CPU when told the run is on the CPU)
+    accelerator = Accelerator(mixed_precision="no", cpu=not torch.cuda.is_available())
     main = accelerator.is_main_process
     say = console.print if main else (lambda *a, **k: None)
     if config.threads:
