@@ -23,6 +23,31 @@ from jiyi.errors import JiyiError
 
 TASKS = ("classification", "multilabel")
 TRUNCATIONS = ("head", "tail", "head+tail")
+METRICS = {
+    "classification": (
+        "accuracy",
+        "precision_macro",
+        "recall_macro",
+        "f1_macro",
+        "f1_micro",
+        "f1_weighted",
+        "roc_auc",
+        "ece",
+        "log_loss",
+    ),
+    "multilabel": (
+        "accuracy",
+        "precision_macro",
+        "recall_macro",
+        "f1_macro",
+        "f1_micro",
+        "f1_weighted",
+        "roc_auc",
+        "ece",
+        "log_loss",
+        "hamming_loss",
+    ),
+}
 
 
 @dataclass
@@ -112,6 +137,7 @@ class TrainConfig:
         check_choice("--task", self.task, TASKS)
         check_choice("--truncation", self.truncation, TRUNCATIONS)
         check_choice("--on-bad-rows", self.on_bad_rows, ("error", "skip"))
+        check_choice("--metric", self.metric, METRICS[self.task])
         for flag, value in (
             ("--batch-size", self.batch_size),
             ("--eval-batch-size", self.eval_batch_size),

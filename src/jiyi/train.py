@@ -262,12 +262,7 @@ def train(
         metrics, _, thresholds = evaluate_split(
             model, val_split, data.labels, config, accelerator, pad_id
         )
-        value = metrics.get(config.metric)
-        if value is None:
-            raise JiyiError(
-                f"--metric {config.metric}: not a metric of this task; use one of "
-                f"{', '.join(k for k, v in metrics.items() if isinstance(v, float))}."
-            )
+        value = metrics.get(config.metric)  # None where undefined (roc_auc with one class)
         improved = state.best_metric is None or metric_is_better(
             config.metric, value, state.best_metric
         )
@@ -293,9 +288,11 @@ def train(
         if tb:
             for k, v in _headline(metrics).items():
                 tb.add_scalar(f"validation/{k}", v, state.step)
+        shown = "undefined" if value is None else f"{value:.4f}"
+        best = "undefined" if state.best_metric is None else f"{state.best_metric:.4f}"
         say(
-            f"step {state.step}: validation {config.metric} {value:.4f}"
-            + (" [green](best)[/]" if improved else f" (best {state.best_metric:.4f})")
+            f"step {state.step}: validation {config.metric} {shown}"
+            + (" [green](best)[/]" if improved else f" (best {best})")
         )
         return config.patience is not None and state.evals_without_improvement >= config.patience
 
