@@ -198,8 +198,9 @@ def train(
 
     # --- optimizer, schedule ---------------------------------------------------------------
     world = accelerator.num_processes
-    n_batches = len(train_split.examples) // (config.batch_size * world) or 1
-    steps_per_epoch = max(1, n_batches // config.grad_accum)
+    # batches per process per epoch, exactly as the loop below cuts them (last one may be short)
+    n_batches = max(1, math.ceil(len(train_split.examples) / config.batch_size) // world)
+    steps_per_epoch = math.ceil(n_batches / config.grad_accum)
     total_steps = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
     eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
     warmup = int(config.warmup_ratio * total_steps)
@@ -394,9 +395,11 @@ def train(
                 progress.update(task, completed=state.step)
                 # 5. validate + checkpoint; early stopping; periodic checkpoints; signals
                 end_of_epoch = state.batch_in_epoch >= len(batches)
+                step_in_epoch = math.ceil(state.batch_in_epoch / config.grad_accum)
+                mid_epoch_eval = config.evals_per_epoch > 1 and step_in_epoch % eval_every == 0
                 if end_of_epoch:
                     state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-                if state.step % eval_every == 0 or state.step == total_steps or end_of_epoch:
+                if mid_epoch_eval or end_of_epoch or state.step == total_steps:
                     stop_early = run_eval()
                     _checkpoint(run_dir, state, accelerator, model, optimizer, scheduler, config)
                     if stop_early:

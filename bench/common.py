@@ -1,0 +1,387 @@
+"""What `bench_train.py` leans on: data files, machine facts, counting, timing, and the renderer
+of RESULTS.md from the rows' JSON files.
+
+Free of heavy imports at module level: the parent process of `bench_train.py` only dispatches
+workers and renders tables, so it never loads torch itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import random
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_csv(
+    path: str | Path, rows: list[dict[str, str]], columns: Sequence[str] = ("text", "label")
+) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def subset(rows: list[dict[str, str]], n: int | None, seed: int = 0) -> list[dict[str, str]]:
+    """A random `n` of `rows` in their original order (all of them when n is None or larger)."""
+    if n is None or n >= len(rows):
+        return rows
+    keep = sorted(random.Random(seed).sample(range(len(rows)), n))
+    return [rows[i] for i in keep]
+
+
+def per_class_sample(rows: list[dict[str, str]], k: int, seed: int) -> list[dict[str, str]]:
+    """`k` rows of every label, drawn with `seed`, shuffled: the few-shot training set."""
+    rng = random.Random(seed)
+    by_label: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        by_label.setdefault(row["label"], []).append(row)
+    picked = [r for label in sorted(by_label) for r in rng.sample(by_label[label], k)]
+    rng.shuffle(picked)
+    return picked
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "jiyi"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def parameter_counts(model: Any) -> dict[str, int]:
+    """All parameters, and those outside the embedding tables (word, position, token type).
+
+    The non-embedding count is what the 6·N·tokens training-FLOPs rule uses (Kaplan et al. 2020):
+    a table lookup costs no matmul. For MiniLM-L6 (vocab 30522, hidden 384) the tables hold
+    ~11.9M of ~22.7M parameters.
+    """
+    import torch
+
+    total = sum(p.numel() for p in model.parameters())
+    tables = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding))
+    return {"total": total, "embedding_tables": tables, "non_embedding": total - tables}
+
+
+def token_lengths(tokenizer: Any, texts: list[str], max_length: int) -> list[int]:
+    """Real (non-pad) tokens per text, special tokens included, after truncation to max_length."""
+    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    return [len(x) for x in ids]
+
+
+def matmul_peak_gflops(threads: int, n: int = 2048, seconds: float = 4.0) -> dict[str, Any]:
+    """fp32 matmul throughput of this machine: (n, n) @ (n, n) repeated for `seconds`."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):  # warm-up: thread pool, caches, frequency
+        torch.matmul(a, b)
+    iters, t0 = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - t0) < seconds:
+        torch.matmul(a, b)
+        iters += 1
+    return {
+        "gflops": 2 * n**3 * iters / elapsed / 1e9,
+        "n": n,
+        "iters": iters,
+        "seconds": elapsed,
+        "threads": threads,
+    }
+
+
+def timed(fn: Callable[[], Any], repeats: int) -> tuple[Any, list[float]]:
+    """Run `fn` `repeats` times; its last result and the wall seconds of every call."""
+    times, result = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return result, times
+
+
+def agreement(a: Sequence[Any], b: Sequence[Any]) -> float:
+    return sum(x == y for x, y in zip(a, b, strict=True)) / max(1, len(a))
+
+
+def mean_std(xs: Sequence[float]) -> tuple[float, float]:
+    if not xs:
+        return float("nan"), float("nan")
+    return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table; right-aligns every column but the first."""
+    align = ["---"] + ["---:"] * (len(headers) - 1)
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def fmt(x: Any, spec: str = ".3f", missing: str = "n/a") -> str:
+    if x is None or (isinstance(x, float) and x != x):
+        return missing
+    return format(x, spec)
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**met**" if ok else "**missed**")
+
+
+def run_checked(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    sys.stderr.write(proc.stderr)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"`{shlex.join(cmd)}` exited {proc.returncode}:\n{tail}")
+    return proc
+
+
+def train_tokens(lengths: list[int], epochs: float, steps: int, batch_size: int) -> int:
+    """Real tokens trained on: every epoch's texts, less what a dropped last batch skipped.
+
+    >>> train_tokens([10] * 100, epochs=2, steps=6, batch_size=32)  # 192 of 200 examples seen
+    1920
+    """
+    seen = min(1.0, steps * batch_size / (epochs * len(lengths)))
+    return round(sum(lengths) * epochs * seen)
+
+
+# --- RESULTS.md: rendered from every ROW.json in the output folder ------------------------------
+
+
+def render(cfg: dict[str, Any], out: Path) -> str:
+    rows = {
+        p.stem: json.loads(p.read_text())
+        for p in sorted(out.glob("*.json"))
+        if p.stem != "bench_config"
+    }
+    hp, n = cfg["hparams"], cfg["n_rows"]
+    ver = versions()
+    parts = []
+    if cfg["quick"]:
+        parts.append(
+            "> **Quick smoke run, not the benchmark.** Subsets of the data (train "
+            f"{n['train']}, validation {n['validation']}, test {n['test']}), {cfg['epochs']:g} epoch, "
+            "few-shot with 1 seed and 2 epochs, on a shared machine: the numbers only show "
+            "that every row runs. Run `make bench` for the real table.\n"
+        )
+    parts += [
+        "# Fine-tuning benchmark: jiyi vs the Hugging Face Trainer and pipeline\n",
+        f"- Command: `{cfg['command']}`",
+        f"- Date: {cfg['started']}; rows finished: "
+        + ", ".join(f"`{k}` {r.get('finished', 'failed')}" for k, r in rows.items()),
+        f"- Machine: {usable_cores()} cores, {cpu_model()}; torch threads {cfg['threads']} in every run",
+        f"- Versions: python {ver['python']}, torch {ver['torch']}, transformers {ver['transformers']}, "
+        f"jiyi {ver['jiyi']}",
+        f"- Model: MiniLM (all-MiniLM-L6-v2). Data: Rotten Tomatoes via `jiyi data export` — train "
+        f"{n['train']}, validation {n['validation']}, test {n['test']} rows",
+        f"- Settings: {cfg['epochs']:g} epoch{'' if cfg['epochs'] == 1 else 's'}, batch {hp['batch_size']}, lr {hp['lr']}, max length "
+        f"{hp['max_length']}, warmup {hp['warmup_ratio']:.0%}, weight decay {hp['weight_decay']}, seed "
+        f"{hp['seed']}, fp32, validation once per epoch; jiyi with `--truncation head` like the Trainer",
+    ]
+    peak = rows.get("peak", {}).get("gflops")
+    if peak:
+        p = rows["peak"]
+        parts.append(
+            f"- fp32 matmul peak: **{peak:.1f} GFLOP/s** ({p['n']}×{p['n']} matmul, "
+            f"{p['threads']} threads, {p['seconds']:.1f} s)"
+        )
+    parts.append("")
+    parts += (
+        render_training(rows, peak)
+        + render_infer(rows.get("infer"))
+        + render_fewshot(rows.get("fewshot"))
+    )
+    errors = {k: v for k, v in rows.items() if "error" in v}
+    if errors:
+        parts.append("## Rows that failed\n")
+        for name, r in errors.items():
+            tail = "\n".join(r.get("log_tail", [])[-8:])
+            parts.append(f"- `{name}`: {r['error']} (log `{r.get('log')}`)\n\n```\n{tail}\n```\n")
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def render_training(rows: dict[str, Any], peak: float | None) -> list[str]:
+    done = {k: rows[k] for k in ("a", "b", "jiyi") if k in rows and "error" not in rows[k]}
+    if not done:
+        return []
+    jiyi = done.get("jiyi")
+    table = []
+    for r in done.values():
+        tok_s = r["train_tokens"] / r["train_seconds"]
+        mfu = 6 * r["params"]["non_embedding"] * tok_s / (peak * 1e9) if peak else None
+        ratio = jiyi["train_seconds"] / r["train_seconds"] if jiyi else None
+        table.append(
+            [
+                r["system"],
+                fmt(r["test_accuracy"], ".4f"),
+                fmt(r["train_seconds"], ".1f"),
+                fmt(ratio, ".2f") + ("×" if ratio else ""),
+                fmt(tok_s, ",.0f"),
+                fmt(mfu and 100 * mfu, ".1f") + ("%" if mfu else ""),
+                r["steps"],
+                r["validations"],
+            ]
+        )
+    lines = [
+        "## Fine-tuning\n",
+        md_table(
+            [
+                "system",
+                "test accuracy",
+                "train s",
+                "jiyi time ÷ this",
+                "real tokens/s",
+                "MFU",
+                "steps",
+                "validations",
+            ],
+            table,
+        ),
+        "",
+    ]
+    lines.append(
+        "Train s: wall time of `trainer.train()` / jiyi's training loop, validation passes "
+        "included. Real tokens: non-pad tokens of the training texts seen. MFU: 6 × "
+        f"{next(iter(done.values()))['params']['non_embedding']:,} non-embedding parameters × "
+        "real tokens/s ÷ the matmul peak.\n"
+    )
+    if jiyi:
+        lines.append("Targets:\n")
+        for key, limit in (("a", 0.5), ("b", 0.85)):
+            if key in done:
+                ratio = jiyi["train_seconds"] / done[key]["train_seconds"]
+                diff = 100 * (jiyi["test_accuracy"] - done[key]["test_accuracy"])
+                lines.append(
+                    f"- jiyi time ≤ {limit}× Trainer ({key}): {ratio:.2f}× — {verdict(ratio <= limit)}"
+                )
+                lines.append(
+                    f"- jiyi accuracy no worse than Trainer ({key}) by more than 0.5 points: "
+                    f"{diff:+.2f} points — {verdict(diff >= -0.5)}"
+                )
+        lines.append("")
+    return lines
+
+
+def render_infer(r: dict[str, Any] | None) -> list[str]:
+    if not r or "error" in r:
+        return []
+    names = {
+        "jiyi_api": "jiyi `load(run).predict(texts)` (Python API)",
+        "jiyi_cli": "`jiyi predict` CLI (whole process: start-up, load, read, write)",
+        "pipeline_default": "`pipeline('text-classification')`, default batch size",
+        "pipeline_bs64": "`pipeline('text-classification')`, batch_size=64",
+    }
+    api = r["jiyi_api"]["texts_per_second"]
+    table = [
+        [
+            label,
+            r[k]["batch_size"],
+            fmt(r[k]["best_seconds"], ".2f"),
+            fmt(r[k]["texts_per_second"], ",.0f"),
+            fmt(api / r[k]["texts_per_second"], ".2f") + "×",
+            fmt(100 * r[k]["same_label_as_jiyi_api"], ".1f") + "%",
+            fmt(r[k]["accuracy"], ".4f"),
+        ]
+        for k, label in names.items()
+    ]
+    lines = [
+        f"## Inference ({r['n_texts']} test texts, same model folder)\n",
+        md_table(
+            [
+                "predictor",
+                "batch",
+                "seconds",
+                "texts/s",
+                "jiyi API speed ÷ this",
+                "same label as jiyi",
+                "accuracy",
+            ],
+            table,
+        ),
+        "",
+        f"Best of {r['repeats']} timed calls after a warm-up, inside one process (the CLI: one "
+        "run, timed from outside). The pipeline gets `truncation=True, max_length=64`.\n",
+        "Targets:\n",
+    ]
+    for k in ("pipeline_default", "pipeline_bs64"):
+        speed = api / r[k]["texts_per_second"]
+        lines.append(f"- jiyi ≥ 2× faster than {names[k]}: {speed:.2f}× — {verdict(speed >= 2)}")
+        same = r[k]["same_label_as_jiyi_api"]
+        lines.append(
+            f"- identical labels vs {names[k]}: {100 * same:.1f}% — {verdict(same == 1.0)}"
+        )
+    return [*lines, ""]
+
+
+def render_fewshot(r: dict[str, Any] | None) -> list[str]:
+    if not r or "error" in r:
+        return []
+    s = r["settings"]
+    table = []
+    for key, label in (
+        ("plain", "jiyi"),
+        ("augmented", f"jiyi `--augment all --augment-copies {s['augment_copies']}`"),
+    ):
+        m = r["summary"][key]
+        secs = [x["train_seconds"] for x in r["runs"] if x["augmented"] == (key == "augmented")]
+        table.append(
+            [
+                label,
+                f"{m['mean']:.4f} ± {m['std']:.4f}",
+                ", ".join(f"{a:.4f}" for a in m["accuracies"]),
+                fmt(sum(secs) / len(secs), ".1f"),
+            ]
+        )
+    return [
+        f"## Few-shot ({s['per_class']} examples per class, seeds {s['seeds']}, {s['epochs']} epochs, "
+        f"batch {s['batch_size']})\n",
+        md_table(["system", "test accuracy mean ± std", "per seed", "train s (mean)"], table),
+        "",
+        "The seed draws the examples and seeds the run; validation is this benchmark's validation set.\n",
+    ]
