@@ -31,13 +31,13 @@ def head(src: Path, dst: Path, n: int) -> Path:
 
 def test_minilm_learns_rotten_tomatoes_slice(tmp_path: Path) -> None:
     assert main(["data", "export", "rotten-tomatoes", "--output", str(tmp_path / "rt")]) == 0
-    train = head(tmp_path / "rt" / "train.csv", tmp_path / "train.csv", 1200)
+    train = head(tmp_path / "rt" / "train.csv", tmp_path / "train.csv", 2000)
     val = head(tmp_path / "rt" / "validation.csv", tmp_path / "val.csv", 200)
     test = head(tmp_path / "rt" / "test.csv", tmp_path / "test.csv", 400)
     out = tmp_path / "run"
     rc = main(["train", "--model", "minilm", "--train", str(train), "--validation", str(val),
                "--test", str(test), "--output", str(out), "--epochs", "1", "--batch-size", "16",
-               "--lr", "5e-5", "--max-length", "64", "--seed", "42"])  # fmt: skip
+               "--lr", "1e-4", "--max-length", "64", "--seed", "42"])  # fmt: skip
     assert rc == 0
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     assert metrics["n"] == 400
