@@ -134,6 +134,27 @@ def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JIYI_CACHE", str(tmp_path / ".jiyi-cache"))
 
 
+TRAIN_FLAGS = [
+    "--epochs",
+    "4",
+    "--batch-size",
+    "16",
+    "--lr",
+    "3e-3",
+    "--max-length",
+    "32",
+    "--seed",
+    "0",
+]
+
+
+def train_argv(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    """`jiyi train` on the tiny model and data with the flags every run test shares."""
+    return ["train", "--model", str(model), "--train", str(data / "train.csv"),
+            "--validation", str(data / "validation.csv"), "--test", str(data / "test.csv"),
+            "--output", str(out), *TRAIN_FLAGS, *extra]  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def trained_run(
     tiny_model_dir: Path, tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory
@@ -142,32 +163,7 @@ def trained_run(
     from jiyi.cli import main
 
     out = tmp_path_factory.mktemp("run") / "run"
-    rc = main(
-        [
-            "train",
-            "--model",
-            str(tiny_model_dir),
-            "--train",
-            str(tiny_data_dir / "train.csv"),
-            "--validation",
-            str(tiny_data_dir / "validation.csv"),
-            "--test",
-            str(tiny_data_dir / "test.csv"),
-            "--output",
-            str(out),
-            "--epochs",
-            "4",
-            "--batch-size",
-            "16",
-            "--lr",
-            "3e-3",
-            "--max-length",
-            "32",
-            "--seed",
-            "0",
-        ]
-    )
-    assert rc == 0
+    assert main(train_argv(tiny_model_dir, tiny_data_dir, out)) == 0
     return out
 
 

@@ -15,39 +15,8 @@ import pytest
 import yaml
 from safetensors.numpy import load_file
 
-from conftest import make_texts, write_csv
+from conftest import TRAIN_FLAGS, make_texts, train_argv, write_csv
 from jiyi.cli import main
-
-TRAIN_FLAGS = [
-    "--epochs",
-    "4",
-    "--batch-size",
-    "16",
-    "--lr",
-    "3e-3",
-    "--max-length",
-    "32",
-    "--seed",
-    "0",
-]
-
-
-def train_argv(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--model",
-        str(model),
-        "--train",
-        str(data / "train.csv"),
-        "--validation",
-        str(data / "validation.csv"),
-        "--test",
-        str(data / "test.csv"),
-        "--output",
-        str(out),
-        *TRAIN_FLAGS,
-        *extra,
-    ]
 
 
 def files_under(root: Path) -> set[str]:
@@ -344,3 +313,24 @@ def test_augmentation_adds_examples(
     assert main(argv) == 0
     start = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert start["n_augmented"] == 480 and start["n_train"] == 720
+
+
+def test_grad_accum_and_bf16_run(tiny_model_dir: Path, tiny_data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "acc"
+    argv = train_argv(tiny_model_dir, tiny_data_dir, out, "--grad-accum", "2", "--bf16")
+    argv[argv.index("--epochs") + 1] = "1"
+    assert main(argv) == 0
+    events = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert events[0]["total_steps"] == 8  # 15 batches of 16, two per optimizer step, last one alone
+    assert [e["step"] for e in events if e["event"] == "eval"] == [8]
+
+
+def test_nan_loss_stops_with_a_message(
+    tiny_model_dir: Path, tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "nan"
+    argv = train_argv(tiny_model_dir, tiny_data_dir, out, "--max-grad-norm", "0")
+    argv[argv.index("--lr") + 1] = "1e30"
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "The training loss became" in err and "Lower --lr" in err and "Traceback" not in err

@@ -20,34 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from jiyi.errors import JiyiError
+from jiyi.evaluate import METRIC_NAMES
 
 TASKS = ("classification", "multilabel")
 TRUNCATIONS = ("head", "tail", "head+tail")
-METRICS = {
-    "classification": (
-        "accuracy",
-        "precision_macro",
-        "recall_macro",
-        "f1_macro",
-        "f1_micro",
-        "f1_weighted",
-        "roc_auc",
-        "ece",
-        "log_loss",
-    ),
-    "multilabel": (
-        "accuracy",
-        "precision_macro",
-        "recall_macro",
-        "f1_macro",
-        "f1_micro",
-        "f1_weighted",
-        "roc_auc",
-        "ece",
-        "log_loss",
-        "hamming_loss",
-    ),
-}
 
 
 @dataclass
@@ -137,7 +113,7 @@ class TrainConfig:
         check_choice("--task", self.task, TASKS)
         check_choice("--truncation", self.truncation, TRUNCATIONS)
         check_choice("--on-bad-rows", self.on_bad_rows, ("error", "skip"))
-        check_choice("--metric", self.metric, METRICS[self.task])
+        check_choice("--metric", self.metric, METRIC_NAMES[self.task])
         for flag, value in (
             ("--batch-size", self.batch_size),
             ("--eval-batch-size", self.eval_batch_size),
@@ -160,6 +136,10 @@ class TrainConfig:
             raise JiyiError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}.")
         if self.weight_decay < 0:
             raise JiyiError(f"--weight-decay must be >= 0, got {self.weight_decay}.")
+        if self.max_grad_norm < 0:
+            raise JiyiError(
+                f"--max-grad-norm must be >= 0 (0 disables clipping), got {self.max_grad_norm}."
+            )
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise JiyiError(f"--dropout must be in [0, 1), got {self.dropout}.")
         if self.patience is not None and self.patience < 1:

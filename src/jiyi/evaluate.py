@@ -19,6 +19,22 @@ from typing import Any
 import numpy as np
 
 # The metric each task selects its best checkpoint and early-stops on.
+# The scalar metrics each task reports (any of them can select the best model: --metric).
+METRIC_NAMES: dict[str, tuple[str, ...]] = {
+    "classification": (
+        "accuracy",
+        "precision_macro",
+        "recall_macro",
+        "f1_macro",
+        "f1_micro",
+        "f1_weighted",
+        "roc_auc",
+        "ece",
+        "log_loss",
+    ),
+}
+METRIC_NAMES["multilabel"] = (*METRIC_NAMES["classification"], "hamming_loss")
+
 PRIMARY_METRICS: dict[str, str] = {
     "classification": "f1_macro",
     "multilabel": "f1_micro",

@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from jiyi.evaluate import calibration_inputs, expected_calibration_error, reliability_bins
+from jiyi.evaluate import (
+    METRIC_NAMES,
+    calibration_inputs,
+    expected_calibration_error,
+    reliability_bins,
+)
 from jiyi.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
@@ -27,19 +32,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 TASKS = ("classification", "multilabel")
-HEADLINE_METRICS = (
-    "accuracy",
-    "precision_macro",
-    "recall_macro",
-    "f1_macro",
-    "f1_micro",
-    "f1_weighted",
-    "roc_auc",
-    "ece",
-    "log_loss",
-    "hamming_loss",
-    "n",
-)
+HEADLINE_METRICS = (*METRIC_NAMES["multilabel"], "n")
 MAX_ROC_CLASSES = 10  # per-class ROC curves drawn; beyond, the classes with the most support
 MAX_ANNOTATED_CLASSES = 20  # confusion matrix cells carry their count up to this many classes
 N_MISTAKES_IN_REPORT = 20
