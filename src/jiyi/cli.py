@@ -200,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
     q.set_defaults(func=cmd_data_export)
 
+    from jiyi.inspect.cli_vectors import add_parsers as add_vector_parsers
+
+    add_vector_parsers(verbs)
+
     p = verbs.add_parser("env", help="versions, devices, threads, offline state (for bug reports)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_env)

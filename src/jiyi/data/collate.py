@@ -124,6 +124,8 @@ def encode(
     """Tokenize texts (and pairs) once, cut each to max_length with the chosen strategy."""
     from jiyi.models import quiet_transformers
 
+    if not texts:
+        return Encoded(np.zeros(0, np.int32), np.zeros(0, np.int8), np.zeros(1, np.int64), 0)
     template = SpecialTemplate.from_tokenizer(tokenizer)
     with quiet_transformers():  # "sequence longer than the maximum" is expected: we cut below
         first = tokenizer(texts, add_special_tokens=False)["input_ids"]

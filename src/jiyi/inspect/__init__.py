@@ -1,0 +1,1 @@
+"""Look inside the memory: context vectors, attention, attributions, probes, drift."""

@@ -1,0 +1,581 @@
+"""Context vectors: pool one hidden state (or an average of several) over each text's tokens.
+
+>>> vectors = embed_texts("minilm", ["a moving film", "two dull hours"], layers="-4:")
+>>> vectors.shape, vectors.dtype
+((2, 384), dtype('float32'))
+
+`embed_file` streams a file of any size: it reads `chunk_size` texts at a time, embeds them
+batched by length, and appends the rows to a `.npy` or Parquet file that is renamed into place
+only when complete. `layer_vectors` pools every hidden state in one forward pass (probe, drift).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import inspect
+import json
+import os
+import struct
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from jiyi.data.collate import Encoded, encode, pad_batch, sorted_batches
+from jiyi.errors import JiyiError
+
+POOLINGS = ("cls", "mean", "max")
+INPUT_TYPES = {".txt": "txt", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl"}
+INPUT_TYPES |= {".json": "jsonl", ".parquet": "parquet"}
+OUTPUT_TYPES = (".npy", ".parquet")
+
+
+@dataclass
+class Encoder:
+    """An encoder without its task head (`AutoModel`), in eval mode, with its tokenizer."""
+
+    model: Any
+    tokenizer: Any
+    path: str  # the folder (or Hub id) it was loaded from
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def max_tokens(self) -> int:
+        """The longest input the position embeddings (and the tokenizer) allow."""
+        limit = int(getattr(self.model.config, "max_position_embeddings", 512))
+        tok_limit = int(getattr(self.tokenizer, "model_max_length", limit) or limit)
+        return min(limit, tok_limit) if tok_limit < 1_000_000 else limit
+
+
+def load_encoder(name: str | os.PathLike, flag: str = "MODEL_OR_RUN") -> Encoder:
+    """An alias (`minilm`), a Hugging Face folder or a jiyi run directory -> `Encoder`.
+
+    A run's classification head is dropped: `AutoModel` loads the encoder weights only.
+    """
+    from transformers import AutoModel
+
+    from jiyi.models import load_tokenizer, quiet_transformers, resolve_model
+
+    path = resolve_model(str(name), flag)
+    local = Path(path).is_dir()
+    if local and not any(Path(path).glob("*.safetensors")):
+        raise JiyiError(
+            f"{flag} {name}: no .safetensors weights in {path}. jiyi never loads pickled weights; "
+            "convert them to safetensors first."
+        )
+    try:
+        with quiet_transformers():
+            model = AutoModel.from_pretrained(
+                path, trust_remote_code=False, use_safetensors=True if local else None
+            )
+    except (OSError, ValueError) as e:
+        raise JiyiError(f"{flag} {name}: could not load it as an encoder ({e}).") from None
+    model.eval()
+    return Encoder(model, load_tokenizer(path), path)
+
+
+def parse_layers(spec: str | int | Sequence[int], n_layers: int) -> list[int]:
+    """`--layers` -> indices into `hidden_states`, whose n_layers + 1 entries are the embedding
+    output (0) and each transformer layer's output (1..n_layers). Negative indices count from
+    the end; a slice follows Python's rules; a comma list picks layers; `all` takes every one.
+
+    >>> parse_layers("-1", 6)
+    [6]
+    >>> parse_layers("-4:", 6)
+    [3, 4, 5, 6]
+    >>> parse_layers("0,3,5", 6)
+    [0, 3, 5]
+    >>> parse_layers("1:6:2", 6)
+    [1, 3, 5]
+    >>> parse_layers("all", 2)
+    [0, 1, 2]
+    """
+    n = n_layers + 1
+    text = spec if isinstance(spec, str) else ",".join(map(str, np.atleast_1d(spec).tolist()))
+    text = text.strip().replace(" ", "")
+    where = (
+        f"--layers {text!r}: the model has hidden states 0..{n_layers} (0 = embeddings output, "
+        f"-1 = last layer)"
+    )
+    if text == "all":
+        return list(range(n))
+    try:
+        if ":" in text:
+            parts = [int(p) if p else None for p in text.split(":")]
+            if len(parts) > 3 or parts[2:] == [0]:
+                raise ValueError
+            chosen = list(range(n))[slice(*parts)]
+        else:
+            chosen = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise JiyiError(
+            f"{where}; write one index (-1), a slice (-4:) or a list (0,3,5)."
+        ) from None
+    if not chosen:
+        raise JiyiError(f"{where}; this selects no layer.")
+    bad = [i for i in chosen if not -n <= i < n]
+    if bad:
+        raise JiyiError(f"{where}; {bad[0]} is out of range.")
+    chosen = [i % n for i in chosen]
+    if len(set(chosen)) < len(chosen):
+        raise JiyiError(f"{where}; a layer is named twice.")
+    return chosen
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """(B, T, H) token vectors and their (B, T) attention mask -> (B, H) text vectors.
+
+    `cls` takes position 0; `mean` and `max` use only the tokens the mask marks (padding never
+    counts): tokens [1, 2], [3, 4] and a pad [9, 9] mean-pool to [2, 3] and max-pool to [3, 4].
+    """
+    if pooling == "cls":
+        return hidden[:, 0]
+    keep = mask.unsqueeze(-1).to(torch.bool)  # (B, T, 1)
+    if pooling == "mean":
+        total = hidden.masked_fill(~keep, 0.0).sum(dim=1)  # (B, H)
+        return total / keep.sum(dim=1).clamp(min=1).to(hidden.dtype)
+    if pooling == "max":
+        return hidden.masked_fill(~keep, float("-inf")).max(dim=1).values  # (B, H)
+    raise JiyiError(f"--pooling {pooling!r}: choose one of {', '.join(POOLINGS)}.")
+
+
+def _check(pooling: str, batch_size: int, max_length: int) -> None:
+    if pooling not in POOLINGS:
+        raise JiyiError(f"--pooling {pooling!r}: choose one of {', '.join(POOLINGS)}.")
+    if batch_size < 1:
+        raise JiyiError(f"--batch-size {batch_size}: must be at least 1.")
+    if max_length < 2:
+        raise JiyiError(f"--max-length {max_length}: must be at least 2 (room for [CLS] [SEP]).")
+
+
+def _encode(encoder: Encoder, texts: Sequence[str], max_length: int) -> Encoded:
+    """Token ids, cut at the head to the shorter of max_length and what the model allows."""
+    return encode(encoder.tokenizer, list(texts), None, min(max_length, encoder.max_tokens), "head")
+
+
+@torch.inference_mode()
+def _forward(
+    encoder: Encoder, enc: Encoded, batch_size: int
+) -> Iterator[tuple[list[int], tuple[torch.Tensor, ...], torch.Tensor]]:
+    """(row indices, L + 1 hidden states each (B, T, H), (B, T) mask) per length-sorted batch."""
+    model = encoder.model
+    device = next(model.parameters()).device
+    takes_types = "token_type_ids" in inspect.signature(model.forward).parameters
+    pad_id = encoder.tokenizer.pad_token_id or 0
+    for rows in sorted_batches(enc.lengths, batch_size):
+        inputs = pad_batch(enc, rows, pad_id)
+        if not takes_types:
+            inputs.pop("token_type_ids")
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        out = model(**inputs, output_hidden_states=True)
+        yield rows, out.hidden_states, inputs["attention_mask"]
+
+
+def _embed(
+    encoder: Encoder,
+    texts: Sequence[str],
+    pooling: str,
+    layers: list[int],
+    normalize: bool,
+    batch_size: int,
+    max_length: int,
+) -> tuple[np.ndarray, int]:
+    """(N, H) float32 vectors in input order, and how many texts were cut to fit."""
+    out = np.zeros((len(texts), encoder.hidden_size), dtype=np.float32)
+    if not texts:
+        return out, 0  # the tokenizer fails on an empty batch
+    enc = _encode(encoder, texts, max_length)
+    for rows, hidden_states, mask in _forward(encoder, enc, batch_size):
+        tokens = torch.stack([hidden_states[i] for i in layers]).mean(dim=0)  # (B, T, H)
+        vectors = pool(tokens.float(), mask, pooling)  # (B, H)
+        if normalize:
+            vectors = torch.nn.functional.normalize(vectors, dim=-1)
+        out[rows] = vectors.cpu().numpy()
+    return out, enc.truncated
+
+
+def embed_texts(
+    model_or_path: str | os.PathLike | Encoder,
+    texts: Sequence[str],
+    *,
+    pooling: str = "mean",
+    layers: str | int | Sequence[int] = "-1",
+    normalize: bool = False,
+    batch_size: int = 64,
+    max_length: int = 512,
+) -> np.ndarray:
+    """(N, H) float32 context vectors of `texts`, row i for texts[i].
+
+    The selected hidden states are averaged token by token, then pooled over the text's tokens
+    (see `pool`); `normalize` scales each row to unit L2 norm. Texts longer than `max_length`
+    tokens (or the model's limit) keep their head.
+    """
+    _check(pooling, batch_size, max_length)
+    encoder = model_or_path if isinstance(model_or_path, Encoder) else load_encoder(model_or_path)
+    chosen = parse_layers(layers, encoder.n_layers)
+    return _embed(encoder, texts, pooling, chosen, normalize, batch_size, max_length)[0]
+
+
+def layer_vectors(
+    encoder: Encoder,
+    texts: Sequence[str],
+    *,
+    pooling: str = "mean",
+    batch_size: int = 64,
+    max_length: int = 512,
+) -> np.ndarray:
+    """Pooled vectors of every hidden state, one forward pass per batch: (L + 1, N, H) float32."""
+    _check(pooling, batch_size, max_length)
+    out = np.zeros((encoder.n_layers + 1, len(texts), encoder.hidden_size), dtype=np.float32)
+    if not texts:
+        return out
+    enc = _encode(encoder, texts, max_length)
+    for rows, hidden_states, mask in _forward(encoder, enc, batch_size):
+        for layer, hidden in enumerate(hidden_states):
+            out[layer, rows] = pool(hidden.float(), mask, pooling).cpu().numpy()  # (B, H)
+    return out
+
+
+def model_fingerprint(
+    model_dir: str | os.PathLike,
+    pooling: str = "mean",
+    layers: str | int | Sequence[int] = "-1",
+    normalize: bool = False,
+    *,
+    max_length: int = 512,
+) -> str:
+    """sha256 (hex) of what decides a vector: the weights' bytes, the tokenizer's vocabulary
+    files, and the settings (layers resolved, so "-1" and "6" agree on a 6-layer model).
+    A vector store keeps it and refuses vectors made under another fingerprint."""
+    from jiyi.models import resolve_model
+
+    path = Path(resolve_model(str(model_dir), "--model"))
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        raise JiyiError(f"{model_dir}: no .safetensors weights to fingerprint in {path}.")
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    vocab = ("tokenizer.json", "vocab.txt", "vocab.json", "merges.txt")
+    h = hashlib.sha256()
+    for file in [*weights, *(path / v for v in vocab if (path / v).is_file())]:
+        h.update(file.name.encode() + b"\x00")
+        with open(file, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+    settings = {
+        "pooling": pooling,
+        "layers": parse_layers(layers, int(config["num_hidden_layers"])),
+        "normalize": bool(normalize),
+        "max_length": int(max_length),
+    }
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming: read texts in chunks, write vectors in chunks, rename the output into place.
+
+
+@dataclass
+class TextChunk:
+    texts: list[str]
+    ids: list[Any] | None  # the input's `id` column, None when it has none
+
+
+class TextStream:
+    """Texts of a .txt/.csv/.tsv/.jsonl/.parquet file in chunks of `chunk_size`, read lazily.
+
+    .txt is one text per line (blank lines are skipped and counted in `blank_lines`); in the
+    tables an empty or null text is embedded as "" so rows stay aligned with the input's rows.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, *, text_column: str = "text", chunk_size: int = 10000
+    ):
+        self.path = Path(path)
+        self.kind = INPUT_TYPES.get(self.path.suffix.lower(), "")
+        if not self.kind:
+            raise JiyiError(
+                f"--input {path}: unknown file type {self.path.suffix or '(none)'!r}; embed reads "
+                ".txt (one text per line), .csv, .tsv, .jsonl or .parquet."
+            )
+        if not self.path.is_file():
+            raise JiyiError(f"--input {path}: no such file.")
+        if chunk_size < 1:
+            raise JiyiError(f"--chunk-size {chunk_size}: must be at least 1.")
+        self.text_column, self.chunk_size = text_column, chunk_size
+        self.blank_lines = 0
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[TextChunk]:
+        records = {"txt": self._txt, "csv": self._csv, "tsv": self._csv, "jsonl": self._jsonl}
+        if self.kind == "parquet":
+            yield from self._parquet()
+        else:
+            texts: list[str] = []
+            ids: list[Any] = []
+            for text, rid in records[self.kind]():
+                texts.append(text)
+                if rid is not _NO_ID:  # a file has an id column on every row or on none
+                    ids.append(rid)
+                if len(texts) == self.chunk_size:
+                    yield TextChunk(texts, ids or None)
+                    texts, ids = [], []
+            if texts:
+                yield TextChunk(texts, ids or None)
+        if self.rows == 0:
+            raise JiyiError(f"--input {self.path}: the file holds no texts.")
+
+    def _missing(self, columns: Sequence[str]) -> JiyiError:
+        return JiyiError(
+            f'--input {self.path}: no column "{self.text_column}"; the file has '
+            f"{', '.join(map(repr, columns))}. Pass --text-column NAME to use another."
+        )
+
+    def _lines(self, newline: str | None) -> Iterator[tuple[int, str]]:
+        n = 0
+        try:
+            with open(self.path, encoding="utf-8-sig", newline=newline) as f:
+                for n, line in enumerate(f, start=1):
+                    yield n, line
+        except UnicodeDecodeError as e:
+            raise JiyiError(
+                f"--input {self.path} after line {n}: not valid UTF-8 ({e.reason}); save the "
+                "file as UTF-8."
+            ) from None
+
+    def _txt(self) -> Iterator[tuple[str, Any]]:
+        for _, line in self._lines(None):
+            text = line.rstrip("\n")
+            if not text.strip():
+                self.blank_lines += 1
+                continue
+            self.rows += 1
+            yield text, _NO_ID
+
+    def _csv(self) -> Iterator[tuple[str, Any]]:
+        csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+        lines = (line for _, line in self._lines(""))
+        reader = csv.reader(lines, delimiter="\t" if self.kind == "tsv" else ",")
+        try:
+            header = next(reader, None)
+            if not header:
+                raise JiyiError(f"--input {self.path}: the file is empty (no header line).")
+            columns = [c.strip() for c in header]
+            if self.text_column not in columns:
+                raise self._missing(columns)
+            col, id_col = columns.index(self.text_column), _index(columns, "id")
+            for row in reader:
+                if not row:
+                    continue  # a blank line
+                if len(row) != len(columns):
+                    raise JiyiError(
+                        f"--input {self.path} line {reader.line_num}: {len(row)} fields, but the "
+                        f"header has {len(columns)}; quote fields that hold the delimiter."
+                    )
+                self.rows += 1
+                yield row[col], (row[id_col] if id_col is not None else _NO_ID)
+        except csv.Error as e:
+            raise JiyiError(f"--input {self.path} line {reader.line_num}: {e}.") from None
+
+    def _jsonl(self) -> Iterator[tuple[str, Any]]:
+        has_id: bool | None = None  # decided by the first record: every row has an id, or none
+        for n, line in self._lines(None):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as e:
+                raise JiyiError(f"--input {self.path} line {n}: not valid JSON ({e}).") from None
+            if not isinstance(record, dict):
+                raise JiyiError(f"--input {self.path} line {n}: expected a JSON object.")
+            if self.text_column not in record:
+                raise JiyiError(
+                    f'--input {self.path} line {n}: no key "{self.text_column}"; it has '
+                    f"{', '.join(map(repr, record))}. Pass --text-column NAME to use another."
+                )
+            text = record[self.text_column]
+            if text is not None and not isinstance(text, str):
+                raise JiyiError(f'--input {self.path} line {n}: "{self.text_column}" is no string.')
+            if has_id is None:
+                has_id = "id" in record
+            if has_id and "id" not in record:
+                raise JiyiError(
+                    f'--input {self.path} line {n}: no "id", but the first row has one.'
+                )
+            self.rows += 1
+            yield text or "", (str(record["id"]) if has_id else _NO_ID)
+
+    def _parquet(self) -> Iterator[TextChunk]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(self.path)
+            columns = list(pf.schema_arrow.names)
+            if self.text_column not in columns:
+                raise self._missing(columns)
+            text_type = pf.schema_arrow.field(self.text_column).type
+            if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
+                raise JiyiError(
+                    f'--input {self.path}: column "{self.text_column}" holds {text_type}, not '
+                    "text. Pass --text-column NAME to use another."
+                )
+            wanted = [self.text_column, *(["id"] if "id" in columns else [])]
+            for batch in pf.iter_batches(batch_size=self.chunk_size, columns=wanted):
+                texts = [t or "" for t in batch.column(self.text_column).to_pylist()]
+                ids = batch.column("id").to_pylist() if "id" in columns else None
+                self.rows += len(texts)
+                yield TextChunk(texts, ids)
+        except (pa.ArrowException, OSError) as e:
+            raise JiyiError(f"--input {self.path}: cannot read the Parquet file ({e}).") from None
+
+
+_NO_ID = object()
+
+
+def _index(columns: list[str], name: str) -> int | None:
+    return columns.index(name) if name in columns else None
+
+
+_NPY_HEADER = 128  # bytes: room for any (N, H) shape, so the final N can be written in place
+
+
+def _npy_header(n: int, dim: int) -> bytes:
+    """A .npy v1.0 header for an (n, dim) float32 array, always 128 bytes long (magic, version,
+    header length, the dict padded with spaces, a newline), as the format allows."""
+    d = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, {dim}), }}"
+    body = d.ljust(_NPY_HEADER - 10 - 1) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body)) + body.encode("latin1")
+
+
+class VectorWriter:
+    """Append (ids, (n, H) vectors) chunks to a temporary file beside `path`; `close()` finishes
+    it (the .npy header gets the final N) and renames it over `path`; `abort()` removes it."""
+
+    def __init__(self, path: str | os.PathLike, dim: int):
+        self.path, self.dim, self.rows = Path(path), dim, 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
+        )
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self._parquet: Any = None
+        self._npy = None
+        if self.path.suffix.lower() == ".npy":
+            self._npy = open(self.tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
+            self._npy.write(_npy_header(0, dim))
+
+    def write(self, ids: list[Any] | None, vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype="<f4")  # (n, H)
+        if self._npy is not None:
+            self._npy.write(vectors.tobytes())
+        else:
+            self._write_parquet(ids, vectors)
+        self.rows += len(vectors)
+
+    def _write_parquet(self, ids: list[Any] | None, vectors: np.ndarray) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if ids is None:
+            ids = list(range(self.rows, self.rows + len(vectors)))
+        flat = pa.array(vectors.reshape(-1))  # (n * H,)
+        if self._parquet is None:
+            schema = pa.schema(
+                [("id", pa.array(ids).type), ("vector", pa.list_(pa.float32(), self.dim))]
+            )
+            self._parquet = pq.ParquetWriter(self.tmp, schema)
+        id_type = self._parquet.schema.field("id").type
+        table = pa.table(
+            [pa.array(ids, type=id_type), pa.FixedSizeListArray.from_arrays(flat, self.dim)],
+            schema=self._parquet.schema,
+        )
+        self._parquet.write_table(table)
+
+    def close(self) -> None:
+        if self._npy is not None:
+            self._npy.seek(0)
+            self._npy.write(_npy_header(self.rows, self.dim))
+            self._npy.flush()
+            os.fsync(self._npy.fileno())
+            self._npy.close()
+        elif self._parquet is not None:
+            self._parquet.close()
+            with open(self.tmp, "rb") as f:
+                os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        self.tmp.chmod(0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        if self._npy is not None:
+            self._npy.close()
+        elif self._parquet is not None:
+            self._parquet.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def embed_file(
+    model_or_path: str | os.PathLike | Encoder,
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    *,
+    pooling: str = "mean",
+    layers: str | int | Sequence[int] = "-1",
+    normalize: bool = False,
+    batch_size: int = 64,
+    max_length: int = 512,
+    text_column: str = "text",
+    chunk_size: int = 10000,
+    on_chunk: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Embed every text of `input_path` into `output_path` (.npy: (N, H) float32 in input
+    order; .parquet: columns `id` (the input's `id` column, else the 0-based row) and `vector`).
+
+    Memory holds one chunk of texts and its vectors, never the whole file. `on_chunk(rows_done)`
+    is called after each chunk. Returns a summary: rows, dim, truncated, blank_lines, output.
+    """
+    if Path(output_path).suffix.lower() not in OUTPUT_TYPES:
+        raise JiyiError(f"--output {output_path}: write a .npy or a .parquet file.")
+    _check(pooling, batch_size, max_length)
+    stream = TextStream(input_path, text_column=text_column, chunk_size=chunk_size)
+    encoder = model_or_path if isinstance(model_or_path, Encoder) else load_encoder(model_or_path)
+    chosen = parse_layers(layers, encoder.n_layers)
+    writer = VectorWriter(output_path, encoder.hidden_size)
+    truncated = 0
+    try:
+        for chunk in stream:
+            vectors, cut = _embed(
+                encoder, chunk.texts, pooling, chosen, normalize, batch_size, max_length
+            )
+            writer.write(chunk.ids, vectors)
+            truncated += cut
+            if on_chunk is not None:
+                on_chunk(writer.rows)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return {
+        "rows": writer.rows,
+        "dim": encoder.hidden_size,
+        "layers": chosen,
+        "truncated": truncated,
+        "max_length": min(max_length, encoder.max_tokens),
+        "blank_lines": stream.blank_lines,
+        "output": str(output_path),
+    }
