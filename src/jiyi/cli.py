@@ -203,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     from jiyi.inspect.cli_vectors import add_parsers as add_vector_parsers
 
     add_vector_parsers(verbs)
+    from jiyi.inspect.cli_explain import add_parsers as add_explain_parsers
+
+    add_explain_parsers(verbs)
 
     p = verbs.add_parser("env", help="versions, devices, threads, offline state (for bug reports)")
     p.add_argument("--json", action="store_true", help="print JSON")
