@@ -466,11 +466,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--results-md", default=str(RESULTS_MD), help="where to write the Markdown report"
     )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="run nothing: re-render RESULTS.md from the JSON already in --output",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     out = Path(args.output).resolve()
     if args.worker:
         return worker_main(args.worker, out)
+    if args.render_only:
+        report = render(json.loads((out / "bench_config.json").read_text()), out)
+        Path(args.results_md).write_text(report, encoding="utf-8")
+        return 0
 
     only = [r.strip() for r in args.only.split(",") if r.strip()]
     if unknown := sorted(set(only) - set(ROWS)):

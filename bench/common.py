@@ -236,6 +236,7 @@ def render(cfg: dict[str, Any], out: Path) -> str:
         render_training(rows, peak)
         + render_infer(rows.get("infer"))
         + render_fewshot(rows.get("fewshot"))
+        + render_explain(out / "explain" / "explain.json")
     )
     errors = {k: v for k, v in rows.items() if "error" in v}
     if errors:
@@ -385,3 +386,41 @@ def render_fewshot(r: dict[str, Any] | None) -> list[str]:
         "",
         "The seed draws the examples and seeds the run; validation is this benchmark's validation set.\n",
     ]
+
+
+def render_explain(path: Path) -> list[str]:
+    """The section written by bench/bench_explain.py (IG timing, deletion test), when present."""
+    if not path.is_file():
+        return []
+    r = json.loads(path.read_text())
+    lines = ["## Inspection: `jiyi explain` (bench/bench_explain.py)\n"]
+    t = r.get("timing")
+    if t:
+        lines += [
+            f"One {t['tokens']}-token text, the benchmark's MiniLM run, integrated gradients with "
+            f"{t['steps']} steps, {t['threads']} threads; best and median of the timed runs.\n",
+            "| what | best (s) | median (s) |",
+            "| --- | ---: | ---: |",
+        ]
+        for key, name in (
+            ("ig_internal_batch_16", "IG, internal batch 16"),
+            ("ig_internal_batch_50", "IG, internal batch 50"),
+            ("explain_text", "everything for one text (4 methods + deletion test)"),
+        ):
+            lines.append(f"| {name} | {t[key]['best']:.2f} | {t[key]['median']:.2f} |")
+        lines.append(f"\nTarget: IG under {t['target_s']:g} s for one 64-token text.\n")
+    f = r.get("faithfulness")
+    if f:
+        lines += [
+            f"Deletion test (AOPC over k = 1..K top-attributed tokens removed, against k random "
+            f"tokens), {f['n_texts']} Rotten Tomatoes test texts:\n",
+            "| method | AOPC | random AOPC | margin ± s.e. | beats random on |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for name, m in f["methods"].items():
+            lines.append(
+                f"| {name} | {m['aopc']:.4f} | {m['random_aopc']:.4f} | "
+                f"{m['margin']:+.4f} ± {m['margin_stderr'] or 0:.4f} | {100 * m['win_rate']:.0f}% |"
+            )
+        lines.append("")
+    return lines

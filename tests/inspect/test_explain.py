@@ -64,20 +64,29 @@ def explain_cli(argv: list[str]) -> int:
 def test_integrated_gradients_completeness(clf) -> None:
     """sum(attributions) = f(x) − f(baseline), checked in float64 with many steps."""
     model = copy.deepcopy(clf.model).double()
-    ids = ids_of(clf, "a very dull film with awful actors")
-    special = torch.zeros_like(ids, dtype=torch.bool)
-    special[0, [0, -1]] = True
-    baseline = pad_baseline(ids, special, clf.tokenizer.pad_token_id)
+    f = probability_forward(model)
+    target = 0
+
+    def with_baseline(text: str) -> tuple[torch.Tensor, torch.Tensor, float]:
+        ids = ids_of(clf, text)
+        special = torch.zeros_like(ids, dtype=torch.bool)
+        special[0, [0, -1]] = True
+        baseline = pad_baseline(ids, special, clf.tokenizer.pad_token_id)
+        with torch.no_grad():
+            ones, zeros = torch.ones_like(ids), torch.zeros_like(ids)
+            gap = float(f(ids, ones, zeros)[0, target] - f(baseline, ones, zeros)[0, target])
+        return ids, baseline, gap
+
+    # the text whose prediction moves most from the all-[PAD] baseline, so the check means
+    # something whatever the tiny model learned
+    texts = ["a very dull film with awful actors", "the film was great and lovely",
+             "superb moving story", "boring tedious plot"]  # fmt: skip
+    ids, baseline, gap = max((with_baseline(t) for t in texts), key=lambda r: abs(r[2]))
     assert baseline[0, 0] == ids[0, 0] and baseline[0, -1] == ids[0, -1]  # [CLS], [SEP] kept
     assert (baseline[0, 1:-1] == clf.tokenizer.pad_token_id).all()
-    target = 0
     scores, delta = integrated_gradients(
         model, ids, target, baseline_ids=baseline, n_steps=300, internal_batch_size=64
     )
-    f = probability_forward(model)
-    with torch.no_grad():
-        ones, zeros = torch.ones_like(ids), torch.zeros_like(ids)
-        gap = float(f(ids, ones, zeros)[0, target] - f(baseline, ones, zeros)[0, target])
     assert scores.shape == (ids.shape[1],)
     assert abs(gap) > 1e-3  # the check means something
     assert scores.sum() == pytest.approx(gap, abs=1e-6, rel=1e-4)
