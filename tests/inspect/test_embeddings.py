@@ -3,18 +3,16 @@ across length batches and chunks, .npy and Parquet outputs, `--layers` parsing."
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import make_texts, write_csv
+from jiyi.cli import main as run_cli
 from jiyi.errors import JiyiError
-from jiyi.inspect.cli_vectors import add_parsers
 from jiyi.inspect.embeddings import (
     Encoder,
     embed_texts,
@@ -23,18 +21,6 @@ from jiyi.inspect.embeddings import (
     model_fingerprint,
     parse_layers,
 )
-
-
-def run_cli(argv: list[str]) -> int:
-    """The verbs behind a parser like jiyi.cli's: a JiyiError prints one line and returns 2."""
-    parser = argparse.ArgumentParser(prog="jiyi")
-    add_parsers(parser.add_subparsers(dest="verb", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except JiyiError as e:
-        print(f"jiyi {args.verb}: error: {e}", file=sys.stderr)
-        return e.exit_code
 
 
 @pytest.fixture(scope="module")

@@ -3,33 +3,18 @@ it, drift of a model against itself (none) and against its fine-tuned run (some)
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from jiyi.errors import JiyiError
-from jiyi.inspect.cli_vectors import add_parsers
+from jiyi.cli import main as run_cli
 from jiyi.inspect.drift import layer_of_parameter, linear_cka
 from jiyi.inspect.probe import probe_layers
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def run_cli(argv: list[str]) -> int:
-    """The verbs behind a parser like jiyi.cli's: a JiyiError prints one line and returns 2."""
-    parser = argparse.ArgumentParser(prog="jiyi")
-    add_parsers(parser.add_subparsers(dest="verb", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except JiyiError as e:
-        print(f"jiyi {args.verb}: error: {e}", file=sys.stderr)
-        return e.exit_code
 
 
 def test_linear_cka_identity_invariances_and_a_worked_value() -> None:
