@@ -486,47 +486,48 @@ def _csv_rows(raw: bytes, where: str, delimiter: str) -> tuple[list[str], Rows]:
     return columns, rows()
 
 
-def _jsonl_rows(raw: bytes) -> Rows:
+def _decoded_lines(raw: bytes) -> Iterator[tuple[int, str, bool]]:
+    """Non-blank physical lines as (line, text, True), or (line, problem, False) for a line with
+    NUL bytes or invalid UTF-8; a BOM at the start of the file is dropped."""
     for line, offset, data in _physical_lines(raw):
         if line == 1 and data.startswith(_BOM):
             data, offset = data[3:], offset + 3
         if not data.strip():
             continue
         if b"\x00" in data:
-            yield line, "NUL bytes in the line (is this a binary file?)"
+            yield line, "NUL bytes in the line (is this a binary file?)", False
         elif problem := _utf8_problem(data, offset):
-            yield line, problem
+            yield line, problem, False
         else:
-            try:
-                obj = json.loads(data.decode("utf-8"))
-            except json.JSONDecodeError as e:
-                yield line, f"not valid JSON ({e.msg} at column {e.colno})"
-                continue
-            except (ValueError, RecursionError) as e:
-                yield line, f"not valid JSON ({e})"
-                continue
-            if isinstance(obj, dict):
-                yield line, obj
-            else:
-                yield (
-                    line,
-                    f'expected a JSON object like {{"text": ..., "label": ...}}, got {_kind(obj)}',
-                )
+            yield line, data.decode("utf-8"), True
+
+
+def _jsonl_rows(raw: bytes) -> Rows:
+    for line, text, ok in _decoded_lines(raw):
+        if not ok:
+            yield line, text
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            yield line, f"not valid JSON ({e.msg} at column {e.colno})"
+            continue
+        except (ValueError, RecursionError) as e:
+            yield line, f"not valid JSON ({e})"
+            continue
+        if isinstance(obj, dict):
+            yield line, obj
+        else:
+            yield (
+                line,
+                f'expected a JSON object like {{"text": ..., "label": ...}}, got {_kind(obj)}',
+            )
 
 
 def _text_rows(raw: bytes, text_column: str) -> Rows:
     """One text per line (a .txt file or stdin); blank lines are skipped."""
-    for line, offset, data in _physical_lines(raw):
-        if line == 1 and data.startswith(_BOM):
-            data, offset = data[3:], offset + 3
-        if not data.strip():
-            continue
-        if b"\x00" in data:
-            yield line, "NUL bytes in the line (is this a binary file?)"
-        elif problem := _utf8_problem(data, offset):
-            yield line, problem
-        else:
-            yield line, {text_column: data.decode("utf-8")}
+    for line, text, ok in _decoded_lines(raw):
+        yield line, ({text_column: text} if ok else text)
 
 
 def _parquet_rows(path: Path, where: str, wanted: list[str]) -> tuple[list[str], Rows]:
