@@ -50,11 +50,12 @@ from common import (
     write_json,
 )
 
-ROWS = ("a", "b", "jiyi", "infer", "fewshot")
+ROWS = ("a", "b", "jiyi", "jiyi_bf16", "infer", "fewshot")
 TITLES = {
     "a": "HF Trainer (a): pad to max_length",
     "b": "HF Trainer (b): dynamic padding + group_by_length",
     "jiyi": "jiyi train (CLI)",
+    "jiyi_bf16": "jiyi train --bf16 (bfloat16 autocast: other arithmetic)",
 }
 HPARAMS = {
     "batch_size": 32,
@@ -178,11 +179,11 @@ def worker_hf(cfg: dict[str, Any], variant: str) -> dict[str, Any]:
     }
 
 
-def worker_jiyi(cfg: dict[str, Any]) -> dict[str, Any]:
+def worker_jiyi(cfg: dict[str, Any], row: str = "jiyi") -> dict[str, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     hp = cfg["hparams"]
-    run_dir = Path(cfg["output"]) / "runs" / "jiyi"
+    run_dir = Path(cfg["output"]) / "runs" / row
     result = jiyi_train(
         cfg,
         run_dir,
@@ -190,6 +191,7 @@ def worker_jiyi(cfg: dict[str, Any]) -> dict[str, Any]:
         epochs=cfg["epochs"],
         batch_size=hp["batch_size"],
         seed=hp["seed"],
+        extra=["--bf16"] if row == "jiyi_bf16" else None,
     )
     model_dir = run_dir / "model"
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -197,7 +199,7 @@ def worker_jiyi(cfg: dict[str, Any]) -> dict[str, Any]:
     lengths = token_lengths(tokenizer, texts, hp["max_length"])
     steps = result["summary"]["steps"]
     return {
-        "system": TITLES["jiyi"],
+        "system": TITLES[row],
         "test_accuracy": result["test"]["accuracy"],
         "train_seconds": result["summary"]["train_seconds"],
         "steps": steps,
@@ -424,6 +426,7 @@ def worker_main(name: str, out: Path) -> int:
         "a": lambda c: worker_hf(c, "a"),
         "b": lambda c: worker_hf(c, "b"),
         "jiyi": worker_jiyi,
+        "jiyi_bf16": lambda c: worker_jiyi(c, "jiyi_bf16"),
         "infer": worker_infer,
         "fewshot": worker_fewshot,
     }

@@ -248,7 +248,9 @@ def render(cfg: dict[str, Any], out: Path) -> str:
 
 
 def render_training(rows: dict[str, Any], peak: float | None) -> list[str]:
-    done = {k: rows[k] for k in ("a", "b", "jiyi") if k in rows and "error" not in rows[k]}
+    done = {
+        k: rows[k] for k in ("a", "b", "jiyi", "jiyi_bf16") if k in rows and "error" not in rows[k]
+    }
     if not done:
         return []
     jiyi = done.get("jiyi")
@@ -292,6 +294,14 @@ def render_training(rows: dict[str, Any], peak: float | None) -> list[str]:
         f"{next(iter(done.values()))['params']['non_embedding']:,} non-embedding parameters × "
         "real tokens/s ÷ the matmul peak.\n"
     )
+    if peak and any(
+        6 * r["params"]["non_embedding"] * r["train_tokens"] / r["train_seconds"] > peak * 1e9
+        for r in done.values()
+    ):
+        lines.append(
+            "MFU above 100% means the peak was measured low (the 2048² matmul shared the cores, "
+            "or runs slower than the model's smaller matmuls): read the column as relative only.\n"
+        )
     if jiyi:
         lines.append("Targets:\n")
         for key, limit in (("a", 0.5), ("b", 0.85)):
@@ -305,6 +315,14 @@ def render_training(rows: dict[str, Any], peak: float | None) -> list[str]:
                     f"- jiyi accuracy no worse than Trainer ({key}) by more than 0.5 points: "
                     f"{diff:+.2f} points — {verdict(diff >= -0.5)}"
                 )
+        bf16 = done.get("jiyi_bf16")
+        if bf16 and "b" in done:
+            ratio = bf16["train_seconds"] / done["b"]["train_seconds"]
+            diff = 100 * (bf16["test_accuracy"] - done["b"]["test_accuracy"])
+            lines.append(
+                f"- not a like-for-like row: jiyi `--bf16` takes {ratio:.2f}× Trainer (b)'s "
+                f"time (fp32), at {diff:+.2f} points of test accuracy"
+            )
         lines.append("")
     return lines
 
