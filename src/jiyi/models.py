@@ -181,10 +181,3 @@ def save_model(model: Any, tokenizer: Any, out_dir: str | Path) -> None:
     config = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
     if "id2label" not in config:
         raise RuntimeError("config.json lost id2label")  # a bug, not a user error
-
-
-def count_parameters(model: Any, *, non_embedding: bool = False) -> int:
-    n = sum(p.numel() for p in model.parameters())
-    if non_embedding:
-        n -= sum(m.weight.numel() for m in model.modules() if type(m).__name__ == "Embedding")
-    return n
