@@ -109,3 +109,32 @@ def test_evaluate_rejects_labels_the_model_does_not_know(
     )
     err = capsys.readouterr().err
     assert "line 3" in err and "'meh'" in err
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def test_report_html_is_self_contained(trained_run: Path) -> None:
+    html = (trained_run / "eval" / "report.html").read_text()
+    assert "http://" not in html and "https://" not in html  # no CDN: opens offline
+    assert html.count("data:image/png;base64,") == 3
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+def test_report_html_renders_in_headless_chromium(trained_run: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    from PIL import Image
+
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+         "--window-size=1100,1500", (trained_run / "eval" / "report.html").as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    image = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
+    assert image.shape[:2] == (1500, 1100)
+    assert image.std() > 10  # not a blank page
+    assert len({tuple(c) for c in image.reshape(-1, 3)[::97]}) > 20  # tables and plots drew
