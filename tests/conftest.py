@@ -68,18 +68,33 @@ def write_csv(
 
 
 def build_tiny_bert(out_dir: Path, corpus: list[str]) -> Path:
-    """Save a random BertModel with a WordPiece tokenizer trained on `corpus` as an HF folder."""
+    """Save a random BertModel with a WordPiece tokenizer built from `corpus` as an HF folder.
+
+    The vocabulary is every character of the corpus (as a word start and as a `##`
+    continuation) plus every whole word, in sorted order: the same ids on every run. (The
+    `tokenizers` WordPiece trainer breaks ties differently from run to run, which made the tiny
+    model, and every number pinned on it, vary between sessions.) Words outside the corpus
+    split into pieces, e.g. "unrelatedness" -> u ##n ##r ...
+    """
     import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(
-        corpus, trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials)
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words = sorted(
+        {
+            w
+            for text in corpus
+            for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
+        }
     )
+    chars = sorted({c for w in words for c in w})
+    vocab = specials + chars + [f"##{c}" for c in chars] + [w for w in words if len(w) > 1]
+    tok = Tokenizer(models.WordPiece(vocab={t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",

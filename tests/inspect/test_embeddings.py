@@ -158,7 +158,7 @@ def test_long_texts_cut_and_reported(
     tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     src = tmp_path / "in.txt"
-    src.write_text("a short film\n" + " ".join(["film"] * 20) + "\n")
+    src.write_text("a good film\n" + " ".join(["film"] * 20) + "\n")
     out = tmp_path / "v.npy"
     args = ["embed", str(tiny_model_dir), "--input", str(src), "--output", str(out)]
     assert run_cli([*args, "--max-length", "8"]) == 0
