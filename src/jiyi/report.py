@@ -148,18 +148,14 @@ def render_html(
     extra: dict | None = None,
 ) -> str:
     """The self-contained report: PNGs inlined as data URIs, every text HTML-escaped (autoescape)."""
-    import jinja2
-
-    template_text = resources.files("jiyi").joinpath("templates/report.html").read_text("utf-8")
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    env.filters["fmt"] = _fmt
+    template = page_template("report.html", filters={"fmt": _fmt})
     headline = {k: metrics[k] for k in HEADLINE_METRICS if k in metrics}
     images = {
         name.removesuffix(".png").replace("_", " "): "data:image/png;base64,"
         + base64.b64encode(data).decode("ascii")
         for name, data in pngs.items()
     }
-    return env.from_string(template_text).render(
+    return template.render(
         title=title,
         headline=headline,
         per_class=metrics.get("per_class", {}),
@@ -382,3 +378,18 @@ def _short(label: str, width: int = 24) -> str:
         return label
     head = (width - 1) // 2
     return label[:head] + "…" + label[-(width - 1 - head) :]
+
+
+def page_template(name: str, filters: dict[str, Any] | None = None) -> Any:
+    """A jinja2 template shipped in jiyi/templates (autoescaped, strict about undefined names);
+    templates may `{% include %}` each other, e.g. the shared `_base_style.html`."""
+    import jinja2
+
+    def load(template: str) -> str:
+        return resources.files("jiyi").joinpath("templates", template).read_text("utf-8")
+
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(load), autoescape=True, undefined=jinja2.StrictUndefined
+    )
+    env.filters.update(filters or {})
+    return env.get_template(name)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -114,8 +113,6 @@ def render_html(
     document: dict[str, Any], records: Sequence[dict[str, Any]], pngs: dict[str, bytes]
 ) -> str:
     """The self-contained page: data as inline JSON, images as data URIs, no network."""
-    import jinja2
-
     page = [
         {
             "index": r["index"],
@@ -143,9 +140,9 @@ def render_html(
         for name, data in pngs.items()
         if name in ("attributions.png", "head_importance.png")
     }
-    template = resources.files("jiyi").joinpath("templates/explain.html").read_text("utf-8")
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    return env.from_string(template).render(
+    from jiyi.report import page_template
+
+    return page_template("explain.html").render(
         document=document,
         page=page,
         methods={m: METHOD_NAMES[m] for m in METHODS},
