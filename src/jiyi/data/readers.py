@@ -50,6 +50,7 @@ class Example:
     label: str | tuple[str, ...] | None  # str: classification, tuple: multilabel, None: unlabelled
     text_pair: str | None = None
     line: int = 0  # 1-based physical line (CSV/TSV/JSONL/TXT) or 1-based row (Parquet/datasets)
+    extra: dict[str, Any] | None = field(default=None, compare=False)  # `extra_columns` values
 
 
 @dataclass
@@ -77,9 +78,15 @@ def read_examples(
     require_labels: bool = True,
     on_bad_rows: str = "error",
     label_delimiter: str | None = None,
+    extra_columns: dict[str, str] | None = None,
 ) -> ReadResult:
-    """Read one data file (or `datasets` folder) into examples; see the module docstring."""
+    """Read one data file (or `datasets` folder) into examples; see the module docstring.
+
+    `extra_columns` maps more columns to read (into `Example.extra`, values as stored) to the
+    flag that named them, for the error when the file lacks one.
+    """
     spec = _Spec(text_column, text_pair_column, label_column, task, require_labels, label_delimiter)
+    spec = replace(spec, extra_columns=tuple((extra_columns or {}).items()))
     return _read(Path(path), str(path), spec, on_bad_rows)
 
 
@@ -89,14 +96,21 @@ def read_inputs(
     text_column: str = "text",
     text_pair_column: str | None = None,
     on_bad_rows: str = "error",
+    label_column: str | None = None,
+    extra_columns: dict[str, str] | None = None,
 ) -> list[Example]:
     """Texts to predict: "-" is stdin, .txt one text per line, anything else a data file.
 
     Stdin holds one text per line, or JSON Lines when its first non-blank line starts with "{".
     Blank lines and rows with empty text are dropped (the others keep their `line` numbers);
-    labels are read when the file has them, else None.
+    labels are read when the file has them, else None. `extra_columns`: see `read_examples`.
     """
     spec = _Spec(text_column, text_pair_column, require_labels=False, skip_empty_text=True)
+    spec = replace(
+        spec,
+        label_column=label_column or spec.label_column,
+        extra_columns=tuple((extra_columns or {}).items()),
+    )
     if str(path) == "-":
         raw = sys.stdin.buffer.read()
         lines = (b.strip() for _, _, b in _physical_lines(raw.removeprefix(_BOM)))
@@ -203,6 +217,7 @@ class _Spec:
     require_labels: bool = True
     label_delimiter: str | None = None
     skip_empty_text: bool = False  # read_inputs: drop rows without text instead of failing
+    extra_columns: tuple[tuple[str, str], ...] = ()  # (column, flag that named it)
 
 
 def _read(path: Path, where: str, spec: _Spec, on_bad_rows: str) -> ReadResult:
@@ -210,6 +225,7 @@ def _read(path: Path, where: str, spec: _Spec, on_bad_rows: str) -> ReadResult:
     if not path.exists():
         raise JiyiError(f"{where}: no such file.")
     wanted = [c for c in (spec.text_column, spec.text_pair_column, spec.label_column) if c]
+    wanted += [c for c, _ in spec.extra_columns if c not in wanted]
     if path.is_dir():
         fmt = "datasets"
         columns, rows = _datasets_rows(path, where, wanted)
@@ -241,6 +257,7 @@ def _read(path: Path, where: str, spec: _Spec, on_bad_rows: str) -> ReadResult:
     needed = [(spec.text_column, "--text-column"), (spec.text_pair_column, "--text-pair-column")]
     if spec.require_labels:
         needed.append((spec.label_column, "--label-column"))
+    needed += list(spec.extra_columns)
     for column, flag in needed:
         if column and column not in columns:
             kind = "keys" if fmt == "jsonl" else "columns"
@@ -326,7 +343,15 @@ def _to_example(record: dict[str, Any], line: int, spec: _Spec) -> Example | Non
             label = None  # labels optional (prediction): a bad one counts as none
     if label is None and spec.require_labels:
         raise _BadRow(f'empty label in column "{column}"')
-    return Example(text=text, label=label, text_pair=pair, line=line)
+    extra = {c: _value(record.get(c)) for c, _ in spec.extra_columns} or None
+    return Example(text=text, label=label, text_pair=pair, line=line, extra=extra)
+
+
+def _value(value: Any) -> Any:
+    """A cell as JSON can hold it: NaN (pandas' empty cell) becomes None."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
 
 
 def _text(record: dict[str, Any], column: str) -> str | None:

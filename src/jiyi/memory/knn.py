@@ -1,0 +1,517 @@
+"""A non-parametric memory: texts embedded by an encoder, kept in a FAISS index and a durable
+row store, that a classifier can consult and learn into without a gradient step.
+
+>>> mem = Memory.build("runs/faq", "minilm", questions, payload=[{"answer": a} for a in answers])
+>>> mem = Memory.open("runs/faq")
+>>> mem.add(["do you ship to Canada?"], payload=[{"answer": "Yes, in 5-8 days."}])
+['45']
+>>> mem.query(["shipping to canada"], k=1)[0][0]["payload"]["answer"]
+'Yes, in 5-8 days.'
+>>> mem.forget(["45"])
+
+The memory records the fingerprint of the model that made its vectors (weights, vocabulary,
+pooling, layers, max length) and refuses to embed queries with any other. Files and durability:
+see `jiyi.memory.store`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jiyi.errors import JiyiError
+from jiyi.io import atomic_directory
+from jiyi.memory.index import VectorIndex, choose_kind
+from jiyi.memory.store import MANIFEST, State, Store
+
+FORMAT = 1
+COMPACT_MIN_ROWS = 10_000  # the log is folded into a new snapshot past max(this, 25% of rows)
+HNSW_REBUILD_DEAD = 0.10  # an HNSW graph is rebuilt when this share of its slots is forgotten
+
+
+class Memory:
+    """An open memory directory. Reads never lock; `add` and `forget` take the writer lock, catch
+    up with other writers, append one fsync'ed log record, and return only once it is durable."""
+
+    def __init__(self, path: str | os.PathLike, *, model: str | None = None):
+        self.path = Path(path)
+        self.store = Store(self.path)
+        self.manifest = self.store.manifest()
+        if self.manifest.get("format") != FORMAT:
+            raise JiyiError(f"{self.path}: memory format {self.manifest.get('format')} is unknown.")
+        self.model_override = model
+        self._encoder: Any = None
+        self.state: State = self.store.load()
+        self.index: VectorIndex | None = None
+        self._index_generation = -1
+
+    # ---- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, model: str | None = None) -> Memory:
+        """Open an existing memory; `model` overrides where its encoder is loaded from (it must
+        still have the recorded fingerprint)."""
+        if not Path(path).is_dir():
+            raise JiyiError(f"{path}: no such memory directory.")
+        return cls(path, model=model)
+
+    @classmethod
+    def build(
+        cls,
+        path: str | os.PathLike,
+        model: str,
+        texts: Sequence[str],
+        *,
+        labels: Sequence[Any] | None = None,
+        payload: Sequence[dict[str, Any] | None] | None = None,
+        ids: Sequence[str] | None = None,
+        vectors: np.ndarray | None = None,
+        task: str = "classification",
+        pooling: str = "mean",
+        layers: str = "-1",
+        max_length: int = 512,
+        batch_size: int = 64,
+        index: str = "auto",
+        index_params: dict[str, Any] | None = None,
+        overwrite: bool = False,
+        on_progress: Any = None,
+    ) -> Memory:
+        """Embed `texts` (or take `vectors`) into a new memory at `path`, written whole into a
+        temporary folder and renamed into place, so a killed build leaves nothing half-made."""
+        from jiyi.inspect.embeddings import load_encoder, model_fingerprint
+
+        path = Path(path)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())) and not overwrite:
+            raise JiyiError(
+                f"--output {path}: exists and is not an empty folder; choose another or pass "
+                "--overwrite to replace it."
+            )
+        if task not in ("classification", "multilabel"):
+            raise JiyiError(f"--task {task!r}: a memory holds classification or multilabel rows.")
+        encoder = load_encoder(model, "MODEL_OR_RUN")
+        fingerprint = model_fingerprint(encoder.path, pooling, layers, True, max_length=max_length)
+        manifest = {
+            "format": FORMAT,
+            "model": str(Path(model).resolve()) if Path(model).exists() else model,
+            "fingerprint": fingerprint,
+            "pooling": pooling,
+            "layers": layers,
+            "normalize": True,
+            "max_length": max_length,
+            "batch_size": batch_size,
+            "dim": encoder.hidden_size,
+            "task": task,
+            "index": choose_kind(index, len(texts)),
+            "index_params": dict(index_params or {}),
+            "payload_columns": sorted({k for p in payload or [] if p for k in p}),
+        }
+        with atomic_directory(path) as tmp:
+            Store(tmp).create(manifest)
+            mem = cls(tmp)
+            mem._encoder = encoder
+            chunk = 10_000
+            for start in range(0, len(texts), chunk):
+                part = slice(start, start + chunk)
+                mem._add_rows(
+                    mem.state,
+                    texts[part],
+                    labels[part] if labels is not None else None,
+                    payload[part] if payload is not None else None,
+                    ids[part] if ids is not None else None,
+                    vectors[part] if vectors is not None else None,
+                    durable=False,  # the folder appears whole or not at all
+                )
+                if on_progress is not None:
+                    on_progress(min(start + chunk, len(texts)))
+            state = mem.state
+            index_bytes = None
+            if manifest["index"] != "flat" and len(state.rows):
+                index_bytes = mem._new_index(
+                    state.rows.vectors(), np.asarray(state.rows.slots)
+                ).to_bytes()
+            mem.store.write_snapshot(state, index_bytes=index_bytes, keep_dead=False)
+        opened = cls(path)
+        opened._encoder = encoder
+        return opened
+
+    # ---- the encoder -----------------------------------------------------------------------
+
+    @property
+    def encoder(self) -> Any:
+        """The encoder that made the vectors, loaded on first use and checked by fingerprint."""
+        if self._encoder is None:
+            from jiyi.inspect.embeddings import load_encoder, model_fingerprint
+
+            m = self.manifest
+            name = self.model_override or m["model"]
+            encoder = load_encoder(name, "--model")
+            found = model_fingerprint(
+                encoder.path, m["pooling"], m["layers"], True, max_length=m["max_length"]
+            )
+            if found != m["fingerprint"]:
+                raise JiyiError(
+                    f"{self.path}: the memory was built with another model (fingerprint "
+                    f"{m['fingerprint'][:12]}, {name} has {found[:12]}); its vectors would not "
+                    "be comparable. Query it with the model it was built with, or rebuild it with "
+                    "`jiyi memory build`."
+                )
+            self._encoder = encoder
+        return self._encoder
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, D) unit vectors of `texts`, made the way the memory's vectors were."""
+        from jiyi.inspect.embeddings import embed_texts
+
+        m = self.manifest
+        return embed_texts(
+            self.encoder,
+            list(texts),
+            pooling=m["pooling"],
+            layers=m["layers"],
+            normalize=True,
+            batch_size=int(m.get("batch_size", 64)),
+            max_length=int(m["max_length"]),
+        )
+
+    # ---- writing ---------------------------------------------------------------------------
+
+    def add(
+        self,
+        texts: Sequence[str],
+        *,
+        labels: Sequence[Any] | None = None,
+        payload: Sequence[dict[str, Any] | None] | None = None,
+        ids: Sequence[str] | None = None,
+        vectors: np.ndarray | None = None,
+    ) -> list[str]:
+        """Add rows (all or none: one log record); returns their ids once durable."""
+        with self.store.writer_lock():
+            self._catch_up()
+            new_ids = self._add_rows(self.state, texts, labels, payload, ids, vectors)
+            self._maybe_compact()
+        return new_ids
+
+    def forget(self, ids: Sequence[str], *, compact: bool = True) -> int:
+        """Remove rows by id; with `compact` (the default) their texts, labels, payloads and
+        vectors are erased from disk at once (a new snapshot), not only hidden."""
+        ids = [str(i) for i in ids]
+        if not ids:
+            raise JiyiError("memory forget: name at least one id.")
+        with self.store.writer_lock():
+            self._catch_up()
+            unknown = [i for i in ids if i not in self.state.rows.position]
+            if unknown:
+                shown = ", ".join(map(repr, unknown[:5])) + (" ..." if len(unknown) > 5 else "")
+                raise JiyiError(
+                    f"{self.path}: no row with id {shown}; `jiyi memory query` shows ids. "
+                    "Nothing was forgotten."
+                )
+            ids = list(dict.fromkeys(ids))
+            self.store.append(self.state, {"op": "forget", "ids": ids}, None)
+            slots = self.state.rows.forget(ids)
+            if self.index is not None:
+                self.index.remove(slots)
+            if compact:
+                self._compact()
+        return len(ids)
+
+    def compact(self) -> None:
+        """Fold the log into a new snapshot and drop forgotten rows from disk."""
+        with self.store.writer_lock():
+            self._catch_up()
+            self._compact()
+
+    def _add_rows(
+        self,
+        state: State,
+        texts: Sequence[str],
+        labels: Sequence[Any] | None,
+        payload: Sequence[dict[str, Any] | None] | None,
+        ids: Sequence[str] | None,
+        vectors: np.ndarray | None,
+        *,
+        durable: bool = True,
+    ) -> list[str]:
+        n = len(texts)
+        if n == 0:
+            raise JiyiError("memory add: no rows to add.")
+        for name, seq in (("labels", labels), ("payload", payload), ("ids", ids)):
+            if seq is not None and len(seq) != n:
+                raise JiyiError(f"memory add: {len(seq)} {name} for {n} texts; give one each.")
+        labels = [self._check_label(x) for x in labels] if labels is not None else [None] * n
+        payload = list(payload) if payload is not None else [None] * n
+        rows = state.rows
+        if ids is None:
+            new_ids = [str(state.next_auto_id + i) for i in range(n)]
+            while any(i in rows.position for i in new_ids):  # user ids may look like numbers
+                state.next_auto_id += n
+                new_ids = [str(state.next_auto_id + i) for i in range(n)]
+            next_auto = state.next_auto_id + n
+        else:
+            new_ids = [str(i) for i in ids]
+            next_auto = state.next_auto_id
+            if any(not i.strip() for i in new_ids):
+                raise JiyiError("memory add: an id is empty; give every row an id, or none.")
+            dupes = [i for i, c in Counter(new_ids).items() if c > 1]
+            taken = [i for i in new_ids if i in rows.position]
+            if dupes or taken:
+                which = (dupes or taken)[0]
+                why = "twice in the input" if dupes else "already in the memory"
+                raise JiyiError(
+                    f"memory add: id {which!r} is {why}; ids must be unique (forget the old "
+                    "row first to replace it). Nothing was added."
+                )
+        if vectors is None:
+            vectors = self.embed(texts)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        dim = int(self.manifest["dim"])
+        if vectors.ndim != 2 or vectors.shape != (n, dim):
+            raise JiyiError(
+                f"memory add: vectors of shape {tuple(vectors.shape)}; this memory holds "
+                f"{dim}-dimensional vectors, one per text ({n}, {dim})."
+            )
+        if not np.isfinite(vectors).all():
+            raise JiyiError("memory add: the vectors hold NaN or infinite values.")
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = vectors / np.maximum(norms, 1e-12)
+        slots = list(range(state.next_slot, state.next_slot + n))
+        header = {
+            "op": "add",
+            "slots": slots,
+            "ids": new_ids,
+            "texts": list(texts),
+            "labels": labels,
+            "payloads": payload,
+            "dim": dim,
+            "next_auto_id": next_auto,
+        }
+        if durable:
+            self.store.append(state, header, vectors)
+        rows.append(header, vectors)
+        state.next_slot += n
+        state.next_auto_id = next_auto
+        if self.index is not None and self._index_generation == state.generation:
+            self.index.add(vectors, slots)
+        return new_ids
+
+    def _check_label(self, label: Any) -> Any:
+        if label is None:
+            return None
+        if self.manifest["task"] == "multilabel":
+            if isinstance(label, str):
+                return [label]
+            return sorted({str(x) for x in label})
+        if isinstance(label, list | tuple):
+            raise JiyiError(
+                f"memory add: label {label!r} is a list, but this memory is single-label "
+                "(build it with --task multilabel for several labels per text)."
+            )
+        return str(label)
+
+    def _maybe_compact(self) -> None:
+        state = self.state
+        logged = len(state.rows.slots) - state.snapshot_rows
+        if logged > max(COMPACT_MIN_ROWS, state.snapshot_rows // 4):
+            self._compact()
+
+    def _compact(self) -> None:
+        state = self.state
+        kind = self.manifest["index"]
+        keep_dead = False
+        index_bytes = None
+        if kind != "flat" and len(state.rows):
+            index = self._ensure_index()
+            dead = state.snapshot_dead | state.rows.dead
+            if kind == "hnsw" and dead:
+                if len(dead) > HNSW_REBUILD_DEAD * max(index.ntotal, 1):
+                    live = state.rows.live()  # a graph cannot delete: rebuild it without them
+                    index = self._new_index(
+                        state.rows.vectors()[live], np.asarray(state.rows.slots)[live]
+                    )
+                    state.snapshot_dead = set()
+                else:
+                    keep_dead = True
+            index_bytes = index.to_bytes() if index.ntotal else None
+            self.index = index
+        self.state = self.store.write_snapshot(state, index_bytes=index_bytes, keep_dead=keep_dead)
+        self._index_generation = self.state.generation
+        if self.index is not None:
+            self.index.exclude(self.state.snapshot_dead)
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Catch up with what other processes have written (cheap when nothing changed)."""
+        if self.store.changed(self.state):
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        state = self.state
+        if self.store.generation() != state.generation:
+            self.state = self.store.load()
+            self.index, self._index_generation = None, -1
+            return
+        for header, vectors in self.store.replay(state):
+            if self.index is None or self._index_generation != state.generation:
+                continue
+            if header["op"] == "add":
+                self.index.add(vectors, header["slots"])
+            else:
+                self.index.remove(header["slots"])
+
+    def _new_index(self, vectors: np.ndarray, slots: np.ndarray) -> VectorIndex:
+        kind = self.manifest["index"]
+        params = self.manifest.get("index_params", {})
+        index = VectorIndex.create(kind, int(self.manifest["dim"]), train=vectors, params=params)
+        index.add(vectors, slots)
+        return index
+
+    def _ensure_index(self) -> VectorIndex:
+        state = self.state
+        if self.index is not None and self._index_generation == state.generation:
+            return self.index
+        kind = self.manifest["index"]
+        rows = state.rows
+        saved = self.store.snapshot_dir(state.generation) / "index.faiss"
+        if kind != "flat" and saved.is_file():
+            index = VectorIndex.from_bytes(
+                kind, int(self.manifest["dim"]), saved.read_bytes(), self.manifest["index_params"]
+            )
+            index.exclude(state.snapshot_dead)
+            tail = np.arange(state.snapshot_rows, len(rows.slots))  # rows replayed from the log
+            if len(tail):
+                index.add(rows.vectors()[tail], np.asarray(rows.slots)[tail])
+            index.remove([s for s in rows.dead if s not in state.snapshot_dead])
+        else:
+            live = rows.live()
+            if kind == "ivf" and len(live) == 0:
+                raise JiyiError(f"{self.path}: the memory is empty; add rows first.")
+            index = self._new_index(rows.vectors()[live], np.asarray(rows.slots, np.int64)[live])
+        self.index, self._index_generation = index, state.generation
+        return index
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores (Q, k), row positions (Q, k)) for unit query vectors; -1 where fewer."""
+        self.refresh()
+        index = self._ensure_index()
+        scores, slots = index.search(vectors, k)
+        all_slots = np.asarray(self.state.rows.slots, dtype=np.int64)
+        positions = np.searchsorted(all_slots, slots)
+        positions = np.where(slots < 0, -1, np.minimum(positions, len(all_slots) - 1))
+        return scores, positions
+
+    def query(self, texts: Sequence[str], k: int = 5) -> list[list[dict[str, Any]]]:
+        """For each text, its k nearest rows best first: id, score (cosine), text, label,
+        payload."""
+        texts = list(texts)
+        if not texts or any(not str(t).strip() for t in texts):
+            raise JiyiError("memory query: a query is empty; give some text.")
+        if len(self) == 0:
+            raise JiyiError(f"{self.path}: the memory is empty; add rows first.")
+        scores, positions = self.search(self.embed(texts), k)
+        return [self.hits(s, p) for s, p in zip(scores, positions, strict=True)]
+
+    def hits(self, scores: np.ndarray, positions: np.ndarray) -> list[dict[str, Any]]:
+        rows = self.state.rows
+        return [
+            {
+                "id": rows.ids[p],
+                "score": round(float(s), 6),
+                "text": rows.texts[p],
+                "label": rows.labels[p],
+                "payload": rows.payloads[p],
+            }
+            for s, p in zip(scores, positions, strict=True)
+            if p >= 0
+        ]
+
+    def __len__(self) -> int:
+        return len(self.state.rows)
+
+    def labels(self) -> list[str]:
+        """Label names of the live rows, sorted as training sorts them."""
+        from jiyi.data.readers import _label_sort_key
+
+        rows = self.state.rows
+        names: set[str] = set()
+        for i in rows.live():
+            label = rows.labels[i]
+            if isinstance(label, list):
+                names.update(label)
+            elif label is not None:
+                names.add(label)
+        return sorted(names, key=_label_sort_key)
+
+    def labelled(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(vectors (N, D), targets (N, C) 0/1, label names) of the live labelled rows."""
+        rows = self.state.rows
+        names = self.labels()
+        column = {n: j for j, n in enumerate(names)}
+        keep = [i for i in rows.live() if rows.labels[i] is not None]
+        targets = np.zeros((len(keep), len(names)), dtype=np.float32)
+        for r, i in enumerate(keep):
+            label = rows.labels[i]
+            for name in label if isinstance(label, list) else [label]:
+                targets[r, column[name]] = 1.0
+        return rows.vectors()[keep], targets, names
+
+    def label_matrix(self, names: Sequence[str]) -> np.ndarray:
+        """(rows incl. dead, C) 0/1 targets aligned with row positions (unlabelled: zeros)."""
+        rows = self.state.rows
+        column = {n: j for j, n in enumerate(names)}
+        out = np.zeros((len(rows.slots), len(names)), dtype=np.float32)
+        for i, label in enumerate(rows.labels):
+            for name in label if isinstance(label, list) else [label] if label else []:
+                if name in column:
+                    out[i, column[name]] = 1.0
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        rows = self.state.rows
+        live = rows.live()
+        counts = Counter(
+            name
+            for i in live
+            for name in (rows.labels[i] if isinstance(rows.labels[i], list) else [rows.labels[i]])
+            if name is not None
+        )
+        disk = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        m = self.manifest
+        log = self.store.log_path(self.state.generation)
+        return {
+            "path": str(self.path),
+            "rows": len(live),
+            "labels": dict(sorted(counts.items())),
+            "unlabelled": int(sum(rows.labels[i] is None for i in live)),
+            "dim": m["dim"],
+            "index": m["index"],
+            "model": m["model"],
+            "fingerprint": m["fingerprint"][:16],
+            "pooling": m["pooling"],
+            "layers": m["layers"],
+            "task": m["task"],
+            "payload_columns": m.get("payload_columns", []),
+            "generation": self.state.generation,
+            "log_bytes": log.stat().st_size if log.exists() else 0,
+            "disk_bytes": disk,
+            "tuned": {k: m[k] for k in ("knn", "classifier", "ask") if k in m},
+        }
+
+    def update_manifest(self, **changes: Any) -> None:
+        """Save tuned settings into memory.json (under the writer lock)."""
+        with self.store.writer_lock():
+            self.manifest = self.store.update_manifest(**changes)
+
+
+def warn(message: str) -> None:
+    if os.environ.get("JIYI_QUIET") != "1":
+        print(message, file=sys.stderr)
+
+
+__all__ = ["MANIFEST", "Memory"]
