@@ -23,6 +23,9 @@ EXAMPLES = """examples:
              --test data/rt/test.csv --output runs/rt
   jiyi evaluate runs/rt --data data/rt/test.csv
   echo "a moving, funny film" | jiyi predict runs/rt
+  jiyi memory build runs/rt --data data/rt/train.csv --validation data/rt/validation.csv \\
+                    --output runs/rt-memory
+  echo "a moving, funny film" | jiyi predict runs/rt --memory runs/rt-memory --neighbours 3
 """
 
 
@@ -61,16 +64,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from jiyi.io import atomic_write_text
     from jiyi.predict import load
 
-    clf = load(args.run_dir, batch_size=args.batch_size)
-    text_column = args.text_column or clf.meta.get("text_column", "text")
-    pair_column = args.text_pair_column or clf.meta.get("text_pair_column")
+    if args.run_dir is None and args.memory is None:
+        raise JiyiError("predict: give RUN_DIR, --memory MEM_DIR, or both.")
+    if args.memory is None and (args.model or args.neighbours):
+        flag = "--model" if args.model else "--neighbours"
+        raise JiyiError(f"{flag} goes with --memory MEM_DIR.")
+    meta: dict[str, Any] = {}
+    if args.run_dir is not None:
+        clf = load(args.run_dir, batch_size=args.batch_size)
+        meta = clf.meta
+    text_column = args.text_column or meta.get("text_column", "text")
+    pair_column = args.text_pair_column or meta.get("text_pair_column")
     try:
         examples = read_inputs(args.input, text_column=text_column, text_pair_column=pair_column)
     except JiyiError as e:
         raise JiyiError(f"--input {e}") from None
     texts = [e.text for e in examples]
     pairs = [e.text_pair or "" for e in examples] if pair_column else None
-    rows = clf.predict(texts, pairs) if texts else []
+    if args.memory is not None:
+        from jiyi.memory.cli import predict_with_memory
+
+        rows = predict_with_memory(args, texts, pairs)
+    else:
+        rows = clf.predict(texts, pairs) if texts else []
     lines = "".join(
         json.dumps({"text": t, **r}, ensure_ascii=False) + "\n"
         for t, r in zip(texts, rows, strict=True)
@@ -171,9 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser(
         "predict",
         help="predict labels for texts (JSONL out)",
-        description="One JSON line per input text: text, label, score, probabilities; input order kept.",
+        description="One JSON line per input text: text, label, score, probabilities; input "
+        "order kept. With --memory: kNN-augmented (RUN_DIR given) or memory-only (no RUN_DIR).",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a jiyi run directory (or its model/ folder)")
+    p.add_argument(
+        "run_dir",
+        nargs="?",
+        metavar="RUN_DIR",
+        help="a jiyi run directory (or its model/ folder); optional with --memory",
+    )
     p.add_argument(
         "--input",
         default="-",
@@ -188,6 +210,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--text-pair-column", help="second-text column for pair models (default: the run's)"
     )
     p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
+    p.add_argument(
+        "--memory",
+        metavar="MEM_DIR",
+        help="a memory (`jiyi memory build`): mixed into RUN_DIR's probabilities with the tuned "
+        "k, temperature and λ, or, without RUN_DIR, the classifier on its own",
+    )
+    p.add_argument(
+        "--model",
+        help="with --memory and no RUN_DIR: the model to embed with (default: the memory's; "
+        "it must match the memory's fingerprint)",
+    )
+    p.add_argument(
+        "--memory-method",
+        choices=("auto", "knn", "prototype", "logistic"),
+        default="auto",
+        help="memory-only classifier (default auto: the best on validation data, else by "
+        "cross-validation on the memory)",
+    )
+    p.add_argument(
+        "--neighbours",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --memory: list the N nearest rows that voted, with their weights",
+    )
     p.set_defaults(func=cmd_predict)
 
     p = verbs.add_parser("data", help="offline data sets: list, export")
@@ -206,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     from jiyi.inspect.cli_explain import add_parsers as add_explain_parsers
 
     add_explain_parsers(verbs)
+    from jiyi.memory.cli import add_parsers as add_memory_parsers
+
+    add_memory_parsers(verbs)
 
     p = verbs.add_parser("env", help="versions, devices, threads, offline state (for bug reports)")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -98,6 +98,8 @@ def read_inputs(
     on_bad_rows: str = "error",
     label_column: str | None = None,
     extra_columns: dict[str, str] | None = None,
+    task: str = "classification",
+    label_delimiter: str | None = None,
 ) -> list[Example]:
     """Texts to predict: "-" is stdin, .txt one text per line, anything else a data file.
 
@@ -110,6 +112,8 @@ def read_inputs(
         spec,
         label_column=label_column or spec.label_column,
         extra_columns=tuple((extra_columns or {}).items()),
+        task=task,
+        label_delimiter=label_delimiter,
     )
     if str(path) == "-":
         raw = sys.stdin.buffer.read()
