@@ -92,7 +92,8 @@ def calibrate(
     answered = scores >= best_t
     n_answerable = int(sum(e is not None for e in expected))
     return {
-        "threshold": None if not np.isfinite(best_t) else round(best_t, 6),
+        # unrounded: a rounded midpoint can fall onto a (6-decimal) score and flip a decision
+        "threshold": None if not np.isfinite(best_t) else best_t,
         "accuracy": round(best_acc, 4),
         "answered": round(float(answered.mean()), 4),
         "precision": round(float(right[answered].mean()), 4) if answered.any() else None,

@@ -153,12 +153,14 @@ class AugmentedPredictor:
         return np.pad(p, ((0, 0), (0, len(self.labels) - p.shape[1])))
 
     def predict_proba(
-        self, texts: Sequence[str], pairs: Sequence[str] | None = None
+        self, texts: Sequence[str], pairs: Sequence[str] | None = None, *, neighbours: int = 0
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(probs (N, C), neighbour scores (N, k), neighbour positions (N, k))."""
+        """(probs (N, C), neighbour scores (N, K), neighbour positions (N, K)), K = the larger
+        of the tuned k and `neighbours`."""
         s = self.settings
         mem = self.memory
-        scores, positions = mem.search(mem.embed(texts), min(int(s["k"]), max(len(mem), 1)))
+        k = max(int(s["k"]), neighbours)
+        scores, positions = mem.search(mem.embed(texts), min(k, max(len(mem), 1)))
         y = mem.label_matrix(self.labels)[np.maximum(positions, 0)]
         y[positions < 0] = 0
         knn = knn_distribution(scores, y, int(s["k"]), float(s["temperature"]))
@@ -168,7 +170,7 @@ class AugmentedPredictor:
     def predict(
         self, texts: Sequence[str], pairs: Sequence[str] | None = None, *, neighbours: int = 0
     ) -> list[dict[str, Any]]:
-        probs, scores, positions = self.predict_proba(texts, pairs)
+        probs, scores, positions = self.predict_proba(texts, pairs, neighbours=neighbours)
         thresholds = self.thresholds if self.multilabel else None
         return [
             _row(p, self.labels, self.multilabel, thresholds)
