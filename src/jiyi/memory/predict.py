@@ -186,19 +186,22 @@ def run_key(classifier: Any) -> str:
 
 
 def augment_settings(classifier: Any, memory: Memory, *, retune: bool = False) -> dict[str, Any]:
-    """k, temperature and λ for this run and memory: saved ones, else tuned on the memory's
-    validation rows (and saved), else the defaults with a warning."""
+    """k, temperature and λ for this run and memory: the saved ones while the memory is
+    unchanged, else tuned again on the memory's validation rows (and saved), else the
+    defaults with a warning."""
     key = run_key(classifier)
     saved = memory.manifest.get("knn", {}).get(key)
-    if saved and not retune:
-        return saved
     kept = load_validation(memory)
+    if saved and not retune and (saved.get("version") == memory.state.seq or kept is None):
+        return saved  # tuned for this version of the memory (or nothing to tune on)
     labels = extend_labels(classifier.labels, memory.labels())
     rows = np.zeros(0, dtype=np.int64)
     if kept is not None:
         texts, val_labels, val_vectors = kept
         rows, targets = targets_for(val_labels, labels)
     if not len(rows):
+        if saved:
+            return saved
         warn(
             f"{memory.path}: no validation rows to tune k, temperature and λ for this run; using "
             f"k={DEFAULT_AUGMENT['k']}, temperature={DEFAULT_AUGMENT['temperature']}, "
@@ -211,7 +214,8 @@ def augment_settings(classifier: Any, memory: Memory, *, retune: bool = False) -
     y[positions < 0] = 0
     model = classifier.predict_proba([texts[i] for i in rows])
     model = np.pad(model, ((0, 0), (0, len(labels) - model.shape[1])))
-    settings = tune_augment(model, scores, y, targets) | {"run": str(classifier.model_dir)}
+    settings = tune_augment(model, scores, y, targets)
+    settings |= {"run": str(classifier.model_dir), "version": memory.state.seq}
     with contextlib.suppress(OSError):
         memory.update_manifest(knn={**memory.manifest.get("knn", {}), key: settings})
     return settings
