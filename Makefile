@@ -31,9 +31,9 @@ test-fast: install
 bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_train.py --output bench/results
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_explain.py --run bench/results/runs/jiyi --n 200 --output bench/results/explain
-	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_train.py --output bench/results --render-only
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_memory.py --output bench/results/memory
 	$(BIN)/python bench/bench_memory_scale.py --output bench/results/memory_scale
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_train.py --output bench/results --render-only
 
 lint: install
 	$(BIN)/ruff check src tests bench examples

@@ -237,6 +237,7 @@ def render(cfg: dict[str, Any], out: Path) -> str:
         + render_infer(rows.get("infer"))
         + render_fewshot(rows.get("fewshot"))
         + render_explain(out / "explain" / "explain.json")
+        + render_memory(out)
     )
     errors = {k: v for k, v in rows.items() if "error" in v}
     if errors:
@@ -404,6 +405,22 @@ def render_fewshot(r: dict[str, Any] | None) -> list[str]:
         "",
         "The seed draws the examples and seeds the run; validation is this benchmark's validation set.\n",
     ]
+
+
+def render_memory(out: Path) -> list[str]:
+    """The sections of bench/bench_memory.py and bench/bench_memory_scale.py, when present."""
+    lines: list[str] = []
+    file = out / "memory" / "memory.json"
+    if file.is_file():
+        from bench_memory import render
+
+        r = json.loads(file.read_text())
+        lines += ["## Memory: kNN-augmented and memory-only (bench/bench_memory.py)\n"]
+        lines += [render(r), "", f"Command: `{r.get('command', '')}` ({r.get('seconds')} s).\n"]
+    scale = out / "memory_scale" / "memory_scale.md"
+    if scale.is_file():
+        lines += ["## Memory at scale (bench/bench_memory_scale.py)\n", scale.read_text(), ""]
+    return lines
 
 
 def render_explain(path: Path) -> list[str]:
