@@ -22,7 +22,7 @@ from jiyi.errors import JiyiError
 KINDS = ("auto", "flat", "hnsw", "ivf")
 AUTO_FLAT_BELOW = 100_000  # rows; above it `auto` picks hnsw
 SMALL_BATCH = 8  # queries; fewer are searched on one thread
-DEFAULTS = {"hnsw_m": 32, "ef_construction": 80, "ef_search": 96, "nlist": 0, "nprobe": 16}
+DEFAULTS = {"hnsw_m": 32, "ef_construction": 80, "ef_search": 96, "nlist": 0, "nprobe": 32}
 
 
 def faiss_module() -> Any:
@@ -70,12 +70,12 @@ class VectorIndex:
         elif kind == "ivf":
             if train is None or len(train) == 0:
                 raise JiyiError("--index ivf: needs vectors to train its cells; add rows first.")
-            nlist = int(params["nlist"]) or max(1, int(4 * math.sqrt(len(train))))
+            nlist = int(params["nlist"]) or max(1, round(math.sqrt(len(train))))
             nlist = max(1, min(nlist, len(train) // 39 or 1))  # faiss wants ~39 points per cell
             params["nlist"] = nlist
             quantizer = faiss.IndexFlatIP(dim)
             index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            sample = _sample(train, 256 * nlist)
+            sample = _sample(train, 64 * nlist)  # k-means cost grows with sample x cells
             index.train(np.ascontiguousarray(sample, dtype=np.float32))
             index.nprobe = min(int(params["nprobe"]), nlist)
             index.set_direct_map_type(faiss.DirectMap.Hashtable)  # remove_ids by slot
