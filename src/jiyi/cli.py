@@ -256,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     from jiyi.memory.cli import add_parsers as add_memory_parsers
 
     add_memory_parsers(verbs)
+    from jiyi.compress.cli import add_parsers as add_compress_parsers
+
+    add_compress_parsers(verbs)
 
     p = verbs.add_parser("env", help="versions, devices, threads, offline state (for bug reports)")
     p.add_argument("--json", action="store_true", help="print JSON")

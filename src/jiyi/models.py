@@ -108,6 +108,7 @@ def load_for_classification(
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
+    _refuse_compressed(Path(path))
     id2label = dict(enumerate(labels))
     overrides: dict[str, Any] = {
         "num_labels": len(labels),
@@ -144,18 +145,42 @@ def load_for_classification(
 
 
 def load_classifier(model_dir: str | Path) -> tuple[Any, Any]:
-    """A fine-tuned model folder (RUN_DIR/model) -> (model in eval mode, tokenizer)."""
+    """A fine-tuned model folder (RUN_DIR/model, or one `jiyi compress` wrote: int8, ONNX,
+    pruned, bf16) -> (model in eval mode, tokenizer)."""
     from transformers import AutoModelForSequenceClassification
+
+    from jiyi.compress.artifacts import load_model
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise JiyiError(f"{model_dir}: no config.json; expected a jiyi run's model folder.")
+    compressed = load_model(model_dir)
+    if compressed is not None:
+        return compressed, load_tokenizer(str(model_dir))
     with quiet_transformers():
         model = AutoModelForSequenceClassification.from_pretrained(
             str(model_dir), trust_remote_code=False, use_safetensors=True
         )
     model.eval()
     return model, load_tokenizer(str(model_dir))
+
+
+def _refuse_compressed(folder: Path) -> None:
+    """A folder `jiyi compress` wrote cannot be fine-tuned from: loading it as a Hugging Face
+    model would silently re-initialise its pruned or quantized layers."""
+    meta_file, config_file = folder / "jiyi.json", folder / "config.json"
+    meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
+    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    why = (
+        f"it is {meta['format']}" if meta.get("format", "torch") != "torch" else
+        "its attention heads are pruned" if config.get("jiyi_pruned_heads") else None
+    )  # fmt: skip
+    if why:
+        raise JiyiError(
+            f"--model {folder}: {why} (written by `jiyi compress`), so it cannot be fine-tuned "
+            "further; fine-tune the original run, or use `jiyi compress --recover-epochs` to "
+            "train a pruned model."
+        )
 
 
 def _has_safetensors(path: str) -> bool | None:
