@@ -129,6 +129,15 @@ def cmd_build(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         batch_size=args.batch_size,
         index=args.index,
+        index_params={
+            k: v
+            for k, v in (
+                ("hnsw_m", args.hnsw_m),
+                ("ef_search", args.ef_search),
+                ("nprobe", args.nprobe),
+            )
+            if v is not None
+        },
         overwrite=args.overwrite,
         on_progress=_progress("embedded"),
     )
@@ -398,6 +407,11 @@ def add_parsers(verbs: Any) -> None:
         help="flat: exact; hnsw / ivf: approximate, for large memories (auto: flat below "
         "100,000 rows, else hnsw)",
     )
+    q.add_argument("--hnsw-m", type=int, help="hnsw: links per node (default 32)")
+    q.add_argument(
+        "--ef-search", type=int, help="hnsw: candidates per query; recall vs speed (default 96)"
+    )
+    q.add_argument("--nprobe", type=int, help="ivf: cells searched per query (default 32)")
     q.add_argument("--pooling", choices=("cls", "mean", "max"), default="mean", help="default mean")
     q.add_argument(
         "--layers", default="-1", metavar="SPEC", help="hidden states to average (default -1)"
