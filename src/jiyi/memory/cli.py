@@ -409,9 +409,13 @@ def add_parsers(verbs: Any) -> None:
     )
     q.add_argument("--hnsw-m", type=int, help="hnsw: links per node (default 32)")
     q.add_argument(
-        "--ef-search", type=int, help="hnsw: candidates per query; recall vs speed (default 96)"
+        "--ef-search", type=int, help="hnsw: candidates per query; recall vs speed (default 256)"
     )
-    q.add_argument("--nprobe", type=int, help="ivf: cells searched per query (default 32)")
+    q.add_argument(
+        "--nprobe",
+        type=int,
+        help="ivf: cells searched per query (default: cells / 32, at least 16)",
+    )
     q.add_argument("--pooling", choices=("cls", "mean", "max"), default="mean", help="default mean")
     q.add_argument(
         "--layers", default="-1", metavar="SPEC", help="hidden states to average (default -1)"
