@@ -238,6 +238,7 @@ def render(cfg: dict[str, Any], out: Path) -> str:
         + render_fewshot(rows.get("fewshot"))
         + render_explain(out / "explain" / "explain.json")
         + render_memory(out)
+        + render_compress(out / "compress" / "compress.json")
     )
     errors = {k: v for k, v in rows.items() if "error" in v}
     if errors:
@@ -421,6 +422,31 @@ def render_memory(out: Path) -> list[str]:
     if scale.is_file():
         lines += ["## Memory at scale (bench/bench_memory_scale.py)\n", scale.read_text(), ""]
     return lines
+
+
+def render_compress(path: Path) -> list[str]:
+    """The section of bench/bench_compress.py, when present."""
+    if not path.is_file():
+        return []
+    r = json.loads(path.read_text())
+    lines = [
+        "## Compression: `jiyi compress` (bench/bench_compress.py)\n",
+        f"MiniLM fine-tuned on Rotten Tomatoes (the `jiyi` row's run); test file `{r['data']}`; "
+        "every artifact measured in one process, one after another, warm. Speed-ups are "
+        "against the original in the same table. `agree` = same label as the original.\n",
+    ]
+    for threads, t in r["threads"].items():
+        lines += [f"### {threads} thread(s)\n", t["table"], ""]
+        lines += [
+            "| model | agree |",
+            "| --- | ---: |",
+            *(f"| {row['name']} | {row['agreement']:.1%} |" for row in t["rows"][1:]),
+            "",
+        ]
+    lines += ["Targets (2 threads):\n", *(f"- {k}: {v}" for k, v in r["targets"].items()), ""]
+    lines += [f"Command: `{r['command']}`; compression steps: "]
+    lines += [f"- {k}: `{v['command']}` ({v['seconds']} s)" for k, v in r["steps"].items()]
+    return [*lines, ""]
 
 
 def render_explain(path: Path) -> list[str]:
