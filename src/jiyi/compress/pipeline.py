@@ -227,6 +227,9 @@ def _prune(model: Any, tokenizer: Any, meta: dict, settings: Settings, train_fil
     prune_heads(model, heads)
     out: dict[str, Any] = {
         "ratio": settings.ratio,
+        "recover_epochs": settings.recover_epochs,
+        "validation": val_file,
+        "scored_on": len(keep),
         "pruned_heads": {str(k): v for k, v in heads.items()},
         "n_pruned": sum(len(v) for v in heads.values()),
         "importance": np.round(scores, 5).tolist(),
@@ -265,6 +268,16 @@ def _train_student(teacher, student, tokenizer, meta, settings, train_file, val_
     val_texts, val_labels = _labelled(val_file, meta, teacher.config, "--validation")
     pairs = [(t, y) for t, y in zip(val_texts, val_labels, strict=True) if y is not None]
     _log(f"training the student on {len(texts)} texts for {epochs:g} epochs")
+    settings_used = {
+        "train": train_file,
+        "validation": val_file,
+        "epochs": epochs,
+        "temperature": settings.temperature,
+        "alpha": settings.alpha,
+        "lr": settings.lr,
+        "batch_size": settings.batch_size,
+        "seed": settings.seed,
+    }
     history = distill(
         teacher,
         student,
@@ -283,9 +296,7 @@ def _train_student(teacher, student, tokenizer, meta, settings, train_file, val_
         log=_log_event,
     )
     student.eval()
-    return {k: v for k, v in history.items() if k != "history"} | {
-        "history": history.get("history", [])
-    }
+    return {"settings": settings_used, **history}
 
 
 def compress(
