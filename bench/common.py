@@ -420,8 +420,33 @@ def render_memory(out: Path) -> list[str]:
         lines += [render(r), "", f"Command: `{r.get('command', '')}` ({r.get('seconds')} s).\n"]
     scale = out / "memory_scale" / "memory_scale.md"
     if scale.is_file():
-        lines += ["## Memory at scale (bench/bench_memory_scale.py)\n", scale.read_text(), ""]
+        body = [
+            ("##" + line if line.startswith("#") else line)
+            for line in scale.read_text().splitlines()
+            if not line.startswith("# ")  # its title: the section heading replaces it
+        ]
+        lines += ["## Memory at scale (bench/bench_memory_scale.py)\n", *body, ""]
+        lines += _defaults_note(out / "memory_scale" / "memory_scale.json")
     return lines
+
+
+def _defaults_note(path: Path) -> list[str]:
+    """Say so when index.py's defaults changed after the scale run (its table marks the old)."""
+    from jiyi.memory.index import DEFAULTS
+
+    if not path.is_file():
+        return []
+    used = json.loads(path.read_text()).get("index_py", {}).get("defaults", {})
+    changed = {k: (v, DEFAULTS.get(k)) for k, v in used.items() if DEFAULTS.get(k) != v}
+    if not changed:
+        return []
+    what = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
+    return [
+        f"Defaults changed after this run, from its results: {what} (nprobe 0 = nlist / 32, "
+        "and IVF now makes 4·sqrt(N) cells where this run made sqrt(N), the nlist=1000 above). "
+        "The rows marked (default) are the old defaults; the new HNSW default is the "
+        "ef_search=256 row.\n"
+    ]
 
 
 def render_compress(path: Path) -> list[str]:
