@@ -239,6 +239,7 @@ def render(cfg: dict[str, Any], out: Path) -> str:
         + render_explain(out / "explain" / "explain.json")
         + render_memory(out)
         + render_compress(out / "compress" / "compress.json")
+        + render_serve(out / "serve" / "serve.json")
     )
     errors = {k: v for k, v in rows.items() if "error" in v}
     if errors:
@@ -472,6 +473,23 @@ def render_compress(path: Path) -> list[str]:
     lines += [f"Command: `{r['command']}`; compression steps: "]
     lines += [f"- {k}: `{v['command']}` ({v['seconds']} s)" for k, v in r["steps"].items()]
     return [*lines, ""]
+
+
+def render_serve(path: Path) -> list[str]:
+    """The section of bench/bench_serve.py, when present."""
+    if not path.is_file():
+        return []
+    from bench_serve import render
+
+    r = json.loads(path.read_text())
+    return [
+        "## Serving: `jiyi serve` under load (bench/bench_serve.py)\n",
+        f"Single-text POST /v1/predict from asyncio clients on loopback; server and clients "
+        f"share the machine's cores; server threads {r['threads']}.\n",
+        render(r),
+        "",
+        f"Command: `{r['command']}`\n",
+    ]
 
 
 def render_explain(path: Path) -> list[str]:

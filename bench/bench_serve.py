@@ -1,0 +1,204 @@
+"""`jiyi serve` under load: micro-batching against one-request-one-forward, on loopback.
+
+    python bench/bench_serve.py --run bench/results/runs/jiyi --output bench/results/serve
+    python bench/bench_serve.py ... --soak 300        # also 5 minutes at 32 clients
+
+For each mode (micro-batching on, then `--no-batching`) one server process is started; then
+1, 8 and 64 asyncio clients (httpx, one connection each) send single-text POST /v1/predict
+requests, each client a fixed number of requests over the Rotten Tomatoes test texts.
+Reported: throughput (texts/s), p50/p99 latency, errors; and the offline anchor, `jiyi.load(run)
+.predict(texts)` on the same texts in one process. The soak run samples the server's resident
+memory (VmRSS) at its start and end. Writes OUTPUT/serve.json and prints Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CLIENTS = (1, 8, 64)
+REQUESTS = {1: 150, 8: 60, 64: 16}  # per client: bounded in count (and so in time)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_server(run: str, port: int, batching: bool, threads: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "jiyi", "serve", run, "--port", str(port), "--threads",
+           str(threads), "--max-queue", "4096"]  # fmt: skip
+    if not batching:
+        cmd.append("--no-batching")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    import httpx
+
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"`{shlex.join(cmd)}` exited:\n{proc.stderr.read()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("the server did not become ready in 120 s")
+
+
+async def load(
+    port: int, texts: list[str], clients: int, per_client: int, seconds: float | None = None
+) -> dict[str, Any]:
+    import httpx
+
+    url = f"http://127.0.0.1:{port}/v1/predict"
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+
+    async def client(c: int) -> None:
+        async with httpx.AsyncClient(timeout=60) as http:
+            i, t_end = 0, (time.perf_counter() + seconds) if seconds else None
+            while (t_end is None and i < per_client) or (
+                t_end is not None and time.perf_counter() < t_end
+            ):
+                text = texts[(c * 7919 + i) % len(texts)]
+                t0 = time.perf_counter()
+                try:
+                    r = await http.post(url, json={"texts": [text]})
+                    if r.status_code != 200:
+                        errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
+                    else:
+                        latencies.append(time.perf_counter() - t0)
+                except httpx.HTTPError as e:
+                    errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+                i += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(c) for c in range(clients)))
+    wall = time.perf_counter() - t0
+    lat = np.asarray(latencies) * 1000
+    return {
+        "clients": clients,
+        "requests": len(latencies) + sum(errors.values()),
+        "ok": len(latencies),
+        "errors": errors,
+        "seconds": round(wall, 2),
+        "texts_per_s": round(len(latencies) / wall, 1),
+        "p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
+        "p99_ms": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
+    }
+
+
+def offline(run: str, texts: list[str], threads: int) -> dict[str, Any]:
+    from jiyi.predict import load as load_run
+
+    clf = load_run(run, batch_size=64, threads=threads)
+    clf.predict(texts[:64])
+    t0 = time.perf_counter()
+    clf.predict(texts)
+    wall = time.perf_counter() - t0
+    return {
+        "texts": len(texts),
+        "seconds": round(wall, 2),
+        "texts_per_s": round(len(texts) / wall, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--run", default="bench/results/runs/jiyi")
+    p.add_argument("--data", default="bench/results/data/bench/test.csv")
+    p.add_argument("--output", default="bench/results/serve")
+    p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    p.add_argument("--soak", type=float, default=0, help="seconds at 32 clients (0: skip)")
+    args = p.parse_args(argv)
+    with open(args.data, encoding="utf-8", newline="") as f:
+        texts = [row["text"] for row in csv.DictReader(f)]
+    results: dict[str, Any] = {"run": args.run, "threads": args.threads, "modes": {}}
+    results["offline"] = offline(args.run, texts, args.threads)
+    print("offline", results["offline"], file=sys.stderr, flush=True)
+    for batching in (True, False):
+        port = free_port()
+        server = start_server(args.run, port, batching, args.threads)
+        rows = []
+        try:
+            asyncio.run(load(port, texts, 4, 5))  # warm-up
+            for clients in CLIENTS:
+                row = asyncio.run(load(port, texts, clients, REQUESTS[clients]))
+                print("batching" if batching else "no batching", row, file=sys.stderr, flush=True)
+                rows.append(row)
+            if batching and args.soak:
+                before = rss_mb(server.pid)
+                soak = asyncio.run(load(port, texts, 32, 0, seconds=args.soak))
+                soak |= {
+                    "rss_mb_start": round(before, 1),
+                    "rss_mb_end": round(rss_mb(server.pid), 1),
+                }
+                soak["rss_growth"] = round(soak["rss_mb_end"] / soak["rss_mb_start"] - 1, 4)
+                results["soak"] = soak
+                print("soak", soak, file=sys.stderr, flush=True)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=60)
+        results["modes"]["batching" if batching else "no_batching"] = rows
+    results["command"] = shlex.join([sys.executable, *sys.argv])
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "serve.json").write_text(json.dumps(results, indent=2))
+    print(render(results))
+    return 0
+
+
+def render(r: dict[str, Any]) -> str:
+    on, off = r["modes"]["batching"], r["modes"]["no_batching"]
+    lines = [
+        "| clients | batching texts/s | p50 ms | p99 ms | errors | no batching texts/s | p50 ms | "
+        "p99 ms | errors | speed-up |",
+        "|" + " ---: |" * 10,
+    ]
+    for a, b in zip(on, off, strict=True):
+        lines.append(
+            f"| {a['clients']} | {a['texts_per_s']} | {a['p50_ms']} | {a['p99_ms']} | "
+            f"{sum(a['errors'].values())} | {b['texts_per_s']} | {b['p50_ms']} | {b['p99_ms']} | "
+            f"{sum(b['errors'].values())} | {a['texts_per_s'] / b['texts_per_s']:.2f}× |"
+        )
+    top = on[-1]["texts_per_s"] / r["offline"]["texts_per_s"]
+    lines += [
+        "",
+        f"Offline `jiyi.load(run).predict` on the same {r['offline']['texts']} texts: "
+        f"{r['offline']['texts_per_s']} texts/s; the server at {on[-1]['clients']} clients "
+        f"reaches {top:.0%} of it.",
+    ]
+    if "soak" in r:
+        s = r["soak"]
+        lines.append(
+            f"Soak: {s['seconds']} s at 32 clients, {s['ok']} requests, errors {s['errors'] or 0}, "
+            f"RSS {s['rss_mb_start']} → {s['rss_mb_end']} MB ({s['rss_growth']:+.1%})."
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
