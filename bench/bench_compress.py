@@ -98,14 +98,14 @@ def verdicts(rows: list[dict[str, Any]]) -> dict[str, str]:
         b1, b64, drop, size = TARGETS[r["name"]]
         up1 = base["latency_ms_p50"] / r["latency_ms_p50"]
         up64 = r["throughput_texts_per_s"] / base["throughput_texts_per_s"]
-        lost = 100 * (base["accuracy"] - r["accuracy"])
+        lost = 100 * (base["accuracy"] - r["accuracy"])  # > 0: accuracy went down
         share = r["size_mb"] / base["size_mb"]
         checks = [
             f"b=1 {up1:.2f}× (target ≥ {b1}×{'' if b1 > 1 else ', i.e. faster'}): "
             f"{'met' if up1 >= b1 and up1 > 1 else 'missed'}",
             f"b=64 {up64:.2f}× (≥ {b1 if b64 == 1.0 else b64}×): "
             f"{'met' if up64 >= b64 and up64 > 1 else 'missed'}",
-            f"accuracy −{lost:.2f} points (≤ {drop}): {'met' if lost <= drop else 'missed'}",
+            f"accuracy {-lost:+.2f} points (loss ≤ {drop}): {'met' if lost <= drop else 'missed'}",
         ]
         if size is not None:
             checks.append(

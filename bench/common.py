@@ -469,7 +469,10 @@ def render_compress(path: Path) -> list[str]:
             *(f"| {row['name']} | {row['agreement']:.1%} |" for row in t["rows"][1:]),
             "",
         ]
-    lines += ["Targets (2 threads):\n", *(f"- {k}: {v}" for k, v in r["targets"].items()), ""]
+    from bench_compress import verdicts
+
+    first = next(iter(r["threads"].values()))["rows"]
+    lines += ["Targets (2 threads):\n", *(f"- {k}: {v}" for k, v in verdicts(first).items()), ""]
     lines += [f"Command: `{r['command']}`; compression steps: "]
     lines += [f"- {k}: `{v['command']}` ({v['seconds']} s)" for k, v in r["steps"].items()]
     return [*lines, ""]
