@@ -259,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     from jiyi.compress.cli import add_parsers as add_compress_parsers
 
     add_compress_parsers(verbs)
+    from jiyi.serve.cli import add_parsers as add_serve_parsers
+
+    add_serve_parsers(verbs)
 
     p = verbs.add_parser("env", help="versions, devices, threads, offline state (for bug reports)")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -1,0 +1,302 @@
+"""Dynamic micro-batching: concurrent requests gathered into one forward pass on one thread.
+
+>>> batcher = MicroBatcher(classifier.predict, max_batch_size=32, max_wait_ms=5)
+>>> batcher.start()
+>>> rows = await batcher.submit(["a moving film", "two dull hours"])   # in a coroutine
+>>> vectors = await batcher.run(lambda: embed(texts))                  # exclusive model use
+>>> batcher.close()                                                     # drains the queue
+
+One worker thread owns the model (it is not thread-safe; torch and ONNX Runtime parallelise
+inside an operation with their own threads). Each `submit` puts its texts and an asyncio future
+on a bounded queue and waits; the worker takes the oldest request, then for up to `max_wait_ms`
+gathers more requests of the same kind until `max_batch_size` texts are reached, runs
+`predict_fn(texts, key)` once on them all (a `Classifier` sorts by length inside the call), and
+hands each caller its own slice of the results on the caller's event loop. A request is never
+split, so one request with more texts than `max_batch_size` runs alone. With `enabled=False`
+every request is its own forward pass (the baseline the benchmark compares with).
+
+The queue is bounded: when `max_queue` texts (or requests) already wait, `submit` raises
+`QueueFull` at once (HTTP 429 with Retry-After) instead of letting latency grow without bound.
+`close()` stops accepting (`BatcherClosed`), finishes everything queued, and joins the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+PredictFn = Callable[[list[str], Hashable], Sequence[Any]]
+
+
+class QueueFull(Exception):
+    """The queue holds `max_queue` texts already; retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BatcherClosed(Exception):
+    """The batcher is shutting down and accepts no new work."""
+
+
+@dataclass(eq=False)
+class _Job:
+    """One caller's work: texts to predict (batchable) or a callable to run alone."""
+
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+    texts: list[str] = field(default_factory=list)
+    key: Hashable = None
+    fn: Callable[[], Any] | None = None
+    enqueued: float = field(default_factory=time.monotonic)
+
+    @property
+    def size(self) -> int:
+        return len(self.texts) if self.fn is None else 1
+
+
+def _resolve(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+    """Runs on the caller's loop: set the outcome unless the caller gave up (timeout)."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class MicroBatcher:
+    """Gathers concurrent `submit` calls into batches for `predict_fn` on one worker thread.
+
+    `predict_fn(texts, key)` returns one result per text, in order; requests are batched only
+    with requests of the same `key` (e.g. how many neighbours to list). `on_batch(size,
+    seconds)` and `on_queue(texts_waiting)` are metrics hooks, called from the worker thread
+    and from `submit`.
+    """
+
+    def __init__(
+        self,
+        predict_fn: PredictFn,
+        *,
+        max_batch_size: int = 32,
+        max_wait_ms: float = 5.0,
+        max_queue: int = 256,
+        enabled: bool = True,
+        on_batch: Callable[[int, float], None] | None = None,
+        on_queue: Callable[[int], None] | None = None,
+        name: str = "jiyi-model",
+    ):
+        if max_batch_size < 1 or max_queue < 1 or max_wait_ms < 0:
+            raise ValueError("max_batch_size and max_queue must be >= 1, max_wait_ms >= 0")
+        self.predict_fn = predict_fn
+        self.max_batch_size = int(max_batch_size)
+        self.max_wait = float(max_wait_ms) / 1000.0
+        self.max_queue = int(max_queue)
+        self.enabled = bool(enabled)
+        self.on_batch = on_batch
+        self.on_queue = on_queue
+        self.name = name
+        self._pending: deque[_Job] = deque()
+        self._queued = 0  # texts (or callables) waiting, not yet taken by the worker
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._seconds_per_batch = 0.05  # running estimate, for Retry-After
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker thread (idempotent)."""
+        with self._cond:
+            if self._thread is not None:
+                return
+            self._closing = False
+            self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
+            self._thread.start()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop accepting work, finish what is queued, then stop the worker thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        with self._cond:
+            if self._thread is thread and (thread is None or not thread.is_alive()):
+                self._thread = None
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def queued(self) -> int:
+        """Texts (and callables) waiting for the worker."""
+        return self._queued
+
+    # ---- the caller's side ---------------------------------------------------------------
+
+    async def submit(self, texts: Sequence[str], key: Hashable = None) -> list[Any]:
+        """`predict_fn` results for `texts`, in order, computed in a batch with other callers'.
+
+        Raises QueueFull when the queue is full and BatcherClosed while shutting down; an
+        exception of `predict_fn` is raised here (and only to the callers of that batch).
+        """
+        texts = list(texts)
+        if not texts:
+            return []
+        job = _Job(asyncio.get_running_loop(), asyncio.get_running_loop().create_future(), texts)
+        job.key = key
+        return await self._enqueue(job)
+
+    async def run(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn()` on the worker thread, alone (never concurrently with a batch): model access
+        other than predictions (explanations, embeddings, memory writes) is serialised too."""
+        loop = asyncio.get_running_loop()
+        return await self._enqueue(_Job(loop, loop.create_future(), fn=fn))
+
+    async def _enqueue(self, job: _Job) -> Any:
+        with self._cond:
+            if self._closing or self._thread is None:
+                raise BatcherClosed("the server is shutting down; no new work is accepted.")
+            if self._pending and (
+                self._queued + job.size > self.max_queue or len(self._pending) >= self.max_queue
+            ):
+                raise QueueFull(
+                    f"the queue is full ({self._queued} texts waiting, --max-queue "
+                    f"{self.max_queue}); retry later.",
+                    self._retry_after(),
+                )
+            self._pending.append(job)
+            self._queued += job.size
+            depth = self._queued
+            self._cond.notify_all()
+        self._report_queue(depth)
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            self._withdraw(job)  # the caller timed out or went away: do not compute it
+            raise
+
+    def _withdraw(self, job: _Job) -> None:
+        with self._cond:
+            try:
+                self._pending.remove(job)
+            except ValueError:
+                return  # already taken by the worker
+            self._queued -= job.size
+            depth = self._queued
+        self._report_queue(depth)
+
+    def _retry_after(self) -> int:
+        batches = self._queued / self.max_batch_size + 1
+        return max(1, min(60, math.ceil(batches * self._seconds_per_batch)))
+
+    def _report_queue(self, depth: int) -> None:
+        if self.on_queue is not None:
+            self.on_queue(depth)
+
+    # ---- the worker ----------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            if batch[0].fn is not None:
+                self._run_callable(batch[0])
+            else:
+                self._run_batch(batch)
+
+    def _next_batch(self) -> list[_Job] | None:
+        """Wait for work; return the oldest job plus what can join it, or None once closed."""
+        with self._cond:
+            while not self._pending:
+                if self._closing:
+                    return None
+                self._cond.wait()
+            first = self._pending.popleft()
+            self._queued -= first.size
+            batch = [first]
+            if first.fn is None and self.enabled:
+                deadline = first.enqueued + self.max_wait
+                size = len(first.texts)
+                while size < self.max_batch_size:
+                    size = self._gather(batch, size)
+                    remaining = deadline - time.monotonic()
+                    if size >= self.max_batch_size or remaining <= 0 or self._closing:
+                        break
+                    self._cond.wait(remaining)
+            depth = self._queued
+        self._report_queue(depth)
+        return batch
+
+    def _gather(self, batch: list[_Job], size: int) -> int:
+        """Move queued jobs of the batch's key that still fit into `batch` (lock held)."""
+        key = batch[0].key
+        for job in list(self._pending):
+            if size >= self.max_batch_size:
+                break
+            if job.fn is not None or job.key != key:
+                continue
+            if size + len(job.texts) > self.max_batch_size:
+                break  # keep arrival order: a later small job does not jump a large one
+            self._pending.remove(job)
+            self._queued -= job.size
+            batch.append(job)
+            size += len(job.texts)
+        return size
+
+    def _run_batch(self, batch: list[_Job]) -> None:
+        texts = [t for job in batch for t in job.texts]
+        start = time.perf_counter()
+        try:
+            results = list(self.predict_fn(texts, batch[0].key))
+            if len(results) != len(texts):
+                raise RuntimeError(f"predict_fn returned {len(results)} results for {len(texts)}")
+        except Exception as e:  # every caller of this batch gets the error, and only they
+            for job in batch:
+                self._deliver(job, None, e)
+            return
+        finally:
+            self._timed(time.perf_counter() - start, len(texts))
+        offset = 0
+        for job in batch:
+            n = len(job.texts)
+            self._deliver(job, results[offset : offset + n], None)
+            offset += n
+
+    def _run_callable(self, job: _Job) -> None:
+        start = time.perf_counter()
+        try:
+            result = job.fn() if job.fn is not None else None
+        except Exception as e:
+            self._deliver(job, None, e)
+            return
+        finally:
+            self._seconds_per_batch = 0.8 * self._seconds_per_batch + 0.2 * (
+                time.perf_counter() - start
+            )
+        self._deliver(job, result, None)
+
+    def _timed(self, seconds: float, size: int) -> None:
+        self._seconds_per_batch = 0.8 * self._seconds_per_batch + 0.2 * seconds
+        if self.on_batch is not None:
+            self.on_batch(size, seconds)
+
+    @staticmethod
+    def _deliver(job: _Job, result: Any, error: BaseException | None) -> None:
+        with suppress(RuntimeError):  # the caller's loop is closed: nobody waits any more
+            job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
+
+
+__all__ = ["BatcherClosed", "MicroBatcher", "QueueFull"]

@@ -1,0 +1,206 @@
+"""The `jiyi serve` web page, end to end: live servers from conftest.py (real uvicorn on a free
+loopback port, around the tiny trained run), Playwright driving Debian's chromium headless at a
+laptop's 1280 × 800.
+
+Skipped when playwright or /usr/bin/chromium is missing. Each test saves a screenshot in its
+tmp_path; set JIYI_UPDATE_SCREENSHOT=1 to also copy the one with a memory (every panel) to
+docs/serve.png, the README's picture.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from jiyi.serve.app import Settings
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright")
+expect = sync_api.expect
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs chromium at /usr/bin/chromium")
+
+REPO = Path(__file__).resolve().parents[2]
+VIEWPORT = {"width": 1280, "height": 800}
+LAYERS, HEADS = 2, 4  # the tiny BERT of tests/conftest.py
+TIMEOUT_MS = 60_000  # explain runs integrated gradients on the CPU
+TOKEN = "page-test-token"
+LABEL = re.compile(r"^(neg|pos)$")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield chromium
+        chromium.close()
+
+
+@contextmanager
+def open_page(browser: Any, url: str) -> Iterator[Any]:
+    """A fresh page on `url`/; fails the test on a script error, an alert() or a request that
+    leaves the server (the page must work offline)."""
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"script error: {e}"))
+    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+    page.on(
+        "request",
+        lambda r: None if r.url.startswith((url, "data:")) else problems.append(f"off: {r.url}"),
+    )
+    try:
+        page.goto(f"{url}/")
+        yield page
+        assert problems == []
+    finally:
+        context.close()
+
+
+def screenshot(page: Any, path: Path, *, docs: bool = False) -> None:
+    """Save the page as `path`; with docs=True and JIYI_UPDATE_SCREENSHOT=1, also as the README's
+    docs/serve.png."""
+    page.screenshot(path=str(path))
+    assert path.stat().st_size > 10_000
+    if docs and os.environ.get("JIYI_UPDATE_SCREENSHOT"):
+        (REPO / "docs").mkdir(exist_ok=True)
+        shutil.copyfile(path, REPO / "docs" / "serve.png")
+
+
+def test_page_predicts_and_shows_attributions_and_attention(
+    server: Any, tmp_path: Path, browser: Any
+) -> None:
+    text = "a really moving and funny film, with lovely music but a dull ending"
+    with open_page(browser, server.url) as page:
+        expect(page.locator("#info")).to_contain_text("torch")
+        expect(page.locator("#info")).to_contain_text("neg, pos")
+
+        page.get_by_label("Text to classify").fill(text)
+        page.get_by_role("button", name="Predict").click()
+        expected = httpx.post(f"{server.url}/v1/predict", json={"texts": [text]}, timeout=30)
+        expected = expected.json()["predictions"][0]
+        expect(page.locator("#label")).to_have_text(expected["label"])
+        probabilities = expected["probabilities"]
+        expect(page.locator("#probabilities .name")).to_have_text(
+            sorted(probabilities, key=probabilities.get, reverse=True)
+        )
+
+        # the words, in the text's own spelling, shaded by their attribution
+        words = page.locator("#words .w")
+        expect(words.first).to_be_visible()
+        expect(page.locator("#words")).to_have_text(text)
+        assert "moving" in words.all_inner_texts()
+        shades = words.evaluate_all("els => els.map(e => getComputedStyle(e).backgroundColor)")
+        assert any(re.fullmatch(r"rgba\(\d+, \d+, \d+, 0?\.0*[1-9]\d*\)", s) for s in shades)
+        assert re.fullmatch(
+            r"moving: [+-]\d\.\d{4}",
+            page.locator("#words .w[title^=moving]").first.get_attribute("title"),
+        )
+
+        # one heatmap per layer and head; a click enlarges one, with its tokens
+        expect(page.locator("#attention-grid canvas")).to_have_count(LAYERS * HEADS)
+        page.get_by_role("button", name="layer 2, head 3: enlarge").click()
+        dialog = page.locator("#map-dialog")
+        expect(dialog).to_be_visible()
+        expect(dialog).to_contain_text("layer 2, head 3")
+        assert page.locator("#map-canvas").evaluate("c => c.width") > 100
+        page.keyboard.press("Escape")
+        expect(dialog).to_be_hidden()
+        expect(page.locator("#predict-status")).to_be_empty()
+
+        screenshot(page, tmp_path / "serve.png")
+
+
+def test_page_with_a_token_shows_errors_inline_and_the_nearest_examples(
+    start_server: Any, classifier: Any, memory_copy: Any, tmp_path: Path, browser: Any
+) -> None:
+    from jiyi.memory.knn import Memory
+
+    settings = Settings(token=TOKEN, max_chars=80)
+    live = start_server(settings, classifier, Memory.open(memory_copy()))
+    with open_page(browser, live.url) as page:
+        # 401: the page asks for the token, then keeps it for the session
+        expect(page.locator("#token-form")).to_be_visible()
+        expect(page.locator("#app")).to_be_hidden()
+        page.get_by_label("This server needs an access token").fill(TOKEN)
+        page.get_by_role("button", name="Use token").click()
+        expect(page.locator("#info")).to_contain_text("120 rows")
+        assert page.evaluate("sessionStorage.getItem('jiyi-serve-token')") == TOKEN
+
+        # errors stay on the page: an empty text, then one over --max-chars (422)
+        page.get_by_role("button", name="Predict").click()
+        expect(page.locator("#predict-error")).to_have_text("Type a text first.")
+        text_box = page.get_by_label("Text to classify")
+        text_box.fill("a good film " * 10)
+        page.get_by_role("button", name="Predict").click()
+        expect(page.locator("#predict-error")).to_contain_text("422")
+
+        # Ctrl+Enter predicts (kNN-augmented); the nearest examples: score, label and text
+        text_box.fill("a good and lovely film with great music and a moving ending")
+        text_box.press("Control+Enter")
+        expect(page.locator("#label")).to_have_text(LABEL)
+        expect(page.locator("#predict-error")).to_be_empty()
+        expect(page.locator("#score")).to_contain_text("5 remembered neighbours")
+        rows = page.locator("#neighbours-body tr")
+        expect(rows).to_have_count(5)
+        expect(rows.first.locator("td")).to_have_count(3)
+        expect(rows.first.locator("td").nth(1)).to_have_text(LABEL)
+        expect(page.locator("#words .w").first).to_be_visible()
+        expect(page.locator("#predict-status")).to_be_empty()
+        screenshot(page, tmp_path / "serve-memory.png", docs=True)
+
+
+def test_page_asks_a_faq_memory(
+    start_server: Any, classifier: Any, tiny_model_dir: Path, tmp_path: Path, browser: Any
+) -> None:
+    from jiyi.cli import main
+    from jiyi.memory.knn import Memory
+
+    faq = tmp_path / "faq.csv"
+    faq.write_text(
+        "id,question,answer\n"
+        "a,good great film,Answer A\n"
+        "b,bad awful plot,Answer B\n"
+        "c,funny smart music,Answer C\n"
+    )
+    val = tmp_path / "val.csv"  # calibrates the score below which ask abstains
+    val.write_text(
+        "question,id\ngood great film,a\nbad awful plot,b\nfunny smart music,c\n"
+        "unrelated words,\nwords for the vocab,\n"
+    )
+    mem = tmp_path / "faq"
+    argv = ["memory", "build", str(tiny_model_dir), "--data", str(faq), "--text-column",
+            "question", "--payload", "answer", "--validation", str(val), "--output", str(mem)]  # fmt: skip
+    assert main(argv) == 0
+    live = start_server(Settings(), classifier, Memory.open(mem))
+    with open_page(browser, live.url) as page:
+        expect(page.locator("#ask")).to_be_visible()
+        expect(page.locator("#info")).to_contain_text("3 rows, FAQ")
+        question = page.get_by_label("Question")
+
+        question.fill("good great film")
+        page.get_by_role("button", name="Ask").click()
+        expect(page.locator("#answer .answer")).to_have_text("Answer A")
+        expect(page.locator("#answer")).to_contain_text("matched “good great film”")
+
+        question.fill("unrelated words")
+        question.press("Enter")
+        expect(page.locator("#answer .answer")).to_have_text("No confident answer.")
+        expect(page.locator("#ask-error")).to_be_empty()
+
+        # no labels in this memory: predictions are the model's own, no nearest examples
+        page.get_by_label("Text to classify").fill("a good film")
+        page.get_by_role("button", name="Predict").click()
+        expect(page.locator("#label")).to_have_text(LABEL)
+        expect(page.locator("#neighbours")).to_be_hidden()
+        expect(page.locator("#predict-status")).to_be_empty()
+        screenshot(page, tmp_path / "serve-faq.png")
