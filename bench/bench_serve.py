@@ -4,8 +4,10 @@
     python bench/bench_serve.py ... --soak 300        # also 5 minutes at 32 clients
 
 For each mode (micro-batching on, then `--no-batching`) one server process is started; then
-1, 8 and 64 asyncio clients (httpx, one connection each) send single-text POST /v1/predict
-requests, each client a fixed number of requests over the Rotten Tomatoes test texts.
+1, 8 and 64 clients (one connection each) send single-text POST /v1/predict requests over the
+Rotten Tomatoes test texts: wrk (`apt install wrk`; `--seconds` per level, bench/wrk_predict.lua)
+when present, else asyncio httpx clients (a fixed number of requests each, `--client python`;
+in Python the load generator itself takes much of the 2 cores it shares with the server).
 Reported: throughput (texts/s), p50/p99 latency, errors; and the offline anchor, `jiyi.load(run)
 .predict(texts)` on the same texts in one process. The soak run samples the server's resident
 memory (VmRSS) at its start and end. Writes OUTPUT/serve.json and prints Markdown.
@@ -19,6 +21,7 @@ import csv
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -111,6 +114,47 @@ async def load(
     }
 
 
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_predict.lua"
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def load_wrk(port: int, texts_file: Path, clients: int, seconds: float) -> dict[str, Any]:
+    """The same load from wrk (C, epoll): the client costs the shared cores far less."""
+    import re
+
+    cmd = ["wrk", "-t", str(min(2, clients)), "-c", str(clients), "-d", f"{seconds:g}s",
+           "--latency", "--timeout", "30s", "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}"]  # fmt: skip
+    env = {**os.environ, "JIYI_WRK_TEXTS": str(texts_file)}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
+
+    def ms(label: str) -> float | None:
+        m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        return round(float(m.group(1)) * _UNITS[m.group(2)], 1) if m else None
+
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = {}
+    if non2xx:
+        errors["non-2xx"] = int(non2xx.group(1))
+    if sock and sum(map(int, sock.groups())):
+        errors["socket"] = sum(map(int, sock.groups()))
+    wall = float(re.search(r"requests in ([\d.]+)(ms|s|m)", out).group(1))
+    unit = re.search(r"requests in [\d.]+(ms|s|m)", out).group(1)
+    wall = wall / 1000 if unit == "ms" else wall * 60 if unit == "m" else wall
+    ok = total - sum(errors.values())
+    return {
+        "clients": clients,
+        "requests": total,
+        "ok": ok,
+        "errors": errors,
+        "seconds": round(wall, 2),
+        "texts_per_s": round(ok / wall, 1),
+        "p50_ms": ms("50%"),
+        "p99_ms": ms("99%"),
+    }
+
+
 def offline(run: str, texts: list[str], threads: int) -> dict[str, Any]:
     from jiyi.predict import load as load_run
 
@@ -133,10 +177,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default="bench/results/serve")
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     p.add_argument("--soak", type=float, default=0, help="seconds at 32 clients (0: skip)")
+    p.add_argument(
+        "--client",
+        choices=("wrk", "python"),
+        default="wrk" if shutil.which("wrk") else "python",
+        help="load generator: wrk (apt install wrk; default when present) or asyncio httpx",
+    )
+    p.add_argument("--seconds", type=float, default=15, help="wrk: seconds per client count")
     args = p.parse_args(argv)
     with open(args.data, encoding="utf-8", newline="") as f:
         texts = [row["text"] for row in csv.DictReader(f)]
-    results: dict[str, Any] = {"run": args.run, "threads": args.threads, "modes": {}}
+    results: dict[str, Any] = {
+        "run": args.run,
+        "threads": args.threads,
+        "client": args.client,
+        "modes": {},
+    }
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    texts_file = out / "texts.jsonl"
+    texts_file.write_text("".join(json.dumps(t) + "\n" for t in texts), encoding="utf-8")
+
+    def run_load(port: int, clients: int, seconds: float | None = None) -> dict[str, Any]:
+        if args.client == "wrk":
+            return load_wrk(port, texts_file, clients, seconds or args.seconds)
+        per_client = 0 if seconds else REQUESTS[clients]
+        return asyncio.run(load(port, texts, clients, per_client, seconds=seconds))
+
     results["offline"] = offline(args.run, texts, args.threads)
     print("offline", results["offline"], file=sys.stderr, flush=True)
     for batching in (True, False):
@@ -146,12 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             asyncio.run(load(port, texts, 4, 5))  # warm-up
             for clients in CLIENTS:
-                row = asyncio.run(load(port, texts, clients, REQUESTS[clients]))
+                row = run_load(port, clients)
                 print("batching" if batching else "no batching", row, file=sys.stderr, flush=True)
                 rows.append(row)
             if batching and args.soak:
                 before = rss_mb(server.pid)
-                soak = asyncio.run(load(port, texts, 32, 0, seconds=args.soak))
+                soak = run_load(port, 32, seconds=args.soak)
                 soak |= {
                     "rss_mb_start": round(before, 1),
                     "rss_mb_end": round(rss_mb(server.pid), 1),
@@ -164,8 +231,6 @@ def main(argv: list[str] | None = None) -> int:
             server.wait(timeout=60)
         results["modes"]["batching" if batching else "no_batching"] = rows
     results["command"] = shlex.join([sys.executable, *sys.argv])
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "serve.json").write_text(json.dumps(results, indent=2))
     print(render(results))
     return 0
