@@ -87,6 +87,7 @@ class Settings:
     """What `jiyi serve` flags set; the defaults are the CLI's."""
 
     max_batch_size: int = 32
+    forward_batch_size: int = 8
     max_wait_ms: float = 5.0
     batching: bool = True
     max_texts: int = 64
@@ -817,8 +818,11 @@ def create_app(
     starts with the app (lifespan) and drains its queue when the app stops."""
     service = Service(classifier, memory, name=name)
     metrics = Metrics()
-    if hasattr(classifier, "batch_size"):  # one forward pass per gathered batch
-        classifier.batch_size = max(int(classifier.batch_size), settings.max_batch_size)
+    if hasattr(classifier, "batch_size"):
+        # A gathered batch holds texts of any length; the classifier sorts them and runs forward
+        # passes of `forward_batch_size`, so short texts are not padded to the longest one:
+        # 32 random Rotten Tomatoes texts ran at 133 texts/s in one pass, 194 in passes of 8.
+        classifier.batch_size = settings.forward_batch_size
     batcher = MicroBatcher(
         service.predict,
         max_batch_size=settings.max_batch_size,

@@ -23,6 +23,7 @@ The queue is bounded: when `max_queue` texts (or requests) already wait, `submit
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import math
 import threading
 import time
@@ -61,6 +62,31 @@ class _Job:
     @property
     def size(self) -> int:
         return len(self.texts) if self.fn is None else 1
+
+
+class HeapTrimmer:
+    """Give freed heap memory back to the OS at most once per `every_s` seconds.
+
+    glibc keeps the freed buffers of every (batch, length) shape a forward pass allocated, so a
+    server's RSS climbs: 694 -> 1,124 MB over a 5-minute soak at 32 clients. `malloc_trim(0)`
+    once a second (a few ms) kept an equivalent offline loop at +3%. A no-op off glibc.
+    """
+
+    def __init__(self, every_s: float = 1.0):
+        try:
+            self._trim: Any = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            self._trim = None
+        self.every_s = every_s
+        self._last = time.monotonic()
+
+    def maybe(self) -> None:
+        if self._trim is None:
+            return
+        now = time.monotonic()
+        if now - self._last >= self.every_s:
+            self._trim(0)
+            self._last = time.monotonic()
 
 
 def _resolve(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
@@ -208,6 +234,7 @@ class MicroBatcher:
     # ---- the worker ----------------------------------------------------------------------
 
     def _work(self) -> None:
+        trimmer = HeapTrimmer()
         while True:
             batch = self._next_batch()
             if batch is None:
@@ -216,6 +243,7 @@ class MicroBatcher:
                 self._run_callable(batch[0])
             else:
                 self._run_batch(batch)
+            trimmer.maybe()
 
     def _next_batch(self) -> list[_Job] | None:
         """Wait for work; return the oldest job plus what can join it, or None once closed."""

@@ -61,6 +61,7 @@ def check_bind(host: str, token: str | None, insecure: bool) -> None:
 def check_limits(args: argparse.Namespace) -> None:
     positive = {
         "--max-batch-size": args.max_batch_size,
+        "--forward-batch-size": args.forward_batch_size,
         "--max-texts": args.max_texts,
         "--max-chars": args.max_chars,
         "--max-body-bytes": args.max_body_bytes,
@@ -127,6 +128,7 @@ def settings_from(args: argparse.Namespace, token: str | None) -> Any:
 
     return Settings(
         max_batch_size=args.max_batch_size,
+        forward_batch_size=args.forward_batch_size,
         max_wait_ms=args.max_wait_ms,
         batching=not args.no_batching,
         max_texts=args.max_texts,
@@ -227,7 +229,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="allow a non-loopback --host without a token",
     )
     g = p.add_argument_group("batching")
-    g.add_argument("--max-batch-size", type=int, default=32, help="texts per forward pass (32)")
+    g.add_argument(
+        "--max-batch-size", type=int, default=32, help="texts gathered into one batch (32)"
+    )
+    g.add_argument(
+        "--forward-batch-size",
+        type=int,
+        default=8,
+        help="a batch is sorted by length and run in forward passes of this many texts, so "
+        "short texts are not padded to the longest (default 8)",
+    )
     g.add_argument(
         "--max-wait-ms",
         type=float,
