@@ -487,8 +487,9 @@ def render_serve(path: Path) -> list[str]:
     r = json.loads(path.read_text())
     return [
         "## Serving: `jiyi serve` under load (bench/bench_serve.py)\n",
-        f"Single-text POST /v1/predict from asyncio clients on loopback; server and clients "
-        f"share the machine's cores; server threads {r['threads']}.\n",
+        f"Single-text POST /v1/predict from {r.get('client', 'python')} clients on loopback "
+        f"(one connection each); server and load generator share the machine's cores; server "
+        f"threads {r['threads']}.\n",
         render(r),
         "",
         f"Command: `{r['command']}`\n",
