@@ -139,7 +139,8 @@ def _print_metrics(metrics: dict[str, Any], title: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jiyi",
-        description="jiyi (记忆): fine-tune, evaluate and serve pretrained transformer encoders, offline.",
+        description="jiyi (记忆): fine-tune, evaluate, inspect, extend (a kNN memory), compress and "
+        "serve pretrained transformer encoders, offline.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
