@@ -185,3 +185,27 @@ def trained_run(
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+def build_faq_memory(model_dir: Path, root: Path) -> Path:
+    """A 3-entry FAQ memory (question, answer) embedded by `model_dir`, its abstention threshold
+    calibrated on 5 validation questions, 2 of them unanswerable. Returns the memory folder."""
+    from jiyi.cli import main
+
+    faq = root / "faq.csv"
+    faq.write_text(
+        "id,question,answer\n"
+        "a,good great film,Answer A\n"
+        "b,bad awful plot,Answer B\n"
+        "c,funny smart music,Answer C\n"
+    )
+    val = root / "val.csv"
+    val.write_text(
+        "question,id\ngood great film,a\nbad awful plot,b\nfunny smart music,c\n"
+        "unrelated words,\nwords for the vocab,\n"
+    )
+    mem = root / "faq"
+    argv = ["memory", "build", str(model_dir), "--data", str(faq), "--text-column", "question",
+            "--payload", "answer", "--validation", str(val), "--output", str(mem)]  # fmt: skip
+    assert main(argv) == 0
+    return mem

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_texts, write_csv
+from conftest import build_faq_memory, make_texts, write_csv
 from jiyi.cli import main as run_cli
 from jiyi.memory.knn import Memory
 
@@ -148,22 +148,7 @@ def test_user_errors(
 def test_faq_ask_abstains_below_the_calibrated_threshold(
     tiny_model_dir: Path, tmp_path: Path, capsys
 ) -> None:
-    faq = tmp_path / "faq.csv"
-    faq.write_text(
-        "id,question,answer\n"
-        "a,good great film,Answer A\n"
-        "b,bad awful plot,Answer B\n"
-        "c,funny smart music,Answer C\n"
-    )
-    val = tmp_path / "val.csv"
-    val.write_text(
-        "question,id\ngood great film,a\nbad awful plot,b\nfunny smart music,c\n"
-        "unrelated words,\nwords for the vocab,\n"
-    )
-    mem = tmp_path / "faq"
-    argv = ["memory", "build", str(tiny_model_dir), "--data", str(faq), "--text-column",
-            "question", "--payload", "answer", "--validation", str(val), "--output", str(mem)]  # fmt: skip
-    assert run_cli(argv) == 0
+    mem = build_faq_memory(tiny_model_dir, tmp_path)
     capsys.readouterr()
     ask = json.loads((mem / "memory.json").read_text())["ask"]
     assert ask["accuracy"] == 1.0 and ask["threshold"] is not None

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conftest import build_faq_memory
 from jiyi.serve.app import Settings
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright")
@@ -162,25 +163,9 @@ def test_page_with_a_token_shows_errors_inline_and_the_nearest_examples(
 def test_page_asks_a_faq_memory(
     start_server: Any, classifier: Any, tiny_model_dir: Path, tmp_path: Path, browser: Any
 ) -> None:
-    from jiyi.cli import main
     from jiyi.memory.knn import Memory
 
-    faq = tmp_path / "faq.csv"
-    faq.write_text(
-        "id,question,answer\n"
-        "a,good great film,Answer A\n"
-        "b,bad awful plot,Answer B\n"
-        "c,funny smart music,Answer C\n"
-    )
-    val = tmp_path / "val.csv"  # calibrates the score below which ask abstains
-    val.write_text(
-        "question,id\ngood great film,a\nbad awful plot,b\nfunny smart music,c\n"
-        "unrelated words,\nwords for the vocab,\n"
-    )
-    mem = tmp_path / "faq"
-    argv = ["memory", "build", str(tiny_model_dir), "--data", str(faq), "--text-column",
-            "question", "--payload", "answer", "--validation", str(val), "--output", str(mem)]  # fmt: skip
-    assert main(argv) == 0
+    mem = build_faq_memory(tiny_model_dir, tmp_path)
     live = start_server(Settings(), classifier, Memory.open(mem))
     with open_page(browser, live.url) as page:
         expect(page.locator("#ask")).to_be_visible()
