@@ -136,6 +136,7 @@ class MicroBatcher:
         self._closing = False
         self._thread: threading.Thread | None = None
         self._seconds_per_batch = 0.05  # running estimate, for Retry-After
+        self._last_callers = 2  # callers in the previous batch (2: wait for company at first)
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -257,6 +258,10 @@ class MicroBatcher:
             batch = [first]
             if first.fn is None and self.enabled:
                 deadline = first.enqueued + self.max_wait
+                if self._last_callers <= 1 and not self._pending:
+                    # a lone caller last time and nobody waiting now: waiting only adds latency
+                    # (one client paid 5 ms a request: 42 vs 52 texts/s without batching)
+                    deadline = time.monotonic()
                 size = len(first.texts)
                 while size < self.max_batch_size:
                     size = self._gather(batch, size)
@@ -285,6 +290,7 @@ class MicroBatcher:
         return size
 
     def _run_batch(self, batch: list[_Job]) -> None:
+        self._last_callers = len(batch)
         texts = [t for job in batch for t in job.texts]
         start = time.perf_counter()
         try:
