@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from jiyi.data.collate import encode, pad_batch, sorted_batches
-from jiyi.errors import JiyiError
 
 JIYI_META = "jiyi.json"  # beside config.json in a model folder: task, thresholds, max_length, ...
 
@@ -68,12 +67,10 @@ class Classifier:
     """A fine-tuned model folder (or run directory) ready to predict."""
 
     def __init__(self, path: str | Path, *, batch_size: int = 64, threads: int | None = None):
+        from jiyi.compress.artifacts import model_dir_of
         from jiyi.models import load_classifier
 
-        path = Path(path)
-        model_dir = path / "model" if (path / "model" / "config.json").is_file() else path
-        if not (model_dir / "config.json").is_file():
-            raise JiyiError(f"{path}: not a jiyi run directory or model folder (no config.json).")
+        model_dir = model_dir_of(path)
         if threads:
             torch.set_num_threads(threads)
         self.model_dir = model_dir

@@ -39,8 +39,9 @@ def model_dir_of(path: str | Path) -> Path:
 
 
 def read_meta(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / "jiyi.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    from jiyi.predict import read_meta as meta_of  # the one reader of jiyi.json
+
+    return meta_of(model_dir)
 
 
 def weights_sha256(model_dir: Path) -> str:

@@ -78,7 +78,9 @@ def _log_event(event: dict[str, Any]) -> None:
     _log(f"{event.get('event', 'distill')}: {fields}")
 
 
-def _labelled(path: str, meta: dict[str, Any], config: Any, flag: str) -> tuple[list, list]:
+def _labelled(
+    path: str, meta: dict[str, Any], label2id: dict[str, int], flag: str
+) -> tuple[list, list]:
     """(texts, label ids or None per row) of a data file, with the run's columns."""
     from jiyi.data.readers import read_examples
 
@@ -91,7 +93,7 @@ def _labelled(path: str, meta: dict[str, Any], config: Any, flag: str) -> tuple[
         )
     except JiyiError as e:
         raise JiyiError(f"{flag} {e}") from None
-    label2id = {str(k): int(v) for k, v in config.label2id.items()}
+    label2id = {str(k): int(v) for k, v in label2id.items()}
     texts, labels = [], []
     for ex in result.examples:
         texts.append(ex.text)
@@ -107,14 +109,22 @@ def _labelled(path: str, meta: dict[str, Any], config: Any, flag: str) -> tuple[
     return texts, labels
 
 
-def _run_files(source: Path, settings: Settings) -> tuple[str | None, str | None]:
-    """--train / --validation, defaulting to the files the run was trained with."""
+def _run_config(model_dir: Path) -> dict[str, Any]:
+    """The config.yaml of the run `model_dir` belongs to (for a compressed folder: of the run it
+    was made from), or {}."""
     import yaml
 
-    run_dir = source.parent if source.name == "model" else source
-    config = {}
-    if (run_dir / "config.yaml").is_file():
-        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    origin = read_meta(model_dir).get("compress", {}).get("origin", {}).get("path")
+    for folder in (model_dir, *([Path(origin)] if origin else [])):
+        run_dir = folder.parent if folder.name == "model" else folder
+        if (run_dir / "config.yaml").is_file():
+            return yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    return {}
+
+
+def _run_files(source: Path, settings: Settings) -> tuple[str | None, str | None]:
+    """--train / --validation, defaulting to the files the run was trained with."""
+    config = _run_config(source)
     train = settings.train or config.get("train")
     validation = settings.validation or config.get("validation")
     return train, validation
@@ -204,7 +214,7 @@ def _prune(model: Any, tokenizer: Any, meta: dict, settings: Settings, train_fil
     from jiyi.compress.prune import choose_heads, head_scores, prune_heads
 
     val_file = _need(val_file, "--validation", "prune-heads")
-    texts, labels = _labelled(val_file, meta, model.config, "--validation")
+    texts, labels = _labelled(val_file, meta, model.config.label2id, "--validation")
     keep = [i for i, y in enumerate(labels) if y is not None]
     rng = np.random.default_rng(settings.seed)
     if len(keep) > settings.max_examples:
@@ -264,8 +274,8 @@ def _train_student(teacher, student, tokenizer, meta, settings, train_file, val_
 
     train_file = _need(train_file, "--train", "distill / --recover-epochs")
     val_file = _need(val_file, "--validation", "distill / --recover-epochs")
-    texts, labels = _labelled(train_file, meta, teacher.config, "--train")
-    val_texts, val_labels = _labelled(val_file, meta, teacher.config, "--validation")
+    texts, labels = _labelled(train_file, meta, teacher.config.label2id, "--train")
+    val_texts, val_labels = _labelled(val_file, meta, teacher.config.label2id, "--validation")
     pairs = [(t, y) for t, y in zip(val_texts, val_labels, strict=True) if y is not None]
     _log(f"training the student on {len(texts)} texts for {epochs:g} epochs")
     settings_used = {
@@ -364,30 +374,13 @@ def write_report(
 def report_data(source: Path, data: str | None) -> tuple[str | None, list[str], list[int] | None]:
     """The texts (and gold label ids) the report measures on: --data, else the run's test file,
     else its validation file."""
-    import yaml
-
-    from jiyi.compress.artifacts import model_dir_of as _dir
-
-    folder = _dir(source)
+    folder = model_dir_of(source)
     meta = read_meta(folder)
-    run_dir = folder.parent if folder.name == "model" else folder
-    config = {}
-    if (run_dir / "config.yaml").is_file():
-        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-    origin = meta.get("compress", {}).get("origin", {}).get("path")
-    if not config and origin:
-        o = Path(origin)
-        o_run = o.parent if o.name == "model" else o
-        if (o_run / "config.yaml").is_file():
-            config = yaml.safe_load((o_run / "config.yaml").read_text(encoding="utf-8")) or {}
+    config = _run_config(folder)
     path = data or config.get("test") or config.get("validation")
     if not path:
         raise JiyiError("the report needs --data FILE (labelled texts to measure on).")
-    cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-
-    class _C:
-        label2id = cfg.get("label2id", {})
-
-    texts, labels = _labelled(path, meta, _C, "--data")
+    label2id = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("label2id", {})
+    texts, labels = _labelled(path, meta, label2id, "--data")
     gold = None if any(y is None for y in labels) else [int(y) for y in labels]
     return path, texts, gold

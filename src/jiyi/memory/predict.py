@@ -275,10 +275,11 @@ def check_model_flag(memory: Memory, model: str | None) -> None:
 
 def is_classifier_run(path: str | Path) -> bool:
     """Whether `path` is a fine-tuned classification run (or its model folder)."""
-    path = Path(path)
-    model_dir = path / "model" if (path / "model" / "config.json").is_file() else path
-    config = model_dir / "config.json"
-    if not config.is_file():
+    from jiyi.compress.artifacts import model_dir_of
+
+    try:
+        config = model_dir_of(path) / "config.json"
+    except JiyiError:
         return False
     try:
         archs = json.loads(config.read_text("utf-8")).get("architectures") or []
