@@ -27,29 +27,11 @@ TRUNCATIONS = ("head", "tail", "head+tail")
 
 
 @dataclass
-class TrainConfig:
-    """Settings of `jiyi train`. Every field is a flag (`--max-length`) and a YAML key (`max_length`)."""
+class LoopConfig:
+    """Settings of the one optimisation loop, shared by `jiyi train` and `jiyi pretrain`."""
 
-    model: str = "minilm"
-    """Model to fine-tune: the alias `minilm`, a local Hugging Face folder, or a Hub id (online only)."""
-    train: str | None = None
-    """Training data: CSV, TSV, JSONL, Parquet or a `datasets` folder."""
-    validation: str | None = None
-    """Validation data; when absent, a stratified slice of --train is carved out (--validation-fraction)."""
-    test: str | None = None
-    """Test data, evaluated with the best model at the end of training (written to RUN_DIR/eval)."""
     output: str | None = None
     """The run directory to create (or to continue with --resume)."""
-    task: str = "classification"
-    """classification (one label per text) or multilabel (a JSON list or delimited labels)."""
-    text_column: str = "text"
-    """Column holding the text."""
-    text_pair_column: str | None = None
-    """Column holding the second text of a pair (e.g. NLI hypothesis); none by default."""
-    label_column: str = "label"
-    """Column holding the label (strings or ints)."""
-    label_delimiter: str | None = None
-    """Multilabel only: the delimiter between labels; by default the first of | ; , found."""
     epochs: float = 3.0
     """Passes over the training data (fractions allowed)."""
     max_steps: int | None = None
@@ -58,14 +40,10 @@ class TrainConfig:
     """Examples per optimizer step (per process), before gradient accumulation."""
     grad_accum: int = 1
     """Accumulate gradients over this many batches per optimizer step."""
-    eval_batch_size: int = 128
-    """Examples per forward pass when evaluating and predicting."""
     lr: float = 5e-5
     """Peak learning rate of AdamW."""
     max_length: int = 128
     """Maximum tokens per text (pair included); longer texts are cut as --truncation says."""
-    truncation: str = "head+tail"
-    """How a long text is cut: head, tail or head+tail (keep the first quarter and the last three quarters)."""
     seed: int = 42
     """Random seed: data order, dropout, initialisation of the head, the validation split."""
     warmup_ratio: float = 0.06
@@ -74,30 +52,12 @@ class TrainConfig:
     """AdamW weight decay (not applied to biases and LayerNorm weights)."""
     max_grad_norm: float = 1.0
     """Clip the gradient norm to this value (0 disables clipping)."""
-    dropout: float | None = None
-    """Override the model's hidden and attention dropout (e.g. 0.2 against over-fitting)."""
-    patience: int | None = None
-    """Stop when the validation metric has not improved for this many evaluations."""
-    metric: str = "accuracy"
-    """Validation metric that selects the best model and drives early stopping (e.g. f1_macro)."""
-    evals_per_epoch: int = 1
-    """Validation passes per epoch."""
     save_steps: int | None = None
     """Also write a resumable checkpoint every N optimizer steps (one is always written at each evaluation)."""
     keep_checkpoints: int = 2
     """How many of the most recent checkpoints to keep, besides the best."""
     resume: bool = False
     """Continue the run in --output from its last checkpoint, data position included."""
-    augment: str | None = None
-    """Augment the training texts: none, all, or a comma list of delete,swap,insert,substitute."""
-    augment_rate: float = 0.1
-    """Fraction of the words of a text that one augmentation operation touches."""
-    augment_copies: int = 1
-    """Augmented copies made of each training example."""
-    on_bad_rows: str = "error"
-    """What to do with a malformed row: error (stop and name it) or skip (drop it and count it)."""
-    validation_fraction: float = 0.1
-    """Share of --train carved out as validation data when --validation is absent."""
     bf16: bool = False
     """Run forward passes under bfloat16 autocast (where the device supports it)."""
     log_every: int = 20
@@ -105,22 +65,13 @@ class TrainConfig:
     threads: int | None = None
     """CPU threads for torch (default: all cores)."""
 
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self, *, require_paths: bool = False) -> None:
-        """Reject contradictory or impossible settings, naming the flag at fault."""
-        check_choice("--task", self.task, TASKS)
-        check_choice("--truncation", self.truncation, TRUNCATIONS)
-        check_choice("--on-bad-rows", self.on_bad_rows, ("error", "skip"))
-        check_choice("--metric", self.metric, METRIC_NAMES[self.task])
+    def validate_loop(self) -> None:
+        """Reject impossible settings of the loop, naming the flag at fault."""
         for flag, value in (
             ("--batch-size", self.batch_size),
-            ("--eval-batch-size", self.eval_batch_size),
             ("--grad-accum", self.grad_accum),
-            ("--evals-per-epoch", self.evals_per_epoch),
-            ("--augment-copies", self.augment_copies),
             ("--log-every", self.log_every),
+            ("--keep-checkpoints", self.keep_checkpoints),
         ):
             if value < 1:
                 raise JiyiError(f"{flag} must be at least 1, got {value}.")
@@ -130,6 +81,8 @@ class TrainConfig:
             raise JiyiError(f"--epochs must be positive, got {self.epochs}.")
         if self.max_steps is not None and self.max_steps < 1:
             raise JiyiError(f"--max-steps must be at least 1, got {self.max_steps}.")
+        if self.save_steps is not None and self.save_steps < 1:
+            raise JiyiError(f"--save-steps must be at least 1, got {self.save_steps}.")
         if self.lr <= 0:
             raise JiyiError(f"--lr must be positive, got {self.lr}.")
         if not 0 <= self.warmup_ratio < 1:
@@ -140,14 +93,74 @@ class TrainConfig:
             raise JiyiError(
                 f"--max-grad-norm must be >= 0 (0 disables clipping), got {self.max_grad_norm}."
             )
+
+
+@dataclass
+class TrainConfig(LoopConfig):
+    """Settings of `jiyi train`. Every field is a flag (`--max-length`) and a YAML key (`max_length`)."""
+
+    model: str = "minilm"
+    """Model to fine-tune: the alias `minilm`, a local Hugging Face folder, or a Hub id (online only)."""
+    train: str | None = None
+    """Training data: CSV, TSV, JSONL, Parquet or a `datasets` folder."""
+    validation: str | None = None
+    """Validation data; when absent, a stratified slice of --train is carved out (--validation-fraction)."""
+    test: str | None = None
+    """Test data, evaluated with the best model at the end of training (written to RUN_DIR/eval)."""
+    task: str = "classification"
+    """classification (one label per text) or multilabel (a JSON list or delimited labels)."""
+    text_column: str = "text"
+    """Column holding the text."""
+    text_pair_column: str | None = None
+    """Column holding the second text of a pair (e.g. NLI hypothesis); none by default."""
+    label_column: str = "label"
+    """Column holding the label (strings or ints)."""
+    label_delimiter: str | None = None
+    """Multilabel only: the delimiter between labels; by default the first of | ; , found."""
+    eval_batch_size: int = 128
+    """Examples per forward pass when evaluating and predicting."""
+    truncation: str = "head+tail"
+    """How a long text is cut: head, tail or head+tail (keep the first quarter and the last three quarters)."""
+    dropout: float | None = None
+    """Override the model's hidden and attention dropout (e.g. 0.2 against over-fitting)."""
+    patience: int | None = None
+    """Stop when the validation metric has not improved for this many evaluations."""
+    metric: str = "accuracy"
+    """Validation metric that selects the best model and drives early stopping (e.g. f1_macro)."""
+    evals_per_epoch: int = 1
+    """Validation passes per epoch."""
+    augment: str | None = None
+    """Augment the training texts: none, all, or a comma list of delete,swap,insert,substitute."""
+    augment_rate: float = 0.1
+    """Fraction of the words of a text that one augmentation operation touches."""
+    augment_copies: int = 1
+    """Augmented copies made of each training example."""
+    on_bad_rows: str = "error"
+    """What to do with a malformed row: error (stop and name it) or skip (drop it and count it)."""
+    validation_fraction: float = 0.1
+    """Share of --train carved out as validation data when --validation is absent."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self, *, require_paths: bool = False) -> None:
+        """Reject contradictory or impossible settings, naming the flag at fault."""
+        check_choice("--task", self.task, TASKS)
+        check_choice("--truncation", self.truncation, TRUNCATIONS)
+        check_choice("--on-bad-rows", self.on_bad_rows, ("error", "skip"))
+        check_choice("--metric", self.metric, METRIC_NAMES[self.task])
+        self.validate_loop()
+        for flag, value in (
+            ("--eval-batch-size", self.eval_batch_size),
+            ("--evals-per-epoch", self.evals_per_epoch),
+            ("--augment-copies", self.augment_copies),
+        ):
+            if value < 1:
+                raise JiyiError(f"{flag} must be at least 1, got {value}.")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise JiyiError(f"--dropout must be in [0, 1), got {self.dropout}.")
         if self.patience is not None and self.patience < 1:
             raise JiyiError(f"--patience must be at least 1, got {self.patience}.")
-        if self.save_steps is not None and self.save_steps < 1:
-            raise JiyiError(f"--save-steps must be at least 1, got {self.save_steps}.")
-        if self.keep_checkpoints < 1:
-            raise JiyiError(f"--keep-checkpoints must be at least 1, got {self.keep_checkpoints}.")
         if not 0 < self.validation_fraction < 1:
             raise JiyiError(
                 f"--validation-fraction must be in (0, 1), got {self.validation_fraction}."
@@ -180,6 +193,14 @@ def flag_name(field_name: str) -> str:
 @cache
 def field_docs(cls: type) -> dict[str, str]:
     """Attribute docstrings of a dataclass: the string literal right after each field."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):  # a subclass's docstring wins over its base's
+        if dataclasses.is_dataclass(klass):
+            docs.update(_own_field_docs(klass))
+    return docs
+
+
+def _own_field_docs(cls: type) -> dict[str, str]:
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
@@ -226,7 +247,8 @@ def add_dataclass_flags(
     """One flag per field, help from the attribute docstring, default left unset (None) so that
     values given on the command line can be told apart from the defaults and override YAML."""
     docs = field_docs(cls)
-    for f in fields(cls):
+    own = set(inspect.get_annotations(cls))
+    for f in sorted(fields(cls), key=lambda f: f.name not in own):  # own flags first
         if f.name in skip:
             continue
         kind, _ = _base_type(cls, f.name)

@@ -6,109 +6,29 @@ model, evaluate on test. Runs unchanged under `accelerate launch --num_processes
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import os
-import signal
-import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from jiyi.checkpoint import TrainState, list_checkpoints, load_checkpoint, save_checkpoint
-from jiyi.config import TrainConfig, config_to_yaml, load_yaml_config
+from jiyi.checkpoint import TrainState
+from jiyi.config import TrainConfig
 from jiyi.data.collate import length_grouped_batches, pad_batch, sorted_batches
-from jiyi.errors import JiyiError
-from jiyi.io import append_jsonl, atomic_directory, atomic_write_json, atomic_write_text
+from jiyi.io import atomic_directory, atomic_write_json
+from jiyi.loop import (
+    build_optimizer,
+    headline,
+    prepare_run_dir,
+    run_loop,
+    shard,
+    start_run,
+)
 from jiyi.predict import JIYI_META, forward_probs
 from jiyi.prepare import PreparedData, Split, augment_train, read_data, tokenize_splits
-
-
-class StopRequested:
-    """SIGINT/SIGTERM set a flag; the loop writes a checkpoint at the next step and exits."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> StopRequested:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError):  # not the main thread: no handlers
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signal is not None:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
-        self.signal = signum
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
-RESUME_OVERRIDABLE = (
-    "epochs",
-    "max_steps",
-    "patience",
-    "save_steps",
-    "keep_checkpoints",
-    "threads",
-    "log_every",
-)
-
-
-def prepare_run_dir(
-    config: TrainConfig, explicit: set[str] = frozenset()
-) -> tuple[Path, TrainConfig]:
-    """Check --output / --resume. On resume the run's saved config wins; only the settings of
-    RESUME_OVERRIDABLE given explicitly (e.g. a larger --epochs) change it."""
-    assert config.output is not None
-    run_dir = Path(config.output)
-    if config.resume:
-        saved = run_dir / "config.yaml"
-        if not saved.is_file():
-            raise JiyiError(
-                f"--resume: {run_dir} holds no config.yaml; it is not a jiyi run to continue."
-            )
-        values = load_yaml_config(str(saved), TrainConfig)
-        values.update({k: getattr(config, k) for k in RESUME_OVERRIDABLE if k in explicit})
-        values["resume"] = True
-        return run_dir, TrainConfig(**values)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise JiyiError(
-            f"--output {run_dir} already exists and is not empty. Pass --resume to continue that "
-            "run, or choose another --output."
-        )
-    return run_dir, config
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on weight matrices only: not on biases or LayerNorm weights."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name or name.endswith(".bias"):
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-
-
-def linear_schedule(warmup: int, total: int):
-    def lr_lambda(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    return lr_lambda
 
 
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor, multilabel: bool) -> torch.Tensor:
@@ -196,35 +116,27 @@ def train(
         if n:
             say(f"[yellow]--on-bad-rows skip: skipped {n} bad rows of {name}.[/]")
 
-    # --- optimizer, schedule ---------------------------------------------------------------
+    # --- optimizer, schedule, resume ------------------------------------------------------------
     world = accelerator.num_processes
-    # batches per process per epoch, exactly as the loop below cuts them (last one may be short)
+    # batches per process per epoch, exactly as `shard` cuts them (the last one may be short)
     n_batches = max(1, math.ceil(len(train_split.examples) / config.batch_size) // world)
     steps_per_epoch = math.ceil(n_batches / config.grad_accum)
     total_steps = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
     eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
-    warmup = int(config.warmup_ratio * total_steps)
-    fused = {"fused": True} if "fused" in torch.optim.AdamW.__init__.__code__.co_varnames else {}
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, **fused)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(warmup, total_steps))
-    model, optimizer = accelerator.prepare(model, optimizer)
-
-    # --- resume or start ----------------------------------------------------------------------
-    state = TrainState()
-    if config.resume and (ckpts := list_checkpoints(run_dir)):
-        state = load_checkpoint(ckpts[-1], accelerator.unwrap_model(model), optimizer, scheduler)
-        say(f"Resuming from {ckpts[-1]} (step {state.step}, epoch {state.epoch}).")
-        if state.finished:
-            say("[yellow]That run had already finished; re-running its final evaluation.[/]")
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", config_to_yaml(config))
-        (run_dir / "logs").mkdir(exist_ok=True)
-    accelerator.wait_for_everyone()
-    tb = _tensorboard(run_dir / "logs") if main else None
-    log = (lambda rec: append_jsonl(run_dir / "metrics.jsonl", rec)) if main else (lambda rec: None)
-    if main and state.step == 0:
-        log(
+    optimizer, scheduler = build_optimizer(model, config, total_steps)
+    run = start_run(
+        config,
+        accelerator,
+        model,
+        optimizer,
+        scheduler,
+        run_dir=run_dir,
+        total_steps=total_steps,
+        console=console,
+    )
+    model, state = run.model, run.state
+    if state.step == 0:
+        run.log(
             {
                 "event": "start",
                 "labels": data.labels,
@@ -259,7 +171,7 @@ def train(
             atomic_write_json(tmp / JIYI_META, meta)
 
     def run_eval() -> bool:
-        """Validate, keep the best model, checkpoint; True when early stopping says stop."""
+        """Validate, keep the best model; True when early stopping says stop."""
         metrics, _, thresholds = evaluate_split(
             model, val_split, data.labels, config, accelerator, pad_id
         )
@@ -276,26 +188,31 @@ def train(
             save_best(metrics, thresholds)
         else:
             state.evals_without_improvement += 1
-        log(
+        run.log(
             {
                 "event": "eval",
                 "step": state.step,
                 "epoch": state.epoch,
-                **_headline(metrics),
+                **headline(metrics),
                 "best": state.best_metric,
                 "improved": improved,
             }
         )
-        if tb:
-            for k, v in _headline(metrics).items():
-                tb.add_scalar(f"validation/{k}", v, state.step)
+        if run.tb:
+            for k, v in headline(metrics).items():
+                run.tb.add_scalar(f"validation/{k}", v, state.step)
         shown = "undefined" if value is None else f"{value:.4f}"
         best = "undefined" if state.best_metric is None else f"{state.best_metric:.4f}"
         say(
             f"step {state.step}: validation {config.metric} {shown}"
             + (" [green](best)[/]" if improved else f" (best {best})")
         )
-        return config.patience is not None and state.evals_without_improvement >= config.patience
+        stop = config.patience is not None and state.evals_without_improvement >= config.patience
+        if stop:
+            say(
+                f"Early stopping: no improvement of {config.metric} in {config.patience} evaluations."
+            )
+        return stop
 
     # --- sanity check: two validation batches through the model before any training ----------
     if state.step == 0:
@@ -309,117 +226,35 @@ def train(
             indices=probe,
         )
 
-    # --- the loop ---------------------------------------------------------------------------
+    # --- the loop: length-grouped batches shuffled by (seed, epoch), sharded by rank ---------
     targets = torch.from_numpy(train_split.targets)
-    progress = _progress(console, main)
-    task = progress.add_task(
-        "train", total=total_steps, completed=state.step, loss=float("nan"), eps=0.0
+
+    def epoch_batches(epoch: int, position: int) -> Iterator[np.ndarray]:
+        batches = length_grouped_batches(
+            train_split.enc.lengths, config.batch_size, config.seed, epoch
+        )
+        return iter(shard(batches, accelerator.process_index, world)[position:])
+
+    def batch_loss(batch: np.ndarray) -> tuple[torch.Tensor, int]:
+        inputs = {
+            k: v.to(accelerator.device)
+            for k, v in pad_batch(train_split.enc, batch, pad_id).items()
+        }
+        logits = model(**inputs).logits.float()  # (B, C)
+        return loss_fn(logits, targets[batch].to(accelerator.device), multilabel), len(batch)
+
+    def eval_due(state: TrainState) -> bool:  # mid-epoch validation passes
+        step_in_epoch = math.ceil(state.batch_in_epoch / config.grad_accum)
+        return config.evals_per_epoch > 1 and step_in_epoch % eval_every == 0
+
+    train_seconds = run_loop(
+        run,
+        epoch_batches=epoch_batches,
+        batch_loss=batch_loss,
+        evaluate=run_eval,
+        eval_due=eval_due,
     )
-    stop_early = state.finished
-    window_loss, window_n, t_window, ex_window = 0.0, 0, time.perf_counter(), 0
-    t_start = time.perf_counter()
-    model.train()
-    with StopRequested() as stop, progress:
-        while state.step < total_steps and not stop_early:
-            # 1. this epoch's batches: length-grouped, shuffled by (seed, epoch), sharded by rank
-            batches = length_grouped_batches(
-                train_split.enc.lengths, config.batch_size, config.seed, state.epoch
-            )
-            batches = (
-                batches[: len(batches) // world * world][accelerator.process_index :: world]
-                or batches[:1]
-            )
-            while state.batch_in_epoch < len(batches) and state.step < total_steps:
-                group = batches[state.batch_in_epoch : state.batch_in_epoch + config.grad_accum]
-                # 2. forward and backward over the accumulation group
-                for i, batch in enumerate(group):
-                    inputs = {
-                        k: v.to(accelerator.device)
-                        for k, v in pad_batch(train_split.enc, batch, pad_id).items()
-                    }
-                    y = targets[batch].to(accelerator.device)
-                    ctx = (
-                        accelerator.no_sync(model)
-                        if i < len(group) - 1
-                        else contextlib.nullcontext()
-                    )
-                    with (
-                        ctx,
-                        torch.autocast(
-                            accelerator.device.type, dtype=torch.bfloat16, enabled=config.bf16
-                        ),
-                    ):
-                        logits = model(**inputs).logits.float()  # (B, C)
-                        loss = loss_fn(logits, y, multilabel) / len(group)
-                    if not torch.isfinite(loss):
-                        raise JiyiError(
-                            f"The training loss became {loss.item()} at step {state.step} (epoch "
-                            f"{state.epoch}). Lower --lr (now {config.lr}), keep --max-grad-norm on, "
-                            "or turn --bf16 off. The last good checkpoint is in "
-                            f"{run_dir / 'checkpoints'}."
-                        )
-                    accelerator.backward(loss)
-                    window_loss += loss.item()
-                    ex_window += len(batch) * world
-                # 3. clip, step, schedule
-                if config.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                state.step += 1
-                state.batch_in_epoch += len(group)
-                state.examples_seen += sum(len(b) for b in group) * world
-                window_n += 1
-                # 4. log
-                if state.step % config.log_every == 0 or state.step == total_steps:
-                    mean_loss = float(
-                        accelerator.reduce(torch.tensor(window_loss / window_n), "mean")
-                    )
-                    eps = ex_window / max(1e-9, time.perf_counter() - t_window)
-                    log(
-                        {
-                            "event": "train",
-                            "step": state.step,
-                            "epoch": state.epoch,
-                            "loss": mean_loss,
-                            "lr": scheduler.get_last_lr()[0],
-                            "examples_per_s": eps,
-                        }
-                    )
-                    if tb:
-                        tb.add_scalar("train/loss", mean_loss, state.step)
-                        tb.add_scalar("train/lr", scheduler.get_last_lr()[0], state.step)
-                    progress.update(task, loss=mean_loss, eps=eps)
-                    window_loss, window_n, t_window, ex_window = 0.0, 0, time.perf_counter(), 0
-                progress.update(task, completed=state.step)
-                # 5. validate + checkpoint; early stopping; periodic checkpoints; signals
-                end_of_epoch = state.batch_in_epoch >= len(batches)
-                step_in_epoch = math.ceil(state.batch_in_epoch / config.grad_accum)
-                mid_epoch_eval = config.evals_per_epoch > 1 and step_in_epoch % eval_every == 0
-                if end_of_epoch:
-                    state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-                if mid_epoch_eval or end_of_epoch or state.step == total_steps:
-                    stop_early = run_eval()
-                    _checkpoint(run_dir, state, accelerator, model, optimizer, scheduler, config)
-                    if stop_early:
-                        say(
-                            f"Early stopping: no improvement of {config.metric} in {config.patience} evaluations."
-                        )
-                elif config.save_steps and state.step % config.save_steps == 0:
-                    _checkpoint(run_dir, state, accelerator, model, optimizer, scheduler, config)
-                if stop.signal is not None:
-                    _checkpoint(run_dir, state, accelerator, model, optimizer, scheduler, config)
-                    name = signal.Signals(stop.signal).name
-                    raise JiyiError(
-                        f"Stopped by {name} at step {state.step}; checkpoint written. "
-                        f"Continue with: jiyi train --output {run_dir} --resume"
-                    )
-                if stop_early or end_of_epoch:
-                    break
-    train_seconds = time.perf_counter() - t_start
-    state.finished = True
-    _checkpoint(run_dir, state, accelerator, model, optimizer, scheduler, config)
+    tb = run.tb
 
     # --- restore the best model, evaluate on test ----------------------------------------------
     from jiyi.models import load_classifier
@@ -439,7 +274,7 @@ def train(
         test_metrics = write_test_eval(best_model, data, config, accelerator, pad_id, run_dir)
         summary["test"] = test_metrics
         summary["test_file"] = config.test
-        log({"event": "test", **_headline(test_metrics)})
+        run.log({"event": "test", **headline(test_metrics)})
     if tb:
         tb.close()
     accelerator.wait_for_everyone()
@@ -496,62 +331,3 @@ def _settings(config: TrainConfig) -> dict[str, Any]:
         "augment",
     )
     return {k: v for k, v in dataclasses.asdict(config).items() if k in keep}
-
-
-def _checkpoint(
-    run_dir: Path,
-    state: TrainState,
-    accelerator: Any,
-    model: Any,
-    optimizer: Any,
-    scheduler: Any,
-    config: TrainConfig,
-) -> None:
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        save_checkpoint(
-            run_dir,
-            state,
-            accelerator.unwrap_model(model),
-            optimizer,
-            scheduler,
-            config.keep_checkpoints,
-        )
-    accelerator.wait_for_everyone()
-
-
-def _headline(metrics: dict[str, Any]) -> dict[str, float]:
-    return {
-        k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
-    }
-
-
-def _tensorboard(log_dir: Path) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard not installed: metrics.jsonl still has everything
-        return None
-    return SummaryWriter(log_dir=str(log_dir))
-
-
-def _progress(console: Any, enabled: bool) -> Any:
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TextColumn("{task.fields[eps]:.0f} ex/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not enabled or os.environ.get("JIYI_NO_PROGRESS") == "1",
-    )

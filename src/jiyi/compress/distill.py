@@ -134,7 +134,7 @@ def distill(
     import torch
 
     from jiyi.data.collate import encode, length_grouped_batches, pad_batch
-    from jiyi.train import linear_schedule, param_groups
+    from jiyi.loop import linear_schedule, param_groups
 
     t_start = time.perf_counter()
     texts = list(texts)

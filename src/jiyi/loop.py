@@ -1,0 +1,406 @@
+"""The one optimisation loop, shared by `jiyi train` (fine-tuning) and `jiyi pretrain` (masked LM).
+
+A workflow builds its model, optimizer and data, then hands `run_loop` three callables: the
+batches of an epoch (from a data position, for resume), the loss of a batch, and the
+validation pass. The loop owns everything else, once: gradient accumulation, clipping, the
+schedule, logging (metrics.jsonl, TensorBoard, the progress bar), checkpoints, early stopping,
+SIGINT/SIGTERM and resume. Runs unchanged under `accelerate launch --num_processes N`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from jiyi.checkpoint import TrainState, list_checkpoints, load_checkpoint, save_checkpoint
+from jiyi.config import LoopConfig, config_to_yaml, load_yaml_config
+from jiyi.errors import JiyiError
+from jiyi.io import append_jsonl, atomic_write_text
+
+C = TypeVar("C", bound=LoopConfig)
+
+RESUME_OVERRIDABLE = (
+    "epochs",
+    "max_steps",
+    "patience",
+    "save_steps",
+    "keep_checkpoints",
+    "threads",
+    "log_every",
+)
+
+
+class StopRequested:
+    """SIGINT/SIGTERM set a flag; the loop writes a checkpoint at the next step and exits."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequested:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread: no handlers
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def prepare_run_dir(
+    config: C, explicit: set[str] = frozenset(), verb: str = "train"
+) -> tuple[Path, C]:
+    """Check --output / --resume. On resume the run's saved config wins; only the settings of
+    RESUME_OVERRIDABLE given explicitly (e.g. a larger --epochs) change it."""
+    assert config.output is not None
+    run_dir = Path(config.output)
+    if config.resume:
+        saved = run_dir / "config.yaml"
+        if not saved.is_file():
+            raise JiyiError(
+                f"--resume: {run_dir} holds no config.yaml; it is not a jiyi run to continue."
+            )
+        cls = type(config)
+        values = load_yaml_config(str(saved), cls)
+        values.update({k: getattr(config, k) for k in RESUME_OVERRIDABLE if k in explicit})
+        values["resume"] = True
+        return run_dir, cls(**values)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise JiyiError(
+            f"--output {run_dir} already exists and is not empty. Pass --resume to continue that "
+            f"run (jiyi {verb} --output {run_dir} --resume), or choose another --output."
+        )
+    return run_dir, config
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on weight matrices only: not on biases or LayerNorm weights."""
+    decay, no_decay = [], []
+    seen: set[int] = set()
+    for name, p in model.named_parameters():
+        if not p.requires_grad or id(p) in seen:  # tied weights appear once
+            continue
+        seen.add(id(p))
+        if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name or name.endswith(".bias"):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
+    def lr_lambda(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return lr_lambda
+
+
+def build_optimizer(
+    model: torch.nn.Module, config: LoopConfig, total_steps: int
+) -> tuple[Any, Any]:
+    """AdamW (fused where torch has it) and linear warmup then linear decay to 0."""
+    fused = {"fused": True} if "fused" in torch.optim.AdamW.__init__.__code__.co_varnames else {}
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, **fused)
+    warmup = int(config.warmup_ratio * total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(warmup, total_steps))
+    return optimizer, scheduler
+
+
+@dataclass
+class Run:
+    """What the loop needs of a workflow's set-up: the prepared model and optimizer, the state
+    (restored on resume) and where to write."""
+
+    config: LoopConfig
+    accelerator: Any
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    run_dir: Path
+    total_steps: int
+    state: TrainState
+    console: Any
+    verb: str = "train"  # named in the resume hint
+    unit: str = "examples"  # the throughput unit logged: examples_per_s or tokens_per_s
+    tb: Any = None
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def say(self, *args: Any, **kwargs: Any) -> None:
+        if self.main:
+            self.console.print(*args, **kwargs)
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.main:
+            append_jsonl(self.run_dir / "metrics.jsonl", record)
+
+    def checkpoint(self) -> None:
+        self.accelerator.wait_for_everyone()
+        if self.main:
+            save_checkpoint(
+                self.run_dir,
+                self.state,
+                self.accelerator.unwrap_model(self.model),
+                self.optimizer,
+                self.scheduler,
+                self.config.keep_checkpoints,
+            )
+        self.accelerator.wait_for_everyone()
+
+
+def start_run(
+    config: LoopConfig,
+    accelerator: Any,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    *,
+    run_dir: Path,
+    total_steps: int,
+    console: Any,
+    verb: str = "train",
+    unit: str = "examples",
+) -> Run:
+    """Prepare model and optimizer for the devices, restore the last checkpoint on --resume,
+    write config.yaml, open the logs."""
+    model, optimizer = accelerator.prepare(model, optimizer)
+    run = Run(
+        config,
+        accelerator,
+        model,
+        optimizer,
+        scheduler,
+        run_dir,
+        total_steps,
+        TrainState(),
+        console,
+    )
+    run.verb, run.unit = verb, unit
+    if config.resume and (ckpts := list_checkpoints(run_dir)):
+        run.state = load_checkpoint(
+            ckpts[-1], accelerator.unwrap_model(model), optimizer, scheduler
+        )
+        run.say(f"Resuming from {ckpts[-1]} (step {run.state.step}, epoch {run.state.epoch}).")
+        if run.state.finished:
+            run.say("[yellow]That run had already finished; re-running its final evaluation.[/]")
+    if run.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", config_to_yaml(config))
+        (run_dir / "logs").mkdir(exist_ok=True)
+        run.tb = _tensorboard(run_dir / "logs")
+    accelerator.wait_for_everyone()
+    return run
+
+
+class _Lookahead:
+    """An iterator that can tell whether another item follows (the end of an epoch)."""
+
+    _END = object()
+
+    def __init__(self, it: Iterator[Any]) -> None:
+        self._it = it
+        self._next = next(it, self._END)
+
+    def exhausted(self) -> bool:
+        return self._next is self._END
+
+    def take(self, n: int) -> list[Any]:
+        out = []
+        while len(out) < n and self._next is not self._END:
+            out.append(self._next)
+            self._next = next(self._it, self._END)
+        return out
+
+
+def run_loop(
+    run: Run,
+    *,
+    epoch_batches: Callable[[int, int], Iterator[Any]],
+    batch_loss: Callable[[Any], tuple[torch.Tensor, int]],
+    evaluate: Callable[[], bool],
+    eval_due: Callable[[TrainState], bool] = lambda state: False,
+) -> float:
+    """Optimise until `run.total_steps`, early stopping or a signal; returns training seconds.
+
+    epoch_batches(epoch, skip): this process's batches of `epoch`, after the first `skip` (the
+        data position a resumed run continues from).
+    batch_loss(batch): (mean loss of the batch, units in it: examples or tokens).
+    evaluate(): validate, keep the best model; True when early stopping says stop. Called at
+        the end of each epoch, at the last step, and whenever eval_due(state) says so.
+    """
+    config, accelerator, model, state = run.config, run.accelerator, run.model, run.state
+    world = accelerator.num_processes
+    progress = _progress(run.console, run.main, run.unit)
+    task = progress.add_task(
+        run.verb, total=run.total_steps, completed=state.step, loss=float("nan"), eps=0.0
+    )
+    stop_early = state.finished
+    window_loss, window_n, t_window, units_window = 0.0, 0, time.perf_counter(), 0
+    t_start = time.perf_counter()
+    model.train()
+    with StopRequested() as stop, progress:
+        while state.step < run.total_steps and not stop_early:
+            # 1. this epoch's batches, from the data position
+            batches = _Lookahead(epoch_batches(state.epoch, state.batch_in_epoch))
+            if batches.exhausted():
+                if state.batch_in_epoch == 0:
+                    raise JiyiError(
+                        "The training data gave no batches: it is empty, or smaller than one "
+                        "batch per process. Add data or lower --batch-size."
+                    )
+                state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                continue
+            while state.step < run.total_steps:
+                group = batches.take(config.grad_accum)
+                # 2. forward and backward over the accumulation group
+                for i, batch in enumerate(group):
+                    sync = i == len(group) - 1
+                    with (
+                        contextlib.nullcontext() if sync else accelerator.no_sync(model),
+                        torch.autocast(
+                            accelerator.device.type, dtype=torch.bfloat16, enabled=config.bf16
+                        ),
+                    ):
+                        loss, units = batch_loss(batch)
+                        loss = loss / len(group)
+                    if not torch.isfinite(loss):
+                        raise JiyiError(
+                            f"The training loss became {loss.item()} at step {state.step} (epoch "
+                            f"{state.epoch}). Lower --lr (now {config.lr}), keep --max-grad-norm "
+                            "on, or turn --bf16 off. The last good checkpoint is in "
+                            f"{run.run_dir / 'checkpoints'}."
+                        )
+                    accelerator.backward(loss)
+                    window_loss += loss.item()
+                    units_window += units * world
+                # 3. clip, step, schedule
+                if config.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                run.optimizer.step()
+                run.scheduler.step()
+                run.optimizer.zero_grad(set_to_none=True)
+                state.step += 1
+                state.batch_in_epoch += len(group)
+                state.examples_seen += sum(_batch_len(b) for b in group) * world
+                window_n += 1
+                # 4. log
+                if state.step % config.log_every == 0 or state.step == run.total_steps:
+                    mean_loss = float(
+                        accelerator.reduce(torch.tensor(window_loss / window_n), "mean")
+                    )
+                    rate = units_window / max(1e-9, time.perf_counter() - t_window)
+                    lr = run.scheduler.get_last_lr()[0]
+                    run.log(
+                        {
+                            "event": "train",
+                            "step": state.step,
+                            "epoch": state.epoch,
+                            "loss": mean_loss,
+                            "lr": lr,
+                            f"{run.unit}_per_s": rate,
+                        }
+                    )
+                    if run.tb:
+                        run.tb.add_scalar("train/loss", mean_loss, state.step)
+                        run.tb.add_scalar("train/lr", lr, state.step)
+                    progress.update(task, loss=mean_loss, eps=rate)
+                    window_loss, window_n, t_window, units_window = 0.0, 0, time.perf_counter(), 0
+                progress.update(task, completed=state.step)
+                # 5. validate + checkpoint; early stopping; periodic checkpoints; signals
+                end_of_epoch = batches.exhausted()
+                due = eval_due(state)
+                if end_of_epoch:
+                    state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                if due or end_of_epoch or state.step == run.total_steps:
+                    stop_early = evaluate()
+                    run.checkpoint()
+                elif config.save_steps and state.step % config.save_steps == 0:
+                    run.checkpoint()
+                if stop.signal is not None:
+                    run.checkpoint()
+                    name = signal.Signals(stop.signal).name
+                    raise JiyiError(
+                        f"Stopped by {name} at step {state.step}; checkpoint written. "
+                        f"Continue with: jiyi {run.verb} --output {run.run_dir} --resume"
+                    )
+                if stop_early or end_of_epoch:
+                    break
+    seconds = time.perf_counter() - t_start
+    state.finished = True
+    run.checkpoint()
+    return seconds
+
+
+def shard(batches: list[Any], rank: int, world: int) -> list[Any]:
+    """This process's share: every world-th batch, the tail cut so all ranks step equally."""
+    return batches[: len(batches) // world * world][rank::world] or batches[:1]
+
+
+def skip(it: Iterator[Any], n: int) -> Iterator[Any]:
+    """`it` after its first n items."""
+    return itertools.islice(it, n, None)
+
+
+def _batch_len(batch: Any) -> int:
+    return len(batch) if hasattr(batch, "__len__") else 1
+
+
+def headline(metrics: dict[str, Any]) -> dict[str, float]:
+    """The scalar entries of a metrics dict (what goes to metrics.jsonl and TensorBoard)."""
+    return {
+        k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+def _tensorboard(log_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard not installed: metrics.jsonl still has everything
+        return None
+    return SummaryWriter(log_dir=str(log_dir))
+
+
+def _progress(console: Any, enabled: bool, unit: str) -> Any:
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    short = {"examples": "ex", "tokens": "tok"}.get(unit, unit)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TextColumn("{task.fields[eps]:.0f} " + short + "/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled or os.environ.get("JIYI_NO_PROGRESS") == "1",
+    )
