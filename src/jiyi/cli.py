@@ -111,8 +111,9 @@ def cmd_data_export(args: argparse.Namespace) -> int:
     from jiyi.data.adapters import export_dataset
 
     written = export_dataset(args.name, args.output, seed=args.seed)
-    for split, (path, n) in written.items():
-        print(f"{split:11s} {n:6d} rows  {path}")
+    for name, (path, n) in written.items():
+        unit = "lines" if path.suffix == ".txt" else "rows"
+        print(f"{name:11s} {n:6d} {unit:5s}  {path}")
     return 0
 
 
@@ -263,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     from jiyi.serve.cli import add_parsers as add_serve_parsers
 
     add_serve_parsers(verbs)
+
+    from jiyi.pretrain.cli import add_parsers as add_pretrain_parsers
+    from jiyi.pretrain.tokenizer import add_parsers as add_tokenizer_parsers
+
+    add_pretrain_parsers(verbs)
+    add_tokenizer_parsers(verbs)
 
     p = verbs.add_parser("env", help="versions, devices, threads, offline state (for bug reports)")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -328,3 +328,94 @@ def config_to_yaml(config: Any) -> str:
     import yaml
 
     return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False, allow_unicode=True)
+
+
+PRESETS = ("tiny", "small", "base")
+
+
+@dataclass
+class PretrainConfig(LoopConfig):
+    """Settings of `jiyi pretrain`. Every field is a flag and a YAML key of --settings."""
+
+    corpus: str | None = None
+    """Text to pretrain on: files or folders, comma-separated (plain text, one text per line; JSONL with --text-column; .gz too). Streamed, never read whole."""
+    validation: str | None = None
+    """Held-out text for perplexity (files, comma-separated); by default --heldout-fraction of the corpus is held out."""
+    from_model: str | None = None
+    """Continue pretraining this encoder (domain adaptation): the alias `minilm`, a folder, a run. An MLM head tied to the input embeddings is created when it has none."""
+    config: str | None = None
+    """Pretrain from scratch with this architecture: tiny, small (4 layers, hidden 256, 4 heads), base (BERT-base), or a config.json of BERT settings."""
+    tokenizer: str | None = None
+    """Tokenizer folder (from `jiyi tokenizer train`); required from scratch, default the model's own with --from."""
+    text_column: str = "text"
+    """Column holding the text in JSONL corpora."""
+    mask_rate: float = 0.15
+    """Share of the tokens of each sequence that are masked and predicted."""
+    whole_word_mask: bool = False
+    """Mask whole words (all their word pieces); for Chinese, words from jieba segmentation."""
+    heldout_fraction: float = 0.005
+    """Share of the corpus texts (chosen by a stable hash) held out for perplexity when --validation is absent."""
+    eval_steps: int | None = None
+    """Evaluate held-out perplexity every N optimizer steps (default: 10 times per run, and at the end of each epoch)."""
+    eval_blocks: int = 256
+    """Held-out sequences used for perplexity."""
+    shuffle_buffer: int = 20000
+    """Sequences held in the shuffle buffer (bounds memory whatever the corpus size)."""
+    epochs: float = 1.0
+    """Passes over the corpus (fractions allowed)."""
+    lr: float | None = None  # type: ignore[assignment]
+    """Peak learning rate of AdamW (default: 5e-4 from scratch, 5e-5 with --from)."""
+    max_length: int = 128
+    """Tokens per packed sequence: texts are joined with [SEP] and cut into sequences of this length."""
+    batch_size: int = 32
+    """Sequences per optimizer step (per process), before gradient accumulation."""
+
+    def __post_init__(self) -> None:
+        if self.lr is None:
+            self.lr = 5e-5 if self.from_model else 5e-4
+        self.validate()
+
+    def validate(self, *, require_paths: bool = False) -> None:
+        """Reject contradictory or impossible settings, naming the flag at fault."""
+        self.validate_loop()
+        if not 0 < self.mask_rate < 1:
+            raise JiyiError(f"--mask-rate must be in (0, 1), got {self.mask_rate}.")
+        if not 0 <= self.heldout_fraction < 0.5:
+            raise JiyiError(f"--heldout-fraction must be in [0, 0.5), got {self.heldout_fraction}.")
+        for flag, value in (
+            ("--eval-blocks", self.eval_blocks),
+            ("--shuffle-buffer", self.shuffle_buffer),
+            ("--eval-steps", self.eval_steps or 1),
+        ):
+            if value < 1:
+                raise JiyiError(f"{flag} must be at least 1, got {value}.")
+        if self.from_model and self.config:
+            raise JiyiError(
+                "--from and --config exclude each other: --from continues an existing encoder, "
+                "--config builds a new one from scratch."
+            )
+        if self.config and self.config.endswith((".yaml", ".yml")):
+            raise JiyiError(
+                f"--config {self.config}: --config takes an architecture ({', '.join(PRESETS)} "
+                "or a config.json); a YAML file of settings goes in --settings."
+            )
+        if self.config and self.config not in PRESETS and not Path(self.config).is_file():
+            raise JiyiError(
+                f"--config {self.config}: not a preset ({', '.join(PRESETS)}) nor an existing "
+                "config.json."
+            )
+        if require_paths and not self.resume:
+            if not self.corpus:
+                raise JiyiError("--corpus is required: the text files or folders to pretrain on.")
+            if not self.from_model and not self.config:
+                raise JiyiError(
+                    "say what to pretrain: --from MODEL (continue an encoder) or --config "
+                    f"{'|'.join(PRESETS)}|FILE (from scratch)."
+                )
+            if self.config and not self.tokenizer:
+                raise JiyiError(
+                    "--tokenizer is required from scratch: train one with `jiyi tokenizer train "
+                    "--corpus ... --vocab-size N --output DIR`."
+                )
+        if require_paths and not self.output:
+            raise JiyiError("--output is required: the run directory to write.")

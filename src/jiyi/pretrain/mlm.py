@@ -1,0 +1,402 @@
+"""`jiyi pretrain`: masked-LM pretraining, from scratch or continued from an encoder.
+
+Reads top to bottom: settings, tokenizer, model, the corpus stream, held-out batches, then the
+shared loop (`jiyi.loop.run_loop`) with the masked-LM loss, and a perplexity plot at the end.
+The loss runs the vocabulary projection over the masked positions only (~15% of the tokens),
+not over every token as `BertForMaskedLM.forward` does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from jiyi.checkpoint import TrainState
+from jiyi.config import PretrainConfig
+from jiyi.errors import JiyiError
+from jiyi.io import atomic_directory, atomic_write_json
+from jiyi.loop import build_optimizer, prepare_run_dir, run_loop, start_run
+from jiyi.pretrain.corpus import Batch, CorpusStream
+from jiyi.pretrain.masking import Masker
+
+PRESET_CONFIGS: dict[str, dict[str, int]] = {
+    "tiny": {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 37,
+    },
+    "small": {
+        "hidden_size": 256,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "intermediate_size": 1024,
+    },
+    "base": {
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+    },
+}
+
+
+class MaskedLMObjective(torch.nn.Module):
+    """The masked-LM loss of an HF `*ForMaskedLM`, with the vocabulary projection run over the
+    masked positions only. A module (not a function) so that DDP sees its forward."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.sparse = hasattr(model, "cls") and hasattr(model, "bert")  # the BERT family
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed cross-entropy over the masked positions, their count)."""
+        selected = labels != -100
+        if not self.sparse:
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+            logits, targets = logits[selected], labels[selected]
+        else:
+            hidden = self.model.bert(
+                input_ids=input_ids, attention_mask=attention_mask
+            ).last_hidden_state
+            logits, targets = self.model.cls(hidden[selected]), labels[selected]
+        loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+        return loss, selected.sum()
+
+
+def build_model(config: PretrainConfig, say: Any) -> tuple[Any, Any]:
+    """The masked-LM model and its tokenizer: a new BERT (--config) or an existing encoder
+    (--from) with an MLM head, created tied to the input embeddings where it has none."""
+    from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM
+
+    from jiyi.models import load_tokenizer, quiet_transformers, resolve_model
+
+    if config.from_model:
+        path = resolve_model(config.from_model, flag="--from")
+        tokenizer = load_tokenizer(config.tokenizer or path)
+        with quiet_transformers():
+            model, info = AutoModelForMaskedLM.from_pretrained(
+                path, output_loading_info=True, attn_implementation="sdpa"
+            )
+        new = sorted({k.split(".")[0] for k in info.get("missing_keys", [])})
+        if new:
+            say(f"--from {config.from_model}: created a new masked-LM head ({', '.join(new)}).")
+        if model.get_output_embeddings() is not None:
+            model.tie_weights()
+        if len(tokenizer) > model.config.vocab_size:
+            raise JiyiError(
+                f"--tokenizer {config.tokenizer}: {len(tokenizer)} tokens, but the model of --from "
+                f"{config.from_model} has {model.config.vocab_size} embeddings. Use the model's "
+                "own tokenizer (leave --tokenizer out)."
+            )
+        return model, tokenizer
+    assert config.config and config.tokenizer
+    tokenizer = load_tokenizer(config.tokenizer)
+    if config.config in PRESET_CONFIGS:
+        arch: dict[str, Any] = dict(PRESET_CONFIGS[config.config])
+    else:
+        try:
+            arch = json.loads(Path(config.config).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise JiyiError(f"--config {config.config}: not a readable JSON file ({e}).") from None
+        if not isinstance(arch, dict):
+            raise JiyiError(f"--config {config.config}: expected a JSON object of BERT settings.")
+        arch = {k: v for k, v in arch.items() if k not in ("architectures", "model_type")}
+    arch.update(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id or 0,
+        max_position_embeddings=max(
+            int(arch.get("max_position_embeddings", 512)), config.max_length
+        ),
+        tie_word_embeddings=True,
+    )
+    try:
+        bert_config = BertConfig(**arch)
+    except (TypeError, ValueError) as e:
+        raise JiyiError(
+            f"--config {config.config}: not a valid BERT configuration ({e})."
+        ) from None
+    torch.manual_seed(config.seed)
+    model = BertForMaskedLM(bert_config)
+    model.config._attn_implementation = "sdpa"
+    return model, tokenizer
+
+
+def splits_cjk(tokenizer: Any) -> bool:
+    """Whether the tokenizer splits CJK text into one token per character (Chinese BERT)."""
+    return len(tokenizer("中文字", add_special_tokens=False)["input_ids"]) == 3
+
+
+def to_inputs(
+    batch: Batch, masker: Masker, rng: np.random.Generator, device: Any
+) -> dict[str, torch.Tensor | None]:
+    ids, labels = masker(batch.input_ids, batch.word_starts, batch.attention_mask, rng)
+    full = bool(batch.attention_mask.all())  # packed blocks need no mask: the fast SDPA path
+    return {
+        "input_ids": torch.from_numpy(ids).to(device),
+        "attention_mask": None
+        if full
+        else torch.from_numpy(batch.attention_mask).long().to(device),
+        "labels": torch.from_numpy(labels).to(device),
+    }
+
+
+def pretrain(
+    config: PretrainConfig, console: Any = None, explicit: set[str] = frozenset()
+) -> dict[str, Any]:
+    """Pretrain with masked LM; returns a summary (steps, perplexity, tokens/s, paths)."""
+    from accelerate import Accelerator
+    from rich.console import Console
+
+    config.validate(require_paths=True)
+    run_dir, config = prepare_run_dir(config, explicit, verb="pretrain")
+    console = console or Console(stderr=True, soft_wrap=True)
+    accelerator = Accelerator(mixed_precision="no", cpu=not torch.cuda.is_available())
+    main = accelerator.is_main_process
+    say = console.print if main else (lambda *a, **k: None)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+
+    # --- model, tokenizer, corpus: every input error surfaces before the run directory -------
+    model, tokenizer = build_model(config, say)
+    assert config.corpus
+    corpus = CorpusStream(
+        _paths(config.corpus, "--corpus"),
+        tokenizer,
+        max_length=config.max_length,
+        batch_size=config.batch_size,
+        text_column=config.text_column,
+        whole_word=config.whole_word_mask,
+        chinese_words=config.whole_word_mask and splits_cjk(tokenizer),
+        heldout_permille=0 if config.validation else round(config.heldout_fraction * 1000),
+        shuffle_buffer=config.shuffle_buffer,
+        seed=config.seed,
+    )
+    heldout_texts = None
+    if config.validation:
+        from jiyi.pretrain.tokenizer import iter_corpus_texts
+
+        heldout_texts = iter_corpus_texts(
+            _paths(config.validation, "--validation"), config.text_column, flag="--validation"
+        )
+    heldout = corpus.heldout_batches(heldout_texts, max_blocks=config.eval_blocks)
+    if not heldout:
+        say(
+            "[yellow]No held-out text (--validation, --heldout-fraction): perplexity is not measured.[/]"
+        )
+    special = np.array(sorted(set(tokenizer.all_special_ids)), dtype=np.int64)
+    masker = Masker(
+        mask_id=tokenizer.mask_token_id,
+        special_ids=special,
+        vocab_size=model.config.vocab_size,
+        rate=config.mask_rate,
+        whole_word=config.whole_word_mask,
+    )
+    if tokenizer.mask_token_id is None:
+        raise JiyiError("the tokenizer has no [MASK] token; masked-LM pretraining needs one.")
+
+    # --- steps, optimizer, resume -------------------------------------------------------------
+    world = accelerator.num_processes
+    if config.max_steps:
+        total_steps = config.max_steps
+    else:
+        t0 = time.perf_counter()
+        n_blocks, exact = corpus.count_blocks()
+        per_step = config.batch_size * config.grad_accum * world
+        total_steps = max(1, math.ceil(config.epochs * n_blocks / per_step))
+        say(
+            f"{'' if exact else 'about '}{n_blocks} sequences of {config.max_length} tokens per "
+            f"epoch{'' if exact else ' (estimated from a sample)'}: {total_steps} steps "
+            f"(counted in {time.perf_counter() - t0:.1f} s)."
+        )
+    eval_steps = config.eval_steps or max(1, total_steps // 10)
+    objective = MaskedLMObjective(model)
+    optimizer, scheduler = build_optimizer(objective, config, total_steps)
+    run = start_run(
+        config,
+        accelerator,
+        objective,
+        optimizer,
+        scheduler,
+        run_dir=run_dir,
+        total_steps=total_steps,
+        console=console,
+        verb="pretrain",
+        unit="tokens",
+    )
+    objective, state = run.model, run.state
+    device = accelerator.device
+    if state.step == 0:
+        run.log(
+            {
+                "event": "start",
+                "corpus": config.corpus,
+                "vocab_size": model.config.vocab_size,
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "heldout_sequences": sum(len(b) for b in heldout),
+                "total_steps": total_steps,
+                "world_size": world,
+            }
+        )
+
+    def heldout_loss() -> float | None:
+        """Mean cross-entropy over the masked held-out tokens, masks fixed by the seed."""
+        if not heldout:
+            return None
+        rng = np.random.default_rng([config.seed, 7919])
+        inner = accelerator.unwrap_model(objective)
+        total, count = 0.0, 0
+        inner.eval()
+        with torch.inference_mode():
+            for batch in heldout:
+                loss, n = inner(**to_inputs(batch, masker, rng, device))
+                total, count = total + float(loss), count + int(n)
+        inner.train()
+        return total / max(1, count)
+
+    def save_model(extra: dict[str, Any]) -> None:
+        if not main:
+            return
+        from jiyi.models import quiet_transformers
+
+        with atomic_directory(run_dir / "model") as tmp, quiet_transformers():
+            model.save_pretrained(str(tmp), safe_serialization=True)
+            tokenizer.save_pretrained(str(tmp))
+            atomic_write_json(
+                tmp / "jiyi.json",
+                {
+                    "task": "pretraining",
+                    "objective": "masked-lm",
+                    "max_length": config.max_length,
+                    "base_model": config.from_model,
+                    "architecture": config.config,
+                    "step": state.step,
+                    **extra,
+                },
+            )
+
+    def evaluate() -> bool:
+        loss = heldout_loss()
+        record: dict[str, Any] = {"event": "eval", "step": state.step, "epoch": state.epoch}
+        if loss is None:
+            save_model({})
+            run.log(record)
+            return False
+        perplexity = math.exp(min(loss, 50.0))
+        improved = state.best_metric is None or loss < state.best_metric
+        if improved:
+            state.best_metric, state.best_step = loss, state.step
+            save_model({"heldout_loss": loss, "perplexity": perplexity})
+        record.update(loss=loss, perplexity=perplexity, improved=improved)
+        run.log(record)
+        if run.tb:
+            run.tb.add_scalar("validation/perplexity", perplexity, state.step)
+        say(
+            f"step {state.step}: held-out perplexity {perplexity:.2f}"
+            + (" [green](best)[/]" if improved else "")
+        )
+        return False
+
+    if state.step == 0:
+        evaluate()  # the starting point of the perplexity curve
+
+    def epoch_batches(epoch: int, position: int) -> Iterator[Batch]:
+        """This process's batches: every world-th of the stream, whole rounds only."""
+        stream = corpus.batches(epoch)
+        index = 0
+        while True:
+            round_ = [b for _, b in zip(range(world), stream, strict=False)]
+            if len(round_) < world:
+                return
+            if index >= position:
+                batch = round_[accelerator.process_index]
+                batch.index = index
+                yield batch
+            index += 1
+
+    def batch_loss(batch: Batch) -> tuple[torch.Tensor, int]:
+        rng = np.random.default_rng(
+            [config.seed, state.epoch, batch.index, accelerator.process_index]
+        )
+        loss_sum, n = objective(**to_inputs(batch, masker, rng, device))
+        return loss_sum / n.clamp(min=1), batch.n_tokens
+
+    def eval_due(state: TrainState) -> bool:
+        return state.step % eval_steps == 0
+
+    seconds = run_loop(
+        run,
+        epoch_batches=epoch_batches,
+        batch_loss=batch_loss,
+        evaluate=evaluate,
+        eval_due=eval_due,
+    )
+    summary: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "model": str(run_dir / "model"),
+        "steps": state.step,
+        "train_seconds": seconds,
+        "best_step": state.best_step,
+    }
+    if state.best_metric is not None:
+        summary["perplexity"] = math.exp(min(state.best_metric, 50.0))
+    if main:
+        summary.update(write_curve(run_dir))
+    if run.tb:
+        run.tb.close()
+    accelerator.wait_for_everyone()
+    return summary
+
+
+def write_curve(run_dir: Path) -> dict[str, Any]:
+    """eval/metrics.json and eval/perplexity.png from metrics.jsonl."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [
+        json.loads(line) for line in (run_dir / "metrics.jsonl").read_text("utf-8").splitlines()
+    ]
+    evals = [r for r in records if r.get("event") == "eval" and "perplexity" in r]
+    trains = [r for r in records if r.get("event") == "train"]
+    out_dir = run_dir / "eval"
+    out_dir.mkdir(exist_ok=True)
+    tokens_per_s = [r["tokens_per_s"] for r in trains if "tokens_per_s" in r]
+    metrics = {
+        "perplexity": evals[-1]["perplexity"] if evals else None,
+        "best_perplexity": min((r["perplexity"] for r in evals), default=None),
+        "steps": trains[-1]["step"] if trains else 0,
+        "tokens_per_s": float(np.median(tokens_per_s)) if tokens_per_s else None,
+        "curve": [{"step": r["step"], "perplexity": r["perplexity"]} for r in evals],
+    }
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    if evals:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot([r["step"] for r in evals], [r["perplexity"] for r in evals], marker="o")
+        ax.set_yscale("log")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("held-out perplexity (masked LM)")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out_dir / "perplexity.png", dpi=110)
+        plt.close(fig)
+    return {"eval": str(out_dir)}
+
+
+def _paths(value: str, flag: str) -> list[str]:
+    paths = [p.strip() for p in value.split(",") if p.strip()]
+    if not paths:
+        raise JiyiError(f"{flag} is empty: give files or folders, comma-separated.")
+    return paths
