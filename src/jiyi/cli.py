@@ -243,7 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     data_verbs = p.add_subparsers(dest="data_verb", metavar="ACTION", required=True)
     q = data_verbs.add_parser("list", help="data sets that ship offline")
     q.set_defaults(func=cmd_data_list)
-    q = data_verbs.add_parser("export", help="write train/validation/test CSVs of a data set")
+    q = data_verbs.add_parser(
+        "export",
+        help="write a data set: train/validation/test CSVs, or corpus.txt + heldout.txt for unlabeled text",
+    )
     q.add_argument("name", metavar="NAME", help="a name from `jiyi data list`")
     q.add_argument("--output", required=True, metavar="DIR", help="folder to write the CSVs into")
     q.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")

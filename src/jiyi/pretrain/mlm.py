@@ -8,6 +8,7 @@ not over every token as `BertForMaskedLM.forward` does.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import time
@@ -171,6 +172,12 @@ def pretrain(
     # --- model, tokenizer, corpus: every input error surfaces before the run directory -------
     model, tokenizer = build_model(config, say)
     assert config.corpus
+    chinese_words = config.whole_word_mask and splits_cjk(tokenizer)
+    if chinese_words and importlib.util.find_spec("jieba") is None:
+        raise JiyiError(
+            "--whole-word-mask with a Chinese tokenizer segments words with jieba, which is not "
+            "installed: pip install 'jiyi[zh]' (or pip install jieba)."
+        )
     corpus = CorpusStream(
         _paths(config.corpus, "--corpus"),
         tokenizer,
@@ -178,7 +185,7 @@ def pretrain(
         batch_size=config.batch_size,
         text_column=config.text_column,
         whole_word=config.whole_word_mask,
-        chinese_words=config.whole_word_mask and splits_cjk(tokenizer),
+        chinese_words=chinese_words,
         heldout_permille=0 if config.validation else round(config.heldout_fraction * 1000),
         shuffle_buffer=config.shuffle_buffer,
         seed=config.seed,
