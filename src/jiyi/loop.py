@@ -333,11 +333,13 @@ def run_loop(
                 due = eval_due(state)
                 if end_of_epoch:
                     state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                t_aside = time.perf_counter()  # validation and checkpoints don't count in the rate
                 if due or end_of_epoch or state.step == run.total_steps:
                     stop_early = evaluate()
                     run.checkpoint()
                 elif config.save_steps and state.step % config.save_steps == 0:
                     run.checkpoint()
+                t_window += time.perf_counter() - t_aside
                 if stop.signal is not None:
                     run.checkpoint()
                     name = signal.Signals(stop.signal).name

@@ -204,13 +204,13 @@ class CorpusStream:
         total = sum(f.stat().st_size for f in self.files)
         if total <= EXACT_COUNT_BYTES or any(f.suffix == ".gz" for f in self.files):
             return sum(1 for _ in self.blocks(self.texts())), True
-        n_bytes, n_tokens = 0, 0
+        sample, n_bytes = [], 0
         for text in self.texts():
             if n_bytes >= SAMPLE_BYTES:
                 break
+            sample.append(text)
             n_bytes += len(text.encode("utf-8")) + 1
-            with quiet_transformers():
-                n_tokens += len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) + 1
+        n_tokens = sum(len(ids) + 1 for ids, _ in self.token_stream(sample))
         tokens = n_tokens / max(1, n_bytes) * total
         return max(1, math.ceil(tokens / (self.max_length - 2))), False
 

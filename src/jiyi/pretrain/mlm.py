@@ -198,9 +198,13 @@ def pretrain(
             _paths(config.validation, "--validation"), config.text_column, flag="--validation"
         )
     heldout = corpus.heldout_batches(heldout_texts, max_blocks=config.eval_blocks)
+    n_heldout = sum(len(b) for b in heldout)
     if not heldout:
+        say("[yellow]No held-out text (--validation, --heldout-fraction): no perplexity.[/]")
+    elif n_heldout < 32:
         say(
-            "[yellow]No held-out text (--validation, --heldout-fraction): perplexity is not measured.[/]"
+            f"[yellow]Only {n_heldout} held-out sequences: perplexity will be noisy. Pass "
+            "--validation FILES or a larger --heldout-fraction.[/]"
         )
     special = np.array(sorted(set(tokenizer.all_special_ids)), dtype=np.int64)
     masker = Masker(
@@ -251,7 +255,7 @@ def pretrain(
                 "corpus": config.corpus,
                 "vocab_size": model.config.vocab_size,
                 "parameters": sum(p.numel() for p in model.parameters()),
-                "heldout_sequences": sum(len(b) for b in heldout),
+                "heldout_sequences": n_heldout,
                 "total_steps": total_steps,
                 "world_size": world,
             }
