@@ -224,8 +224,9 @@ def pretrain(
     else:
         t0 = time.perf_counter()
         n_blocks, exact = corpus.count_blocks()
-        per_step = config.batch_size * config.grad_accum * world
-        total_steps = max(1, math.ceil(config.epochs * n_blocks / per_step))
+        # as epoch_batches cuts them: batches (the last may be short), whole rounds of `world`
+        rounds = max(1, math.ceil(n_blocks / config.batch_size) // world)
+        total_steps = max(1, math.ceil(config.epochs * math.ceil(rounds / config.grad_accum)))
         say(
             f"{'' if exact else 'about '}{n_blocks} sequences of {config.max_length} tokens per "
             f"epoch{'' if exact else ' (estimated from a sample)'}: {total_steps} steps "
