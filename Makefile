@@ -37,6 +37,8 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_memory.py --output bench/results/memory
 	$(BIN)/python bench/bench_memory_scale.py --output bench/results/memory_scale
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_compress.py --run bench/results/runs/jiyi --output bench/results/compress
+	HF_HUB_OFFLINE=1 $(BIN)/python examples/demo_zh.py --output bench/results/zh
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_pretrain.py all --output bench/results/pretrain
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_train.py --output bench/results --render-only
 
 lint: install
