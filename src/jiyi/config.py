@@ -247,8 +247,8 @@ def add_dataclass_flags(
     """One flag per field, help from the attribute docstring, default left unset (None) so that
     values given on the command line can be told apart from the defaults and override YAML."""
     docs = field_docs(cls)
-    own = set(inspect.get_annotations(cls))
-    for f in sorted(fields(cls), key=lambda f: f.name not in own):  # own flags first
+    own = list(inspect.get_annotations(cls))  # the class's own fields first, as declared
+    for f in sorted(fields(cls), key=lambda f: own.index(f.name) if f.name in own else len(own)):
         if f.name in skip:
             continue
         kind, _ = _base_type(cls, f.name)
