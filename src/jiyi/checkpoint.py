@@ -34,6 +34,7 @@ class TrainState:
     examples_seen: int = 0
     scheduler: dict[str, Any] = field(default_factory=dict)
     finished: bool = False
+    train_seconds: float = 0.0  # optimisation time, summed over resumed sessions
 
 
 def save_checkpoint(

@@ -350,6 +350,7 @@ def run_loop(
                 if stop_early or end_of_epoch:
                     break
     seconds = time.perf_counter() - t_start
+    state.train_seconds += seconds
     state.finished = True
     run.checkpoint()
     return seconds

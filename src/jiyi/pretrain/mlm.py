@@ -364,14 +364,14 @@ def pretrain(
     if state.best_metric is not None:
         summary["perplexity"] = math.exp(min(state.best_metric, 50.0))
     if main:
-        summary.update(write_curve(run_dir))
+        summary.update(write_curve(run_dir, state.train_seconds))
     if run.tb:
         run.tb.close()
     accelerator.wait_for_everyone()
     return summary
 
 
-def write_curve(run_dir: Path) -> dict[str, Any]:
+def write_curve(run_dir: Path, train_seconds: float) -> dict[str, Any]:
     """eval/metrics.json and eval/perplexity.png from metrics.jsonl."""
     import matplotlib
 
@@ -390,6 +390,7 @@ def write_curve(run_dir: Path) -> dict[str, Any]:
         "perplexity": evals[-1]["perplexity"] if evals else None,
         "best_perplexity": min((r["perplexity"] for r in evals), default=None),
         "steps": trains[-1]["step"] if trains else 0,
+        "train_seconds": train_seconds,
         "tokens_per_s": float(np.median(tokens_per_s)) if tokens_per_s else None,
         "curve": [{"step": r["step"], "perplexity": r["perplexity"]} for r in evals],
     }
