@@ -629,6 +629,23 @@ def _pretrain_zh(r: dict[str, Any], folder: Path, docs: Path) -> list[str]:
         ],
         ["TF-IDF character 1–3-grams + logistic regression", f"{r['tfidf']:.4f}", ""],
     ]
+    names = {"pretrained": rows[0][0], "random_init": rows[1][0]}
+    for name, path in r.get("compare", {}).items():
+        meta_file = Path(path) / "jiyi.json"
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        origin_file = Path(path) / "origin.json"
+        origin = json.loads(origin_file.read_text()) if origin_file.is_file() else {}
+        tokens = meta.get("step", 0) * origin.get("batch_tokens", 0)
+        names[name] = (
+            f"`{name}`: the same recipe pretrained {meta.get('step', '?')} steps "
+            f"({tokens / 1e6:.0f} M tokens) on {origin.get('where', 'another machine')}, "
+            f"held-out perplexity {fmt(meta.get('perplexity'), ',.1f')}"
+        )
+        m, sd = mean_std(list(r[name].values()))
+        rows.insert(
+            -1,
+            [names[name], f"{m:.4f} ± {sd:.4f}", ", ".join(f"{v:.4f}" for v in r[name].values())],
+        )
     lines = [
         "### Chinese transfer (examples/demo_zh.py)\n",
         f"A Chinese WordPiece tokenizer and the `small` BERT (4 layers, hidden 256) pretrained from "
@@ -643,6 +660,18 @@ def _pretrain_zh(r: dict[str, Any], folder: Path, docs: Path) -> list[str]:
         f"Target: pretrained − random-init ≥ +3 points: {diff:+.2f} points — "
         f"{verdict(diff >= 3)}\n",
     ]
+    subset = r.get("subset")
+    if subset:
+        sub_rows = []
+        for name, label in names.items():
+            if name in subset:
+                m, sd = mean_std(list(subset[name].values()))
+                sub_rows.append([label, f"{m:.4f} ± {sd:.4f}"])
+        lines += [
+            f"The same fine-tuning on the first {subset['rows']:,} training rows only:\n",
+            md_table(["model", "test accuracy mean ± std"], sub_rows),
+            "",
+        ]
     plot = folder / "pretrained" / "eval" / "perplexity.png"
     if plot.is_file():
         docs.mkdir(parents=True, exist_ok=True)

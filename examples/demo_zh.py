@@ -193,6 +193,7 @@ def main() -> None:
     print(f"TF-IDF (char 1-3 grams) + logistic regression: test accuracy {results['tfidf']:.4f}")
     extra = dict(item.split("=", 1) for item in args.compare)
     results.update({name: {} for name in extra})
+    results["compare"] = extra
     subset_file = out / "data" / f"train-{args.subset}.csv"
     if args.subset:
         write_subset(sentiment / "train.csv", subset_file, args.subset)
