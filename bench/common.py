@@ -503,7 +503,8 @@ def render_pretrain(out: Path, docs: Path = DOCS) -> list[str]:
         lines += _pretrain_domain(parts["domain"])
     if zh.is_file():
         lines += _pretrain_zh(json.loads(zh.read_text()), out / "zh", docs)
-    return lines
+    repo = str(Path(__file__).resolve().parent.parent) + "/"
+    return [line.replace(repo, "") for line in lines]  # paths relative to the repository
 
 
 def _pretrain_throughput(r: dict[str, Any]) -> list[str]:
