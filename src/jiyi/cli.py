@@ -35,7 +35,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = build_config(TrainConfig, vars(args), args.config)
     explicit = {k for k, v in vars(args).items() if v is not None}
     summary = train(config, explicit=explicit)
-    if "test" in summary:
+    if "test" in summary and "per_type" in summary["test"]:  # ner
+        from rich.console import Console
+
+        from jiyi.ner.metrics import ner_table
+
+        Console(stderr=True).print(ner_table(summary.pop("test"), f"test ({summary['test_file']})"))
+        print(f"written: {Path(summary['run_dir']) / 'eval'}", file=sys.stderr)
+    elif "test" in summary:
         _print_metrics(summary.pop("test"), f"test ({summary['test_file']})")
         print(f"report: {Path(summary['run_dir']) / 'eval' / 'report.html'}", file=sys.stderr)
     print(json.dumps(summary, default=str))

@@ -22,7 +22,7 @@ from typing import Any
 from jiyi.errors import JiyiError
 from jiyi.evaluate import METRIC_NAMES
 
-TASKS = ("classification", "multilabel")
+TASKS = ("classification", "multilabel", "ner")
 TRUNCATIONS = ("head", "tail", "head+tail")
 
 
@@ -125,8 +125,8 @@ class TrainConfig(LoopConfig):
     """Override the model's hidden and attention dropout (e.g. 0.2 against over-fitting)."""
     patience: int | None = None
     """Stop when the validation metric has not improved for this many evaluations."""
-    metric: str = "accuracy"
-    """Validation metric that selects the best model and drives early stopping (e.g. f1_macro)."""
+    metric: str | None = None
+    """Validation metric that selects the best model and drives early stopping (e.g. f1_macro; default accuracy, f1 for ner)."""
     evals_per_epoch: int = 1
     """Validation passes per epoch."""
     augment: str | None = None
@@ -139,13 +139,33 @@ class TrainConfig(LoopConfig):
     """What to do with a malformed row: error (stop and name it) or skip (drop it and count it)."""
     validation_fraction: float = 0.1
     """Share of --train carved out as validation data when --validation is absent."""
+    tag_scheme: str | None = None
+    """ner: train with BIO or BIOES tags (the data's tags are converted; default: the scheme of --train)."""
+    stride: int = 32
+    """ner: sub-words of overlap between the windows a long sentence is cut into."""
+    tokens_column: str = "tokens"
+    """ner, JSONL data: the key holding the list of tokens."""
+    tags_column: str = "tags"
+    """ner, JSONL data: the key holding the list of tags."""
+    strict: bool = False
+    """ner: seqeval's strict mode (an entity counts only with exactly its scheme's tags)."""
 
     def __post_init__(self) -> None:
+        if self.metric is None:
+            self.metric = "f1" if self.task == "ner" else "accuracy"
         self.validate()
 
     def validate(self, *, require_paths: bool = False) -> None:
         """Reject contradictory or impossible settings, naming the flag at fault."""
         check_choice("--task", self.task, TASKS)
+        if self.tag_scheme is not None:
+            check_choice("--tag-scheme", self.tag_scheme, ("BIO", "BIOES"))
+        if self.stride < 0:
+            raise JiyiError(f"--stride must be >= 0, got {self.stride}.")
+        if self.task == "ner" and self.stride >= self.max_length - 2:
+            raise JiyiError(
+                f"--stride {self.stride} must be smaller than --max-length {self.max_length} - 2."
+            )
         check_choice("--truncation", self.truncation, TRUNCATIONS)
         check_choice("--on-bad-rows", self.on_bad_rows, ("error", "skip"))
         check_choice("--metric", self.metric, METRIC_NAMES[self.task])

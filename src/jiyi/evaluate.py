@@ -34,6 +34,7 @@ METRIC_NAMES: dict[str, tuple[str, ...]] = {
     ),
 }
 METRIC_NAMES["multilabel"] = (*METRIC_NAMES["classification"], "hamming_loss")
+METRIC_NAMES["ner"] = ("f1", "precision", "recall", "f1_macro", "token_accuracy")
 
 PRIMARY_METRICS: dict[str, str] = {
     "classification": "f1_macro",

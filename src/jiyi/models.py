@@ -154,6 +154,22 @@ def load_classifier(model_dir: str | Path) -> tuple[Any, Any]:
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise JiyiError(f"{model_dir}: no config.json; expected a jiyi run's model folder.")
+    meta_file = model_dir / "jiyi.json"
+    task = (
+        json.loads(meta_file.read_text(encoding="utf-8")).get("task")
+        if meta_file.is_file()
+        else None
+    )
+    if task in ("ner", "pretraining"):
+        raise JiyiError(
+            f"{model_dir}: a {task} model, not a text classifier. Fine-tune it with "
+            f"`jiyi train --model {model_dir.parent}`"
+            + (
+                " (prediction and evaluation of NER runs are not built yet)."
+                if task == "ner"
+                else "."
+            )
+        )
     compressed = load_model(model_dir)
     if compressed is not None:
         return compressed, load_tokenizer(str(model_dir))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from jiyi.checkpoint import TrainState
-from jiyi.config import TrainConfig
+from jiyi.config import TrainConfig, load_yaml_config
 from jiyi.data.collate import length_grouped_batches, pad_batch, sorted_batches
 from jiyi.io import atomic_directory, atomic_write_json
 from jiyi.loop import (
@@ -81,6 +81,14 @@ def train(
     from jiyi.evaluate import metric_is_better
     from jiyi.models import load_for_classification, resolve_model, save_model
 
+    saved = Path(config.output or "") / "config.yaml"
+    task = config.task
+    if config.resume and saved.is_file():  # a resumed run keeps its task
+        task = load_yaml_config(str(saved), TrainConfig).get("task", task)
+    if task == "ner":
+        from jiyi.ner.train import train_ner
+
+        return train_ner(config, console, explicit)
     config.validate(require_paths=True)
     run_dir, config = prepare_run_dir(config, explicit)
     console = console or Console(stderr=True, soft_wrap=True)

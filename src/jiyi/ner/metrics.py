@@ -82,3 +82,23 @@ def type_confusion(gold: list[list[str]], predicted: list[list[str]]) -> dict[st
             if (s, e) not in gold_at:
                 table.setdefault(SPURIOUS, Counter())[kind] += 1
     return {k: dict(sorted(v.items())) for k, v in sorted(table.items())}
+
+
+def ner_table(metrics: dict[str, Any], title: str) -> Any:
+    """A rich table: precision, recall, F1 and support per entity type, then micro and macro."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("type", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="left" if column == "type" else "right")
+    for kind, m in metrics["per_type"].items():
+        table.add_row(
+            kind, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", str(m["support"])
+        )
+    table.add_row(
+        "micro", f"{metrics['precision']:.4f}", f"{metrics['recall']:.4f}", f"{metrics['f1']:.4f}",
+        str(metrics["n_entities"]), style="bold",
+    )  # fmt: skip
+    table.add_row("macro", "", "", f"{metrics['f1_macro']:.4f}", "")
+    table.caption = f"token accuracy {metrics['token_accuracy']:.4f} · {metrics['n']} sentences"
+    return table

@@ -1,0 +1,367 @@
+"""`jiyi train --task ner`: token classification on the shared loop (`jiyi.loop.run_loop`).
+
+Reads top to bottom: read and repair the tagged sentences, fix the tag set (the scheme of the
+data, or --tag-scheme), align labels to the first sub-word of each word, cut long sentences into
+windows with --stride, then the loop with a cross-entropy over the labelled positions, entity-level
+validation (seqeval) after merging the windows back, and the test evaluation at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from jiyi.checkpoint import TrainState
+from jiyi.config import TrainConfig
+from jiyi.data.collate import length_grouped_batches, pad_batch, sorted_batches
+from jiyi.errors import JiyiError
+from jiyi.io import atomic_directory, atomic_write_json
+from jiyi.loop import build_optimizer, headline, prepare_run_dir, run_loop, shard, start_run
+from jiyi.ner.align import IGNORE, WordWindows, encode_words, merge_windows
+from jiyi.ner.data import NerExample, read_ner
+from jiyi.ner.metrics import ner_metrics
+from jiyi.ner.tags import convert, entity_types, label_list
+from jiyi.predict import JIYI_META
+
+
+@dataclass
+class NerSplit:
+    name: str
+    source: str
+    examples: list[NerExample]
+    windows: WordWindows | None = None
+
+    @property
+    def gold(self) -> list[list[str]]:
+        return [ex.tags or [] for ex in self.examples]
+
+
+def read_splits(config: TrainConfig) -> tuple[dict[str, NerSplit], str, int]:
+    """train / validation (/ test) sentences with their tags converted to one scheme; returns
+    the splits, the scheme and the number of repaired tags."""
+    read: dict[str, Any] = {}
+    for name, path in (
+        ("train", config.train),
+        ("validation", config.validation),
+        ("test", config.test),
+    ):
+        if path:
+            read[name] = read_ner(
+                path,
+                tokens_column=config.tokens_column,
+                tags_column=config.tags_column,
+                labelled=True,
+                on_bad_rows=config.on_bad_rows,
+            )
+    scheme = config.tag_scheme or read["train"].scheme or "BIO"
+    splits = {
+        name: NerSplit(name, str(data.path), list(data.examples)) for name, data in read.items()
+    }
+    if "validation" not in splits:  # a seeded slice of the training sentences
+        train = splits["train"].examples
+        order = list(range(len(train)))
+        random.Random(config.seed).shuffle(order)
+        cut = max(1, round(config.validation_fraction * len(train)))
+        if len(train) - cut < 1:
+            raise JiyiError(
+                f"--train {config.train}: too few sentences to carve out a validation set."
+            )
+        held = set(order[:cut])
+        splits["validation"] = NerSplit(
+            "validation", f"{config.train} (held out)", [train[i] for i in sorted(held)]
+        )
+        splits["train"].examples = [ex for i, ex in enumerate(train) if i not in held]
+    repaired = sum(d.repaired for d in read.values())
+    for split in splits.values():
+        for ex in split.examples:
+            ex.tags, n = convert(ex.tags or [], scheme)
+            repaired += n
+    return splits, scheme, repaired
+
+
+def forward_scores(
+    model: Any, windows: WordWindows, pad_id: int, batch_size: int, device: Any
+) -> list[np.ndarray]:
+    """Softmax probabilities per window, (n_positions, n_labels) each, in window order."""
+    enc = windows.to_encoded()
+    out: list[np.ndarray] = [np.empty((0, 0))] * len(windows)
+    model.eval()
+    with torch.inference_mode():
+        for batch in sorted_batches(enc.lengths, batch_size):
+            inputs = {k: v.to(device) for k, v in pad_batch(enc, batch, pad_id).items()}
+            probs = model(**inputs).logits.float().softmax(-1).cpu().numpy()  # (B, T, C)
+            for row, i in enumerate(batch):
+                out[i] = probs[row, : int(enc.lengths[i])]
+    model.train()
+    return out
+
+
+def decode(
+    windows: WordWindows, scores: list[np.ndarray], labels: list[str]
+) -> tuple[list[list[str]], list[np.ndarray]]:
+    """Per sentence: the predicted tag of every word ("O" for words the tokenizer dropped) and
+    the (n_words, n_labels) probabilities."""
+    per_sentence = merge_windows(windows, scores, n_labels=len(labels))
+    tags = []
+    for probs in per_sentence:
+        filled = np.where(np.isnan(probs), 0.0, probs)
+        best = filled.argmax(-1) if len(filled) else np.zeros(0, int)
+        best[np.isnan(probs).any(-1)] = labels.index("O")
+        tags.append([labels[i] for i in best])
+    return tags, per_sentence
+
+
+def train_ner(
+    config: TrainConfig, console: Any = None, explicit: set[str] = frozenset()
+) -> dict[str, Any]:
+    """Fine-tune a token classifier; returns a summary (metrics, paths, timings)."""
+    from accelerate import Accelerator
+    from rich.console import Console
+    from transformers import AutoModelForTokenClassification
+
+    from jiyi.evaluate import metric_is_better
+    from jiyi.models import load_tokenizer, quiet_transformers, resolve_model
+
+    config.validate(require_paths=True)
+    run_dir, config = prepare_run_dir(config, explicit)
+    console = console or Console(stderr=True, soft_wrap=True)
+    accelerator = Accelerator(mixed_precision="no", cpu=not torch.cuda.is_available())
+    main = accelerator.is_main_process
+    say = console.print if main else (lambda *a, **k: None)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+
+    # --- data and model: every input error surfaces here ----------------------------------
+    splits, scheme, repaired = read_splits(config)
+    types = entity_types(ex.tags or [] for s in splits.values() for ex in s.examples)
+    labels = label_list(types, scheme)
+    label2id = {t: i for i, t in enumerate(labels)}
+    model_path = resolve_model(config.model)
+    tokenizer = load_tokenizer(model_path)
+    overrides: dict[str, Any] = {
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
+        "label2id": label2id,
+    }
+    if config.dropout is not None:
+        overrides.update(
+            hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.dropout
+        )
+    with quiet_transformers():
+        model = AutoModelForTokenClassification.from_pretrained(
+            model_path, ignore_mismatched_sizes=True, **overrides
+        )
+    for split in splits.values():
+        split.windows = encode_words(
+            tokenizer,
+            [ex.tokens for ex in split.examples],
+            config.max_length,
+            config.stride,
+            [[label2id[t] for t in ex.tags or []] for ex in split.examples],
+        )
+    if repaired:
+        say(
+            f"[yellow]{repaired} invalid tags were repaired (e.g. I-X after O became {scheme[0]}-X).[/]"
+        )
+    for name, split in splits.items():
+        assert split.windows is not None
+        n_long = len(split.windows) - len(split.examples)
+        dropped = sum(len(d) for d in split.windows.dropped)
+        if n_long:
+            say(
+                f"{name}: {n_long} extra windows for sentences longer than --max-length {config.max_length}."
+            )
+        if dropped:
+            say(f"[yellow]{name}: {dropped} words produce no sub-word (predicted O).[/]")
+    train_split, val_split = splits["train"], splits["validation"]
+    assert train_split.windows is not None and val_split.windows is not None
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    # --- optimizer, schedule, resume --------------------------------------------------------
+    world = accelerator.num_processes
+    enc = train_split.windows.to_encoded()
+    n_batches = max(1, math.ceil(len(enc) / config.batch_size) // world)
+    steps_per_epoch = math.ceil(n_batches / config.grad_accum)
+    total_steps = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
+    eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
+    optimizer, scheduler = build_optimizer(model, config, total_steps)
+    run = start_run(
+        config, accelerator, model, optimizer, scheduler,
+        run_dir=run_dir, total_steps=total_steps, console=console,
+    )  # fmt: skip
+    model, state = run.model, run.state
+    if state.step == 0:
+        run.log(
+            {
+                "event": "start",
+                "task": "ner",
+                "labels": labels,
+                "scheme": scheme,
+                "repaired": repaired,
+                "n_train": len(train_split.examples),
+                "n_validation": len(val_split.examples),
+                "windows": {k: len(s.windows) for k, s in splits.items() if s.windows},
+                "total_steps": total_steps,
+                "world_size": world,
+            }
+        )
+
+    def evaluate_split(split: NerSplit) -> tuple[dict[str, Any], list[list[str]]]:
+        assert split.windows is not None
+        scores = forward_scores(
+            accelerator.unwrap_model(model), split.windows, pad_id, config.eval_batch_size,
+            accelerator.device,
+        )  # fmt: skip
+        predicted, _ = decode(split.windows, scores, labels)
+        return ner_metrics(split.gold, predicted, strict=config.strict, scheme=scheme), predicted
+
+    def save_best(metrics: dict[str, Any]) -> None:
+        if not main:
+            return
+        with atomic_directory(run_dir / "model") as tmp:
+            with quiet_transformers():
+                accelerator.unwrap_model(model).save_pretrained(str(tmp), safe_serialization=True)
+                tokenizer.save_pretrained(str(tmp))
+            meta = {
+                "task": "ner",
+                "scheme": scheme,
+                "labels": labels,
+                "max_length": config.max_length,
+                "stride": config.stride,
+                "base_model": config.model,
+                "step": state.step,
+                "validation": {k: v for k, v in metrics.items() if k != "confusion"},
+            }
+            atomic_write_json(tmp / JIYI_META, meta)
+
+    def run_eval() -> bool:
+        metrics, _ = evaluate_split(val_split)
+        value = metrics.get(config.metric)
+        improved = state.best_metric is None or metric_is_better(
+            config.metric, value, state.best_metric
+        )
+        if improved:
+            state.best_metric, state.best_step, state.evals_without_improvement = (
+                value,
+                state.step,
+                0,
+            )
+            save_best(metrics)
+        else:
+            state.evals_without_improvement += 1
+        scalars = headline(metrics)
+        run.log({"event": "eval", "step": state.step, "epoch": state.epoch, **scalars,
+                 "best": state.best_metric, "improved": improved})  # fmt: skip
+        if run.tb:
+            for k, v in scalars.items():
+                run.tb.add_scalar(f"validation/{k}", v, state.step)
+        say(
+            f"step {state.step}: validation {config.metric} {value:.4f}"
+            + (" [green](best)[/]" if improved else f" (best {state.best_metric:.4f})")
+        )
+        stop = config.patience is not None and state.evals_without_improvement >= config.patience
+        if stop:
+            say(
+                f"Early stopping: no improvement of {config.metric} in {config.patience} evaluations."
+            )
+        return stop
+
+    targets = torch.from_numpy(train_split.windows.labels.astype(np.int64))
+
+    def epoch_batches(epoch: int, position: int) -> Iterator[np.ndarray]:
+        batches = length_grouped_batches(enc.lengths, config.batch_size, config.seed, epoch)
+        return iter(shard(batches, accelerator.process_index, world)[position:])
+
+    def batch_loss(batch: np.ndarray) -> tuple[torch.Tensor, int]:
+        inputs = {k: v.to(accelerator.device) for k, v in pad_batch(enc, batch, pad_id).items()}
+        y = torch.full(inputs["input_ids"].shape, IGNORE, dtype=torch.long)  # (B, T)
+        for row, i in enumerate(batch):
+            s, e = int(enc.offsets[i]), int(enc.offsets[i + 1])
+            y[row, : e - s] = targets[s:e]
+        logits = model(**inputs).logits.float()  # (B, T, C)
+        loss = torch.nn.functional.cross_entropy(
+            logits.flatten(0, 1), y.to(accelerator.device).flatten(), ignore_index=IGNORE
+        )
+        return loss, len(batch)
+
+    def eval_due(state: TrainState) -> bool:
+        step_in_epoch = math.ceil(state.batch_in_epoch / config.grad_accum)
+        return config.evals_per_epoch > 1 and step_in_epoch % eval_every == 0
+
+    train_seconds = run_loop(
+        run,
+        epoch_batches=epoch_batches,
+        batch_loss=batch_loss,
+        evaluate=run_eval,
+        eval_due=eval_due,
+    )
+
+    # --- the best model on the test split -------------------------------------------------------
+    summary: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "best_step": state.best_step,
+        "best_validation": state.best_metric,
+        "steps": state.step,
+        "train_seconds": train_seconds,
+        "labels": labels,
+    }
+    if "test" in splits:
+        with quiet_transformers():
+            best = AutoModelForTokenClassification.from_pretrained(run_dir / "model")
+        best.to(accelerator.device)
+        test = splits["test"]
+        assert test.windows is not None
+        scores = forward_scores(
+            best, test.windows, pad_id, config.eval_batch_size, accelerator.device
+        )
+        predicted, _ = decode(test.windows, scores, labels)
+        metrics = ner_metrics(test.gold, predicted, strict=config.strict, scheme=scheme)
+        if main:
+            write_ner_eval(run_dir / "eval", metrics, test, predicted)
+            run.log({"event": "test", **headline(metrics)})
+        summary["test"] = metrics
+        summary["test_file"] = config.test
+    if run.tb:
+        run.tb.close()
+    accelerator.wait_for_everyone()
+    return summary
+
+
+def write_ner_eval(
+    out_dir: Path, metrics: dict[str, Any], split: NerSplit, predicted: list[list[str]]
+) -> None:
+    """eval/metrics.json and eval/errors.jsonl (the sentences with the most wrong tags first)."""
+    from jiyi.io import atomic_write_text
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    rows = []
+    for ex, pred in zip(split.examples, predicted, strict=True):
+        wrong = sum(g != p for g, p in zip(ex.tags or [], pred, strict=True))
+        if wrong:
+            rows.append((wrong, ex, pred))
+    rows.sort(key=lambda r: -r[0])
+    import json
+
+    lines = [
+        json.dumps(
+            {
+                "source": ex.source,
+                "wrong": n,
+                "tokens": ex.tokens,
+                "gold": ex.tags,
+                "predicted": pred,
+            },
+            ensure_ascii=False,
+        )
+        for n, ex, pred in rows
+    ]
+    atomic_write_text(out_dir / "errors.jsonl", "".join(f"{line}\n" for line in lines))

@@ -1,0 +1,112 @@
+"""`jiyi train --task ner` end to end on a tiny model: it learns a synthetic tagging task, writes
+entity-level metrics, and its folder loads as a token classifier."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from conftest import FILLER, build_tiny_bert
+from jiyi.cli import main
+
+PEOPLE = ["alice", "bob", "carol", "dave"]
+PLACES = [["paris"], ["london"], ["new", "york"], ["rio", "de", "janeiro"]]
+
+
+def make_sentences(n: int, seed: int, long_every: int = 0) -> list[tuple[list[str], list[str]]]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        tokens, tags = [], []
+        for _ in range(rng.randint(3, 7) * (8 if long_every and i % long_every == 0 else 1)):
+            r = rng.random()
+            if r < 0.15:
+                tokens.append(rng.choice(PEOPLE))
+                tags.append("B-PER")
+            elif r < 0.3:
+                place = rng.choice(PLACES)
+                tokens += place
+                tags += ["B-LOC"] + ["I-LOC"] * (len(place) - 1)
+            else:
+                tokens.append(rng.choice(FILLER))
+                tags.append("O")
+        out.append((tokens, tags))
+    return out
+
+
+def write_conll(path: Path, sentences: list[tuple[list[str], list[str]]]) -> Path:
+    blocks = [
+        "\n".join(f"{t}\t{g}" for t, g in zip(tok, tags, strict=True)) for tok, tags in sentences
+    ]
+    path.write_text("-DOCSTART- -X- O O\n\n" + "\n\n".join(blocks) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def ner_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("ner")
+    # "janeiro" stays out of the vocabulary: it splits into several sub-words
+    corpus = [" ".join(FILLER), " ".join(PEOPLE), "paris london new york rio de"]
+    model = build_tiny_bert(root / "model", corpus)
+    data = root / "data"
+    data.mkdir()
+    write_conll(data / "train.conll", make_sentences(300, 1))
+    write_conll(data / "validation.conll", make_sentences(60, 2))
+    write_conll(data / "test.conll", make_sentences(60, 3, long_every=10))  # some need windows
+    return model, data
+
+
+def test_ner_learns_and_writes_entity_metrics(ner_setup: tuple[Path, Path], tmp_path: Path) -> None:
+    model, data = ner_setup
+    out = tmp_path / "run"
+    argv = ["train", "--task", "ner", "--model", str(model), "--output", str(out)]
+    argv += ["--train", str(data / "train.conll"), "--validation", str(data / "validation.conll")]
+    argv += ["--test", str(data / "test.conll"), "--epochs", "8", "--batch-size", "16"]
+    argv += ["--lr", "5e-3", "--max-length", "24", "--stride", "6", "--seed", "0"]
+    assert main(argv) == 0
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert set(metrics["per_type"]) == {"PER", "LOC"}
+    assert metrics["f1"] >= 0.9, metrics
+    assert metrics["n"] == 60 and metrics["n_entities"] == sum(
+        v["support"] for v in metrics["per_type"].values()
+    )
+    meta = json.loads((out / "model" / "jiyi.json").read_text())
+    assert meta["task"] == "ner" and meta["scheme"] == "BIO"
+    assert meta["labels"] == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    events = [json.loads(line) for line in (out / "metrics.jsonl").open()]
+    assert events[0]["windows"]["test"] > 60  # long test sentences were windowed, not cut
+    from transformers import AutoModelForTokenClassification
+
+    loaded = AutoModelForTokenClassification.from_pretrained(out / "model")
+    assert loaded.config.id2label[1] == "B-LOC"
+
+
+def test_bioes_and_carved_validation(ner_setup: tuple[Path, Path], tmp_path: Path) -> None:
+    model, data = ner_setup
+    out = tmp_path / "bioes"
+    argv = ["train", "--task", "ner", "--model", str(model), "--train", str(data / "train.conll")]
+    argv += ["--output", str(out), "--tag-scheme", "BIOES", "--max-steps", "3", "--batch-size", "8"]
+    assert main(argv) == 0
+    meta = json.loads((out / "model" / "jiyi.json").read_text())
+    assert meta["scheme"] == "BIOES"
+    assert {"S-PER", "E-LOC", "B-LOC", "I-LOC"} <= set(meta["labels"])
+    start = json.loads((out / "metrics.jsonl").open().readline())
+    assert start["n_train"] + start["n_validation"] == 300
+
+
+def test_bad_ner_flags_are_named(
+    ner_setup: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, data = ner_setup
+    argv = ["train", "--task", "ner", "--model", str(model), "--train", str(data / "train.conll")]
+    assert main([*argv, "--output", str(tmp_path / "a"), "--tag-scheme", "IOB"]) == 2
+    assert "--tag-scheme" in capsys.readouterr().err
+    assert (
+        main([*argv, "--output", str(tmp_path / "b"), "--stride", "40", "--max-length", "32"]) == 2
+    )
+    assert "--stride" in capsys.readouterr().err
+    assert main([*argv, "--output", str(tmp_path / "c"), "--metric", "accuracy"]) == 2
+    assert "--metric" in capsys.readouterr().err
