@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 import signal
 import time
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
 from jiyi.checkpoint import TrainState, list_checkpoints, load_checkpoint, save_checkpoint
@@ -156,6 +158,48 @@ class Run:
         if self.main:
             append_jsonl(self.run_dir / "metrics.jsonl", record)
 
+    def record_eval(
+        self, metrics: dict[str, Any], metric: str, save_best: Callable[[], None]
+    ) -> bool:
+        """Log a validation pass, keep the best model (save_best), count patience; True when
+        early stopping says stop. `metrics[metric]` may be None (undefined): it never wins."""
+        from jiyi.evaluate import metric_is_better
+
+        state = self.state
+        value = metrics.get(metric)
+        improved = state.best_metric is None or metric_is_better(metric, value, state.best_metric)
+        if improved:
+            state.best_metric, state.best_step = value, state.step
+            state.evals_without_improvement = 0
+            save_best()
+        else:
+            state.evals_without_improvement += 1
+        scalars = headline(metrics)
+        self.log(
+            {
+                "event": "eval",
+                "step": state.step,
+                "epoch": state.epoch,
+                **scalars,
+                "best": state.best_metric,
+                "improved": improved,
+            }
+        )
+        if self.tb:
+            for k, v in scalars.items():
+                self.tb.add_scalar(f"validation/{k}", v, state.step)
+        shown = "undefined" if value is None else f"{value:.4f}"
+        best = "undefined" if state.best_metric is None else f"{state.best_metric:.4f}"
+        self.say(
+            f"step {state.step}: validation {metric} {shown}"
+            + (" [green](best)[/]" if improved else f" (best {best})")
+        )
+        patience = getattr(self.config, "patience", None)
+        stop = patience is not None and state.evals_without_improvement >= patience
+        if stop:
+            self.say(f"Early stopping: no improvement of {metric} in {patience} evaluations.")
+        return stop
+
     def checkpoint(self) -> None:
         self.accelerator.wait_for_everyone()
         if self.main:
@@ -168,6 +212,61 @@ class Run:
                 self.config.keep_checkpoints,
             )
         self.accelerator.wait_for_everyone()
+
+
+def setup(
+    config: C, explicit: set[str], console: Any, verb: str = "train"
+) -> tuple[Path, C, Any, Any, Callable[..., None]]:
+    """Validate the settings, check --output/--resume, make the accelerator, seed torch.
+    Returns (run_dir, config as resumed, accelerator, console, say: prints on rank 0 only)."""
+    from accelerate import Accelerator
+    from rich.console import Console
+
+    config.validate(require_paths=True)  # type: ignore[attr-defined]
+    run_dir, config = prepare_run_dir(config, explicit, verb=verb)
+    console = console or Console(stderr=True, soft_wrap=True)
+    # cpu=True on a machine without CUDA lets torchrun-launched processes form a gloo group
+    # (accelerate only picks MULTI_CPU when told the run is on the CPU)
+    accelerator = Accelerator(mixed_precision="no", cpu=not torch.cuda.is_available())
+    say = console.print if accelerator.is_main_process else (lambda *a, **k: None)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    return run_dir, config, accelerator, console, say
+
+
+def grouped_epochs(
+    lengths: np.ndarray, config: LoopConfig, accelerator: Any
+) -> Callable[[int, int], Iterator[np.ndarray]]:
+    """epoch_batches for run_loop over texts of these lengths: length-grouped batches shuffled
+    by (seed, epoch), this process's share, from a data position."""
+    from jiyi.data.collate import length_grouped_batches
+
+    def epoch_batches(epoch: int, position: int) -> Iterator[np.ndarray]:
+        batches = length_grouped_batches(lengths, config.batch_size, config.seed, epoch)
+        world = accelerator.num_processes
+        return iter(shard(batches, accelerator.process_index, world)[position:])
+
+    return epoch_batches
+
+
+def steps_per_epoch(n_examples: int, config: LoopConfig, world: int) -> int:
+    """Optimizer steps in an epoch, as `shard` cuts the batches (the last one may be short)."""
+    n_batches = max(1, math.ceil(n_examples / config.batch_size) // world)
+    return math.ceil(n_batches / config.grad_accum)
+
+
+def mid_epoch_evals(
+    config: LoopConfig, evals_per_epoch: int, per_epoch: int
+) -> Callable[[TrainState], bool]:
+    """eval_due for run_loop: `evals_per_epoch` validation passes spread over each epoch."""
+    every = max(1, per_epoch // evals_per_epoch)
+
+    def due(state: TrainState) -> bool:
+        step_in_epoch = math.ceil(state.batch_in_epoch / config.grad_accum)
+        return evals_per_epoch > 1 and step_in_epoch % every == 0
+
+    return due
 
 
 def start_run(

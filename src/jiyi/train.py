@@ -8,24 +8,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from jiyi.checkpoint import TrainState
 from jiyi.config import TrainConfig, load_yaml_config
-from jiyi.data.collate import length_grouped_batches, pad_batch, sorted_batches
+from jiyi.data.collate import pad_batch, sorted_batches
 from jiyi.io import atomic_directory, atomic_write_json
 from jiyi.loop import (
     build_optimizer,
+    grouped_epochs,
     headline,
-    prepare_run_dir,
+    mid_epoch_evals,
     run_loop,
-    shard,
+    setup,
     start_run,
+    steps_per_epoch,
 )
 from jiyi.predict import JIYI_META, forward_probs
 from jiyi.prepare import PreparedData, Split, augment_train, read_data, tokenize_splits
@@ -75,10 +75,6 @@ def train(
     """Fine-tune `config.model` on `config.train`; returns a summary (metrics, paths, timings).
 
     `explicit` names the settings given on the command line (they may override a resumed run's)."""
-    from accelerate import Accelerator
-    from rich.console import Console
-
-    from jiyi.evaluate import metric_is_better
     from jiyi.models import load_for_classification, resolve_model, save_model
 
     saved = Path(config.output or "") / "config.yaml"
@@ -89,17 +85,8 @@ def train(
         from jiyi.ner.train import train_ner
 
         return train_ner(config, console, explicit)
-    config.validate(require_paths=True)
-    run_dir, config = prepare_run_dir(config, explicit)
-    console = console or Console(stderr=True, soft_wrap=True)
-    # cpu=True on a machine without CUDA lets torchrun-launched processes form a gloo group
-    # (accelerate only picks MULTI_CPU when told the run is on the CPU)
-    accelerator = Accelerator(mixed_precision="no", cpu=not torch.cuda.is_available())
+    run_dir, config, accelerator, console, say = setup(config, explicit, console)
     main = accelerator.is_main_process
-    say = console.print if main else (lambda *a, **k: None)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
     multilabel = config.task == "multilabel"
 
     # --- data: every input error surfaces here, before the run directory is touched ----------
@@ -126,11 +113,8 @@ def train(
 
     # --- optimizer, schedule, resume ------------------------------------------------------------
     world = accelerator.num_processes
-    # batches per process per epoch, exactly as `shard` cuts them (the last one may be short)
-    n_batches = max(1, math.ceil(len(train_split.examples) / config.batch_size) // world)
-    steps_per_epoch = math.ceil(n_batches / config.grad_accum)
-    total_steps = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
-    eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
+    per_epoch = steps_per_epoch(len(train_split.examples), config, world)
+    total_steps = config.max_steps or math.ceil(config.epochs * per_epoch)
     optimizer, scheduler = build_optimizer(model, config, total_steps)
     run = start_run(
         config,
@@ -183,44 +167,8 @@ def train(
         metrics, _, thresholds = evaluate_split(
             model, val_split, data.labels, config, accelerator, pad_id
         )
-        value = metrics.get(config.metric)  # None where undefined (roc_auc with one class)
-        improved = state.best_metric is None or metric_is_better(
-            config.metric, value, state.best_metric
-        )
-        if improved:
-            state.best_metric, state.best_step, state.evals_without_improvement = (
-                value,
-                state.step,
-                0,
-            )
-            save_best(metrics, thresholds)
-        else:
-            state.evals_without_improvement += 1
-        run.log(
-            {
-                "event": "eval",
-                "step": state.step,
-                "epoch": state.epoch,
-                **headline(metrics),
-                "best": state.best_metric,
-                "improved": improved,
-            }
-        )
-        if run.tb:
-            for k, v in headline(metrics).items():
-                run.tb.add_scalar(f"validation/{k}", v, state.step)
-        shown = "undefined" if value is None else f"{value:.4f}"
-        best = "undefined" if state.best_metric is None else f"{state.best_metric:.4f}"
-        say(
-            f"step {state.step}: validation {config.metric} {shown}"
-            + (" [green](best)[/]" if improved else f" (best {best})")
-        )
-        stop = config.patience is not None and state.evals_without_improvement >= config.patience
-        if stop:
-            say(
-                f"Early stopping: no improvement of {config.metric} in {config.patience} evaluations."
-            )
-        return stop
+        assert config.metric is not None
+        return run.record_eval(metrics, config.metric, lambda: save_best(metrics, thresholds))
 
     # --- sanity check: two validation batches through the model before any training ----------
     if state.step == 0:
@@ -237,12 +185,6 @@ def train(
     # --- the loop: length-grouped batches shuffled by (seed, epoch), sharded by rank ---------
     targets = torch.from_numpy(train_split.targets)
 
-    def epoch_batches(epoch: int, position: int) -> Iterator[np.ndarray]:
-        batches = length_grouped_batches(
-            train_split.enc.lengths, config.batch_size, config.seed, epoch
-        )
-        return iter(shard(batches, accelerator.process_index, world)[position:])
-
     def batch_loss(batch: np.ndarray) -> tuple[torch.Tensor, int]:
         inputs = {
             k: v.to(accelerator.device)
@@ -251,16 +193,12 @@ def train(
         logits = model(**inputs).logits.float()  # (B, C)
         return loss_fn(logits, targets[batch].to(accelerator.device), multilabel), len(batch)
 
-    def eval_due(state: TrainState) -> bool:  # mid-epoch validation passes
-        step_in_epoch = math.ceil(state.batch_in_epoch / config.grad_accum)
-        return config.evals_per_epoch > 1 and step_in_epoch % eval_every == 0
-
     train_seconds = run_loop(
         run,
-        epoch_batches=epoch_batches,
+        epoch_batches=grouped_epochs(train_split.enc.lengths, config, accelerator),
         batch_loss=batch_loss,
         evaluate=run_eval,
-        eval_due=eval_due,
+        eval_due=mid_epoch_evals(config, config.evals_per_epoch, per_epoch),
     )
     tb = run.tb
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from jiyi.checkpoint import TrainState
 from jiyi.config import TrainConfig
-from jiyi.data.collate import length_grouped_batches, pad_batch, sorted_batches
+from jiyi.data.collate import pad_batch, sorted_batches
 from jiyi.errors import JiyiError
 from jiyi.io import atomic_directory, atomic_write_json
-from jiyi.loop import build_optimizer, headline, prepare_run_dir, run_loop, shard, start_run
+from jiyi.loop import (
+    build_optimizer,
+    grouped_epochs,
+    headline,
+    mid_epoch_evals,
+    run_loop,
+    setup,
+    start_run,
+    steps_per_epoch,
+)
 from jiyi.ner.align import IGNORE, WordWindows, encode_words, merge_windows
 from jiyi.ner.data import NerExample, read_ner
 from jiyi.ner.metrics import ner_metrics
@@ -122,22 +129,12 @@ def train_ner(
     config: TrainConfig, console: Any = None, explicit: set[str] = frozenset()
 ) -> dict[str, Any]:
     """Fine-tune a token classifier; returns a summary (metrics, paths, timings)."""
-    from accelerate import Accelerator
-    from rich.console import Console
     from transformers import AutoModelForTokenClassification
 
-    from jiyi.evaluate import metric_is_better
     from jiyi.models import load_tokenizer, quiet_transformers, resolve_model
 
-    config.validate(require_paths=True)
-    run_dir, config = prepare_run_dir(config, explicit)
-    console = console or Console(stderr=True, soft_wrap=True)
-    accelerator = Accelerator(mixed_precision="no", cpu=not torch.cuda.is_available())
+    run_dir, config, accelerator, console, say = setup(config, explicit, console)
     main = accelerator.is_main_process
-    say = console.print if main else (lambda *a, **k: None)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
 
     # --- data and model: every input error surfaces here ----------------------------------
     splits, scheme, repaired = read_splits(config)
@@ -188,10 +185,8 @@ def train_ner(
     # --- optimizer, schedule, resume --------------------------------------------------------
     world = accelerator.num_processes
     enc = train_split.windows.to_encoded()
-    n_batches = max(1, math.ceil(len(enc) / config.batch_size) // world)
-    steps_per_epoch = math.ceil(n_batches / config.grad_accum)
-    total_steps = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
-    eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
+    per_epoch = steps_per_epoch(len(enc), config, world)
+    total_steps = config.max_steps or math.ceil(config.epochs * per_epoch)
     optimizer, scheduler = build_optimizer(model, config, total_steps)
     run = start_run(
         config, accelerator, model, optimizer, scheduler,
@@ -244,41 +239,10 @@ def train_ner(
 
     def run_eval() -> bool:
         metrics, _ = evaluate_split(val_split)
-        value = metrics.get(config.metric)
-        improved = state.best_metric is None or metric_is_better(
-            config.metric, value, state.best_metric
-        )
-        if improved:
-            state.best_metric, state.best_step, state.evals_without_improvement = (
-                value,
-                state.step,
-                0,
-            )
-            save_best(metrics)
-        else:
-            state.evals_without_improvement += 1
-        scalars = headline(metrics)
-        run.log({"event": "eval", "step": state.step, "epoch": state.epoch, **scalars,
-                 "best": state.best_metric, "improved": improved})  # fmt: skip
-        if run.tb:
-            for k, v in scalars.items():
-                run.tb.add_scalar(f"validation/{k}", v, state.step)
-        say(
-            f"step {state.step}: validation {config.metric} {value:.4f}"
-            + (" [green](best)[/]" if improved else f" (best {state.best_metric:.4f})")
-        )
-        stop = config.patience is not None and state.evals_without_improvement >= config.patience
-        if stop:
-            say(
-                f"Early stopping: no improvement of {config.metric} in {config.patience} evaluations."
-            )
-        return stop
+        assert config.metric is not None
+        return run.record_eval(metrics, config.metric, lambda: save_best(metrics))
 
     targets = torch.from_numpy(train_split.windows.labels.astype(np.int64))
-
-    def epoch_batches(epoch: int, position: int) -> Iterator[np.ndarray]:
-        batches = length_grouped_batches(enc.lengths, config.batch_size, config.seed, epoch)
-        return iter(shard(batches, accelerator.process_index, world)[position:])
 
     def batch_loss(batch: np.ndarray) -> tuple[torch.Tensor, int]:
         inputs = {k: v.to(accelerator.device) for k, v in pad_batch(enc, batch, pad_id).items()}
@@ -292,16 +256,12 @@ def train_ner(
         )
         return loss, len(batch)
 
-    def eval_due(state: TrainState) -> bool:
-        step_in_epoch = math.ceil(state.batch_in_epoch / config.grad_accum)
-        return config.evals_per_epoch > 1 and step_in_epoch % eval_every == 0
-
     train_seconds = run_loop(
         run,
-        epoch_batches=epoch_batches,
+        epoch_batches=grouped_epochs(enc.lengths, config, accelerator),
         batch_loss=batch_loss,
         evaluate=run_eval,
-        eval_due=eval_due,
+        eval_due=mid_epoch_evals(config, config.evals_per_epoch, per_epoch),
     )
 
     # --- the best model on the test split -------------------------------------------------------

@@ -23,7 +23,7 @@ from jiyi.checkpoint import TrainState
 from jiyi.config import PretrainConfig
 from jiyi.errors import JiyiError
 from jiyi.io import atomic_directory, atomic_write_json
-from jiyi.loop import build_optimizer, prepare_run_dir, run_loop, start_run
+from jiyi.loop import build_optimizer, run_loop, setup, start_run
 from jiyi.pretrain.corpus import Batch, CorpusStream
 from jiyi.pretrain.masking import Masker
 
@@ -156,18 +156,9 @@ def pretrain(
     config: PretrainConfig, console: Any = None, explicit: set[str] = frozenset()
 ) -> dict[str, Any]:
     """Pretrain with masked LM; returns a summary (steps, perplexity, tokens/s, paths)."""
-    from accelerate import Accelerator
-    from rich.console import Console
 
-    config.validate(require_paths=True)
-    run_dir, config = prepare_run_dir(config, explicit, verb="pretrain")
-    console = console or Console(stderr=True, soft_wrap=True)
-    accelerator = Accelerator(mixed_precision="no", cpu=not torch.cuda.is_available())
+    run_dir, config, accelerator, console, say = setup(config, explicit, console, "pretrain")
     main = accelerator.is_main_process
-    say = console.print if main else (lambda *a, **k: None)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
 
     # --- model, tokenizer, corpus: every input error surfaces before the run directory -------
     model, tokenizer = build_model(config, say)
