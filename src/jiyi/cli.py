@@ -77,6 +77,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         flag = "--model" if args.model else "--neighbours"
         raise JiyiError(f"{flag} goes with --memory MEM_DIR.")
     meta: dict[str, Any] = {}
+    if args.run_dir is not None and args.memory is None and _run_task(args.run_dir) == "ner":
+        return _predict_ner(args)
     if args.run_dir is not None:
         clf = load(args.run_dir, batch_size=args.batch_size)
         meta = clf.meta
@@ -98,6 +100,50 @@ def cmd_predict(args: argparse.Namespace) -> int:
         json.dumps({"text": t, **r}, ensure_ascii=False) + "\n"
         for t, r in zip(texts, rows, strict=True)
     )
+    if args.output == "-":
+        sys.stdout.write(lines)
+    else:
+        atomic_write_text(args.output, lines)
+        print(f"{len(rows)} predictions written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _run_task(run_dir: str) -> str | None:
+    folder = Path(run_dir)
+    meta = (folder / "model" if (folder / "model").is_dir() else folder) / "jiyi.json"
+    return json.loads(meta.read_text("utf-8")).get("task") if meta.is_file() else None
+
+
+def _predict_ner(args: argparse.Namespace) -> int:
+    """A NER run: raw text (one per line, or a text column) -> entities with character offsets;
+    CoNLL files or JSONL with a `tokens` list -> tags and entities with token indices."""
+    from jiyi.data.readers import read_inputs
+    from jiyi.io import atomic_write_text
+    from jiyi.ner.data import read_ner
+    from jiyi.ner.predict import NerTagger
+
+    tagger = NerTagger(args.run_dir, batch_size=args.batch_size)
+    path = Path(args.input)
+    pretokenised = path.suffix.lower() in (".conll", ".bio", ".iob", ".iob2", ".bioes")
+    if not pretokenised and path.suffix.lower() in (".jsonl", ".json") and path.is_file():
+        with open(path, encoding="utf-8-sig") as f:
+            first = next((line for line in f if line.strip()), "{}")
+        try:
+            pretokenised = isinstance(json.loads(first), dict) and "tokens" in json.loads(first)
+        except ValueError:
+            pretokenised = False
+    if pretokenised:
+        sentences = [ex.tokens for ex in read_ner(path, labelled=None).examples]
+        rows = tagger.predict_tokens(sentences) if sentences else []
+    else:
+        try:
+            texts = [
+                e.text for e in read_inputs(args.input, text_column=args.text_column or "text")
+            ]
+        except JiyiError as e:
+            raise JiyiError(f"--input {e}") from None
+        rows = [{"text": t, **r} for t, r in zip(texts, tagger.predict_texts(texts), strict=True)]
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     if args.output == "-":
         sys.stdout.write(lines)
     else:

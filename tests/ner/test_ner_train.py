@@ -110,3 +110,38 @@ def test_bad_ner_flags_are_named(
     assert "--stride" in capsys.readouterr().err
     assert main([*argv, "--output", str(tmp_path / "c"), "--metric", "accuracy"]) == 2
     assert "--metric" in capsys.readouterr().err
+
+
+def test_predict_gives_spans_with_exact_offsets(
+    ner_setup: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, data = ner_setup
+    out = tmp_path / "run"
+    argv = ["train", "--task", "ner", "--model", str(model), "--output", str(out)]
+    argv += ["--train", str(data / "train.conll"), "--validation", str(data / "validation.conll")]
+    argv += ["--epochs", "8", "--batch-size", "16", "--lr", "5e-3", "--max-length", "24"]
+    argv += ["--stride", "6", "--seed", "0"]
+    assert main(argv) == 0
+    texts = ["the film with alice was in new york  and bob liked it", "Rio de Janeiro: carol!"]
+    raw = tmp_path / "in.txt"
+    raw.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["predict", str(out), "--input", str(raw)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in rows] == texts
+    for row in rows:
+        for ent in row["entities"]:
+            assert row["text"][ent["start"] : ent["end"]] == ent["text"]
+            assert ent["type"] in {"PER", "LOC"} and 0 < ent["score"] <= 1
+    found = {(e["text"], e["type"]) for r in rows for e in r["entities"]}
+    assert {("alice", "PER"), ("bob", "PER")} <= found, found
+    assert any("york" in text and kind == "LOC" for text, kind in found), found
+    # pre-tokenised input: token indices, the tags of every token
+    conll = tmp_path / "in.conll"
+    conll.write_text("the\nfilm\nwith\nalice\nin\nparis\n", encoding="utf-8")
+    assert main(["predict", str(out), "--input", str(conll)]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["tokens"][3] == "alice" and len(row["tags"]) == 6
+    assert {"start": 3, "end": 4, "text": "alice", "type": "PER"}.items() <= row["entities"][
+        0
+    ].items()
