@@ -52,6 +52,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from jiyi.evaluate_run import evaluate_run
 
+    if _run_task(args.run_dir) == "ner":
+        from rich.console import Console
+
+        from jiyi.ner.metrics import ner_table
+        from jiyi.ner.predict import evaluate_ner_run
+
+        metrics, out_dir = evaluate_ner_run(
+            args.run_dir, args.data, output=args.output, on_bad_rows=args.on_bad_rows,
+            batch_size=args.batch_size,
+        )  # fmt: skip
+        Console(stderr=True).print(ner_table(metrics, args.data))
+        print(f"written: {out_dir}", file=sys.stderr)
+        return 0
+
     metrics, out_dir = evaluate_run(
         args.run_dir,
         args.data,

@@ -141,8 +141,8 @@ class TrainConfig(LoopConfig):
     """Share of --train carved out as validation data when --validation is absent."""
     tag_scheme: str | None = None
     """ner: train with BIO or BIOES tags (the data's tags are converted; default: the scheme of --train)."""
-    stride: int = 32
-    """ner: sub-words of overlap between the windows a long sentence is cut into."""
+    stride: int | None = None
+    """ner: sub-words of overlap between the windows a long sentence is cut into (default: a quarter of --max-length, at most 32)."""
     tokens_column: str = "tokens"
     """ner, JSONL data: the key holding the list of tokens."""
     tags_column: str = "tags"
@@ -153,6 +153,8 @@ class TrainConfig(LoopConfig):
     def __post_init__(self) -> None:
         if self.metric is None:
             self.metric = "f1" if self.task == "ner" else "accuracy"
+        if self.stride is None:
+            self.stride = min(32, max(0, (self.max_length - 2) // 4))
         self.validate()
 
     def validate(self, *, require_paths: bool = False) -> None:
@@ -160,6 +162,7 @@ class TrainConfig(LoopConfig):
         check_choice("--task", self.task, TASKS)
         if self.tag_scheme is not None:
             check_choice("--tag-scheme", self.tag_scheme, ("BIO", "BIOES"))
+        assert self.stride is not None
         if self.stride < 0:
             raise JiyiError(f"--stride must be >= 0, got {self.stride}.")
         if self.task == "ner" and self.stride >= self.max_length - 2:

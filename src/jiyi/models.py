@@ -165,7 +165,7 @@ def load_classifier(model_dir: str | Path) -> tuple[Any, Any]:
             f"{model_dir}: a {task} model, not a text classifier. Fine-tune it with "
             f"`jiyi train --model {model_dir.parent}`"
             + (
-                "; `jiyi predict` tags text with it (evaluation of NER runs is not built yet)."
+                "; `jiyi predict` and `jiyi evaluate` take the NER run itself."
                 if task == "ner"
                 else "."
             )

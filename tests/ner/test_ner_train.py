@@ -145,3 +145,27 @@ def test_predict_gives_spans_with_exact_offsets(
     assert {"start": 3, "end": 4, "text": "alice", "type": "PER"}.items() <= row["entities"][
         0
     ].items()
+
+
+def test_evaluate_a_ner_run_matches_its_test_evaluation(
+    ner_setup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    model, data = ner_setup
+    out = tmp_path / "run"
+    argv = ["train", "--task", "ner", "--model", str(model), "--output", str(out)]
+    argv += ["--train", str(data / "train.conll"), "--test", str(data / "test.conll")]
+    argv += ["--max-steps", "20", "--batch-size", "16", "--lr", "5e-3", "--max-length", "24"]
+    assert main(argv) == 0
+    at_training = json.loads((out / "eval" / "metrics.json").read_text())
+    again = tmp_path / "again"
+    assert (
+        main(["evaluate", str(out), "--data", str(data / "test.conll"), "--output", str(again)])
+        == 0
+    )
+    metrics = json.loads((again / "metrics.json").read_text())
+    for key in ("f1", "precision", "recall", "token_accuracy", "per_type", "confusion"):
+        assert metrics[key] == at_training[key], key
+    assert metrics["repaired"] == 0
+    errors = [json.loads(line) for line in (again / "errors.jsonl").open()]
+    assert all(e["wrong"] >= 1 and len(e["gold"]) == len(e["predicted"]) for e in errors)
+    assert [e["wrong"] for e in errors] == sorted((e["wrong"] for e in errors), reverse=True)

@@ -106,3 +106,37 @@ class NerTagger:
                 )  # fmt: skip
             rows.append({"entities": entities})
         return rows
+
+
+def evaluate_ner_run(
+    run_dir: str | Path,
+    data: str | Path,
+    *,
+    output: str | Path | None = None,
+    on_bad_rows: str = "error",
+    strict: bool = False,
+    batch_size: int = 64,
+) -> tuple[dict[str, Any], Path]:
+    """`jiyi evaluate` of a NER run on a tagged file: eval/metrics.json and errors.jsonl.
+    The file's tags are converted to the run's scheme (repairs counted in the metrics)."""
+    from jiyi.ner.data import read_ner
+    from jiyi.ner.metrics import ner_metrics
+    from jiyi.ner.tags import convert
+    from jiyi.ner.train import NerSplit, write_ner_eval
+
+    tagger = NerTagger(run_dir, batch_size=batch_size)
+    read = read_ner(data, labelled=True, on_bad_rows=on_bad_rows)
+    repaired = read.repaired
+    for ex in read.examples:
+        ex.tags, n = convert(ex.tags or [], tagger.scheme)  # type: ignore[arg-type]
+        repaired += n
+    split = NerSplit("data", str(data), list(read.examples))
+    predicted = [tags for tags, _ in tagger.tag_words([ex.tokens for ex in split.examples])]
+    metrics = ner_metrics(split.gold, predicted, strict=strict, scheme=tagger.scheme)
+    metrics["repaired"] = repaired
+    folder = Path(run_dir)
+    out_dir = (
+        Path(output) if output else (folder if folder.name != "model" else folder.parent) / "eval"
+    )
+    write_ner_eval(out_dir, metrics, split, predicted)
+    return metrics, out_dir
