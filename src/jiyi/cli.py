@@ -82,7 +82,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from jiyi.data.readers import read_inputs
-    from jiyi.io import atomic_write_text
     from jiyi.predict import load
 
     if args.run_dir is None and args.memory is None:
@@ -114,12 +113,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
         json.dumps({"text": t, **r}, ensure_ascii=False) + "\n"
         for t, r in zip(texts, rows, strict=True)
     )
-    if args.output == "-":
+    _write_predictions(args.output, lines, len(rows))
+    return 0
+
+
+def _write_predictions(output: str, lines: str, n: int) -> None:
+    """JSON lines to stdout ("-") or, atomically, to a file."""
+    from jiyi.io import atomic_write_text
+
+    if output == "-":
         sys.stdout.write(lines)
     else:
-        atomic_write_text(args.output, lines)
-        print(f"{len(rows)} predictions written to {args.output}", file=sys.stderr)
-    return 0
+        atomic_write_text(output, lines)
+        print(f"{n} predictions written to {output}", file=sys.stderr)
 
 
 def _run_task(run_dir: str) -> str | None:
@@ -132,7 +138,6 @@ def _predict_ner(args: argparse.Namespace) -> int:
     """A NER run: raw text (one per line, or a text column) -> entities with character offsets;
     CoNLL files or JSONL with a `tokens` list -> tags and entities with token indices."""
     from jiyi.data.readers import read_inputs
-    from jiyi.io import atomic_write_text
     from jiyi.ner.data import read_ner
     from jiyi.ner.predict import NerTagger
 
@@ -143,9 +148,10 @@ def _predict_ner(args: argparse.Namespace) -> int:
         with open(path, encoding="utf-8-sig") as f:
             first = next((line for line in f if line.strip()), "{}")
         try:
-            pretokenised = isinstance(json.loads(first), dict) and "tokens" in json.loads(first)
+            row = json.loads(first)
         except ValueError:
-            pretokenised = False
+            row = None
+        pretokenised = isinstance(row, dict) and "tokens" in row
     if pretokenised:
         sentences = [ex.tokens for ex in read_ner(path, labelled=None).examples]
         rows = tagger.predict_tokens(sentences) if sentences else []
@@ -158,11 +164,7 @@ def _predict_ner(args: argparse.Namespace) -> int:
             raise JiyiError(f"--input {e}") from None
         rows = [{"text": t, **r} for t, r in zip(texts, tagger.predict_texts(texts), strict=True)]
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    if args.output == "-":
-        sys.stdout.write(lines)
-    else:
-        atomic_write_text(args.output, lines)
-        print(f"{len(rows)} predictions written to {args.output}", file=sys.stderr)
+    _write_predictions(args.output, lines, len(rows))
     return 0
 
 

@@ -8,6 +8,7 @@ validation (seqeval) after merging the windows back, and the test evaluation at 
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import torch
 from jiyi.config import TrainConfig
 from jiyi.data.collate import pad_batch, sorted_batches
 from jiyi.errors import JiyiError
-from jiyi.io import atomic_directory, atomic_write_json
+from jiyi.io import atomic_directory, atomic_write_json, atomic_write_text
 from jiyi.loop import (
     build_optimizer,
     grouped_epochs,
@@ -299,8 +300,6 @@ def write_ner_eval(
     out_dir: Path, metrics: dict[str, Any], split: NerSplit, predicted: list[list[str]]
 ) -> None:
     """eval/metrics.json and eval/errors.jsonl (the sentences with the most wrong tags first)."""
-    from jiyi.io import atomic_write_text
-
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "metrics.json", metrics)
     rows = []
@@ -309,8 +308,6 @@ def write_ner_eval(
         if wrong:
             rows.append((wrong, ex, pred))
     rows.sort(key=lambda r: -r[0])
-    import json
-
     lines = [
         json.dumps(
             {
