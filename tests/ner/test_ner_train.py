@@ -169,3 +169,26 @@ def test_evaluate_a_ner_run_matches_its_test_evaluation(
     errors = [json.loads(line) for line in (again / "errors.jsonl").open()]
     assert all(e["wrong"] >= 1 and len(e["gold"]) == len(e["predicted"]) for e in errors)
     assert [e["wrong"] for e in errors] == sorted((e["wrong"] for e in errors), reverse=True)
+
+
+def test_ner_train_and_evaluate_write_an_html_report(
+    ner_setup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    model, data = ner_setup
+    out = tmp_path / "run"
+    argv = ["train", "--task", "ner", "--model", str(model), "--output", str(out)]
+    argv += ["--train", str(data / "train.conll"), "--test", str(data / "test.conll")]
+    argv += ["--max-steps", "5", "--batch-size", "16", "--max-length", "24", "--stride", "6"]
+    assert main(argv) == 0
+    files = {"metrics.json", "errors.jsonl", "confusion.png", "report.html"}
+    assert {p.name for p in (out / "eval").iterdir()} == files
+    page = (out / "eval" / "report.html").read_text("utf-8")
+    assert "jiyi NER evaluation: " in page and "data:image/png;base64," in page
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    for kind, scores in metrics["per_type"].items():  # the per-type rows carry the metrics
+        assert f'{kind}</td><td class="num">{scores["precision"]:.4f}</td>' in page
+    again = tmp_path / "again"
+    argv = ["evaluate", str(out), "--data", str(data / "test.conll"), "--output", str(again)]
+    assert main(argv) == 0
+    assert {p.name for p in again.iterdir()} == files
+    assert "repaired tags" in (again / "report.html").read_text("utf-8")

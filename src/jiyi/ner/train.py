@@ -299,7 +299,10 @@ def train_ner(
 def write_ner_eval(
     out_dir: Path, metrics: dict[str, Any], split: NerSplit, predicted: list[list[str]]
 ) -> None:
-    """eval/metrics.json and eval/errors.jsonl (the sentences with the most wrong tags first)."""
+    """eval/metrics.json, eval/errors.jsonl (the sentences with the most wrong tags first), and
+    eval/report.html with eval/confusion.png (`jiyi.ner.report`)."""
+    from jiyi.ner.report import write_ner_report
+
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "metrics.json", metrics)
     rows = []
@@ -322,3 +325,14 @@ def write_ner_eval(
         for n, ex, pred in rows
     ]
     atomic_write_text(out_dir / "errors.jsonl", "".join(f"{line}\n" for line in lines))
+    mode = "strict (seqeval)" if metrics.get("strict") else "lenient (conlleval)"
+    write_ner_report(
+        out_dir,
+        metrics,
+        [ex.tokens for ex in split.examples],
+        split.gold,
+        predicted,
+        sources=[ex.source for ex in split.examples],
+        title=f"jiyi NER evaluation: {split.source}",
+        extra={"data": split.source, "entity matching": mode},
+    )
