@@ -41,7 +41,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from jiyi.ner.metrics import ner_table
 
         Console(stderr=True).print(ner_table(summary.pop("test"), f"test ({summary['test_file']})"))
-        print(f"written: {Path(summary['run_dir']) / 'eval'}", file=sys.stderr)
+        print(f"report: {Path(summary['run_dir']) / 'eval' / 'report.html'}", file=sys.stderr)
     elif "test" in summary:
         _print_metrics(summary.pop("test"), f"test ({summary['test_file']})")
         print(f"report: {Path(summary['run_dir']) / 'eval' / 'report.html'}", file=sys.stderr)
@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser(
         "predict",
-        help="predict labels for texts (JSONL out)",
+        help="predict labels (or entities) for texts (JSONL out)",
         description="One JSON line per input text: text, label, score, probabilities; input "
         "order kept. With --memory: kNN-augmented (RUN_DIR given) or memory-only (no RUN_DIR).",
     )
