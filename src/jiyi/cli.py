@@ -347,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_env)
     return parser
+    from jiyi.bias import add_parsers as add_bias_parsers
+
+    add_bias_parsers(verbs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
