@@ -15,6 +15,10 @@ a bug (logged server-side with its traceback, shown to the client as one line).
 
 All model work (predictions, explanations, embeddings, memory reads and writes) runs on the
 one worker thread of a `MicroBatcher`, never on the event loop and never two at a time.
+
+A NER run (`jiyi.ner.predict.NerTagger`) is served by `jiyi.serve.ner.NerService`: /v1/predict
+answers entities (its request also takes pre-tokenised `tokens`), /v1/info adds the entity
+types, and explanations and the memory endpoints answer 501.
 """
 
 import asyncio
@@ -43,12 +47,20 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import Counter as PromCounter
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jiyi.errors import JiyiError
 from jiyi.serve.batcher import BatcherClosed, MicroBatcher, QueueFull
+from jiyi.serve.ner import NerService, is_ner
 
 log = logging.getLogger("jiyi.serve")
 
@@ -362,6 +374,25 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
+class Entity(BaseModel):
+    start: int = Field(description="character offset into the text (a token index for tokens)")
+    end: int = Field(description="exclusive: text[start:end] is the entity's text")
+    text: str
+    type: str
+    score: float = Field(description="mean probability of the predicted tags over its words")
+
+
+class EntityPrediction(BaseModel):
+    text: str | None = Field(None, description="the input text (for texts)")
+    tokens: list[str] | None = Field(None, description="the input words (for tokens)")
+    tags: list[str] | None = Field(None, description="one tag per word (for tokens)")
+    entities: list[Entity]
+
+
+class EntityResponse(BaseModel):
+    predictions: list[EntityPrediction]
+
+
 class WordScore(BaseModel):
     word: str
     score: float
@@ -451,6 +482,11 @@ class InfoResponse(BaseModel):
     features: Features
 
 
+class NerInfoResponse(InfoResponse):
+    entity_types: list[str]
+    scheme: str
+
+
 class Status(BaseModel):
     status: str
 
@@ -465,6 +501,27 @@ def _request_models(s: Settings) -> dict[str, type[BaseModel]]:
     class PredictRequest(_Strict):
         texts: Texts
         neighbours: int = Field(0, ge=0, le=20, description="with a labelled memory only")
+
+    Word = Annotated[
+        str, StringConstraints(min_length=1, max_length=s.max_chars, pattern=r"\S"), Clean
+    ]
+    Words = Annotated[list[Word], Field(min_length=1, max_length=s.max_chars)]
+    Sentences = Annotated[list[Words], Field(min_length=1, max_length=s.max_texts)]
+
+    class EntityRequest(_Strict):
+        """Either `texts` (entities with character offsets) or `tokens` (pre-tokenised
+        sentences, one list of words each: entities with token indices and every word's tag)."""
+
+        texts: Texts | None = None
+        tokens: Sentences | None = Field(
+            None, description="pre-tokenised sentences (lists of words) instead of texts"
+        )
+
+        @model_validator(mode="after")
+        def _one_input(self) -> "EntityRequest":
+            if (self.texts is None) == (self.tokens is None):
+                raise ValueError("give either texts or tokens (lists of words), not both")
+            return self
 
     class ExplainRequest(_Strict):
         text: Text
@@ -494,6 +551,7 @@ def _request_models(s: Settings) -> dict[str, type[BaseModel]]:
 
     return {
         "predict": PredictRequest,
+        "entities": EntityRequest,
         "explain": ExplainRequest,
         "embed": EmbedRequest,
         "query": QueryRequest,
@@ -723,7 +781,9 @@ def _validation_message(errors: list[dict], request: Request, settings: Settings
         loc = tuple(e.get("loc", ()))
         where = _where(loc)
         msg = str(e.get("msg", "invalid value"))
-        if e.get("type") == "string_pattern_mismatch":
+        if e.get("type") == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        elif e.get("type") == "string_pattern_mismatch":
             msg = "the text is empty or only whitespace"
         elif e.get("type") == "missing" and where == "the body":
             msg = "a JSON object is required"
@@ -813,10 +873,12 @@ def create_app(
     *,
     name: str | None = None,
 ) -> FastAPI:
-    """The FastAPI app serving `classifier` (a `jiyi.predict.Classifier`, any format) and,
-    optionally, a `jiyi.memory.Memory`. The model is warmed up here; the batcher's worker
-    starts with the app (lifespan) and drains its queue when the app stops."""
-    service = Service(classifier, memory, name=name)
+    """The FastAPI app serving `classifier` (a `jiyi.predict.Classifier`, any format, or a
+    `jiyi.ner.predict.NerTagger`) and, optionally, a `jiyi.memory.Memory` (not with a NER
+    run). The model is warmed up here; the batcher's worker starts with the app (lifespan) and
+    drains its queue when the app stops."""
+    ner = is_ner(classifier)
+    service: Any = (NerService if ner else Service)(classifier, memory, name=name)
     metrics = Metrics()
     if hasattr(classifier, "batch_size"):
         # A gathered batch holds texts of any length; the classifier sorts them and runs forward
@@ -834,6 +896,7 @@ def create_app(
     )
     models = _request_models(settings)
     PredictRequest = models["predict"]
+    EntityRequest = models["entities"]
     ExplainRequest = models["explain"]
     EmbedRequest = models["embed"]
     QueryRequest = models["query"]
@@ -882,6 +945,8 @@ def create_app(
         return within_timeout(batcher.run(fn))
 
     def need_memory() -> None:
+        if ner:
+            raise ApiError(501, service.memory_unavailable)
         if service.memory is None:
             raise ApiError(404, "no memory is loaded; start the server with --memory MEM_DIR.")
 
@@ -940,23 +1005,46 @@ def create_app(
             responses |= more
         return {"tags": ["v1"], "dependencies": auth, "responses": responses}
 
-    @app.get("/v1/info", response_model=InfoResponse, **v1())
+    @app.get("/v1/info", response_model=NerInfoResponse if ner else InfoResponse, **v1())
     async def info() -> dict[str, Any]:
         return service.info(settings)
 
-    @app.post(
-        "/v1/predict",
-        response_model=PredictResponse,
-        response_model_exclude_none=True,
-        **v1(),
-    )
-    async def predict(req: PredictRequest) -> dict[str, Any]:  # type: ignore[valid-type]
-        if req.neighbours and not service.labelled:
-            raise ApiError(
-                422, "neighbours: listing neighbours needs a labelled memory (serve with --memory)."
-            )
-        rows = await within_timeout(batcher.submit(req.texts, key=req.neighbours))
-        return {"predictions": rows}
+    if ner:
+
+        @app.post(
+            "/v1/predict",
+            response_model=EntityResponse,
+            response_model_exclude_none=True,
+            summary="Entities of texts (character offsets) or of pre-tokenised sentences",
+            **v1(),
+        )
+        async def predict(req: EntityRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+            # raw texts and word lists are batched apart (the batcher groups by key)
+            if req.tokens is not None:
+                rows = await within_timeout(batcher.submit(req.tokens, key="tokens"))
+            else:
+                rows = await within_timeout(batcher.submit(req.texts, key="texts"))
+            return {"predictions": rows}
+
+    else:
+
+        @app.post(
+            "/v1/predict",
+            response_model=PredictResponse,
+            response_model_exclude_none=True,
+            **v1(),
+        )
+        async def predict(req: PredictRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+            if req.neighbours and not service.labelled:
+                raise ApiError(
+                    422,
+                    "neighbours: listing neighbours needs a labelled memory (serve with --memory).",
+                )
+            rows = await within_timeout(batcher.submit(req.texts, key=req.neighbours))
+            return {"predictions": rows}
+
+    # a NER run has no memory: its memory endpoints answer 501, not 404
+    memory_errors = (NOT_FOUND, NOT_IMPLEMENTED) if ner else (NOT_FOUND,)
 
     @app.post("/v1/explain", response_model=ExplainResponse, **v1(NOT_IMPLEMENTED))
     async def explain(req: ExplainRequest) -> dict[str, Any]:  # type: ignore[valid-type]
@@ -970,12 +1058,12 @@ def create_app(
             raise ApiError(501, service.embed_unavailable)
         return await on_worker(lambda: service.embed(req.texts))
 
-    @app.post("/v1/memory/query", response_model=QueryResponse, **v1(NOT_FOUND))
+    @app.post("/v1/memory/query", response_model=QueryResponse, **v1(*memory_errors))
     async def memory_query(req: QueryRequest) -> dict[str, Any]:  # type: ignore[valid-type]
         need_memory()
         return await on_worker(lambda: service.query(req.texts, req.k))
 
-    @app.post("/v1/memory/add", response_model=AddResponse, **v1(NOT_FOUND))
+    @app.post("/v1/memory/add", response_model=AddResponse, **v1(*memory_errors))
     async def memory_add(req: AddRequest) -> dict[str, Any]:  # type: ignore[valid-type]
         need_memory()
         n = len(req.texts)
@@ -984,7 +1072,7 @@ def create_app(
                 raise ApiError(422, f"{what}: {len(values)} given for {n} texts; give one each.")
         return await on_worker(lambda: service.add(req.texts, req.labels, req.payload, req.ids))
 
-    @app.post("/v1/ask", response_model=AskResponse, **v1(NOT_FOUND))
+    @app.post("/v1/ask", response_model=AskResponse, **v1(*memory_errors))
     async def ask(req: AskRequest) -> dict[str, Any]:  # type: ignore[valid-type]
         need_memory()
         if not service.faq:

@@ -28,6 +28,7 @@ SERVE_EXAMPLES = """examples:
   jiyi serve runs/rt                                  # http://127.0.0.1:8000
   jiyi serve runs/rt --memory runs/rt-memory --port 9000
   jiyi serve runs/rt-int8                             # a compressed model (ONNX int8 etc.)
+  jiyi serve runs/ner                                 # a NER run: entities, character offsets
   JIYI_TOKEN=$(openssl rand -hex 16) jiyi serve runs/rt --host 0.0.0.0
   curl -s localhost:8000/v1/predict -H 'Content-Type: application/json' \\
        -d '{"texts": ["a moving, funny film"]}'
@@ -141,6 +142,24 @@ def settings_from(args: argparse.Namespace, token: str | None) -> Any:
     )
 
 
+def load_model(run_dir: str, threads: int | None = None) -> Any:
+    """A run's model for serving: a `NerTagger` for a NER run (its jiyi.json says task ner),
+    otherwise a `Classifier` (any format)."""
+    from jiyi.cli import _run_task
+
+    if _run_task(run_dir) == "ner":
+        import torch
+
+        from jiyi.ner.predict import NerTagger
+
+        if threads:
+            torch.set_num_threads(threads)
+        return NerTagger(run_dir)
+    from jiyi.predict import load
+
+    return load(run_dir, threads=threads)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     token = args.token if args.token is not None else (os.environ.get(TOKEN_ENV) or None)
     check_bind(args.host, token, args.insecure)
@@ -155,12 +174,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ) from None
     from pathlib import Path
 
-    from jiyi.predict import load
     from jiyi.serve.app import create_app
+    from jiyi.serve.ner import is_ner
 
     settings = settings_from(args, token)
     print(f"loading {args.run_dir} ...", file=sys.stderr)
-    classifier = load(args.run_dir, threads=args.threads)
+    classifier = load_model(args.run_dir, threads=args.threads)
+    if args.memory and is_ner(classifier):
+        raise JiyiError(
+            f"--memory: a memory serves classification runs; {args.run_dir} is a NER run. Serve "
+            "it without --memory."
+        )
     memory = None
     if args.memory:
         from jiyi.memory.knn import Memory
@@ -169,7 +193,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings, classifier, memory, name=Path(args.run_dir).resolve().name)
     sock = bind(args.host, args.port)
     service = app.state.service
-    shown = [f"model {service.name} ({service.format}, {len(service.labels)} labels)"]
+    if service.task == "ner":
+        types = ", ".join(service.entity_types)
+        shown = [f"NER model {service.name} ({service.format}, entity types {types})"]
+    else:
+        shown = [f"model {service.name} ({service.format}, {len(service.labels)} labels)"]
     if memory is not None:
         shown.append(f"memory {args.memory} ({len(memory)} rows)")
     batching = (
@@ -204,8 +232,10 @@ def add_parsers(verbs: Any) -> None:
         help="serve a model over HTTP (JSON API, web page, metrics)",
         description="Serve RUN_DIR (a run or model folder, compressed ones included) over HTTP: "
         "predictions micro-batched across concurrent requests, explanations, embeddings, and a "
-        "memory (--memory) for kNN-augmented predictions, queries and FAQ answers. Binds "
-        "127.0.0.1 unless --host says otherwise, and then only with a token (or --insecure).",
+        "memory (--memory) for kNN-augmented predictions, queries and FAQ answers. A NER run "
+        "(jiyi train --task ner) serves its entities and embeddings (no explanations, no "
+        "memory). Binds 127.0.0.1 unless --host says otherwise, and then only with a token (or "
+        "--insecure).",
         epilog=SERVE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -215,7 +245,11 @@ def add_parsers(verbs: Any) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a jiyi run directory or model folder")
-    p.add_argument("--memory", metavar="MEM_DIR", help="a memory (`jiyi memory build`) to serve")
+    p.add_argument(
+        "--memory",
+        metavar="MEM_DIR",
+        help="a memory (`jiyi memory build`) to serve (classification runs)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
     p.add_argument(

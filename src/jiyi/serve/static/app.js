@@ -5,6 +5,8 @@
 const TOKEN_KEY = "jiyi-serve-token";
 const NEIGHBOURS = 5;      // nearest remembered examples shown under a labelled memory
 const ASK_TOP_K = 3;       // best answer + up to 2 alternatives
+// a NER run: one background per entity type, in the order of /v1/info's entity_types
+const ENTITY_COLOURS = ["#fde68a", "#bfdbfe", "#bbf7d0", "#fbcfe8", "#ddd6fe", "#fed7aa", "#a5f3fc", "#d9f99d"];
 // run: id of the latest Predict, to drop stale answers; label: what that Predict answered
 const state = { info: null, run: 0, label: null };
 
@@ -120,13 +122,15 @@ async function loadInfo() {
 function renderInfo(info) {
   const line = $("info");
   line.replaceChildren();
-  const labels = info.labels || [];
+  // a NER run lists its entity types (its labels are the tags: O, B-PER, I-PER, ...)
+  const labelsName = isNer(info) ? "entity types" : "labels";
+  const labels = (isNer(info) ? info.entity_types : info.labels) || [];
   const shown = labels.length > 12 ? `${labels.slice(0, 12).join(", ")}, … (${labels.length})` : labels.join(", ");
   const parts = [
     ["model", info.model],
     ["format", info.format],
     ["task", info.task],
-    ["labels", shown],
+    [labelsName, shown],
     ["max length", info.max_length],
   ];
   if (info.batching) {
@@ -139,10 +143,12 @@ function renderInfo(info) {
   parts.forEach(([name, value], i) => {
     if (i) line.append(" · ");
     const v = el(name === "model" ? "code" : "span", { class: "v" }, String(value ?? "n/a"));
-    if (name === "labels") v.title = labels.join(", ");
+    if (name === labelsName) v.title = labels.join(", ");
     line.append(`${name} `, v);
   });
 }
+
+const isNer = (info) => Boolean(info && info.task === "ner");
 
 // A memory may hold labels (kNN-augmented predictions, nearest examples), answers (FAQ), or both.
 const hasFaq = () => Boolean(state.info.memory && state.info.memory.faq);
@@ -151,7 +157,11 @@ const hasLabelledMemory = () =>
 
 function setUpSections(info) {
   $("ask").hidden = !hasFaq();
-  if (info.features.explain) {
+  if (isNer(info)) {
+    document.querySelector("label[for=text]").textContent = "Text to tag";
+    $("explain-off").hidden = false;
+    $("explain-off").textContent = "A NER run: entities with their types and scores. Attributions, attention and a memory are for classification runs.";
+  } else if (info.features.explain) {
     $("attention").hidden = false;
     $("attention-note").textContent = "Predict a text to see each head's attention.";
   } else {
@@ -190,6 +200,11 @@ async function predict() {
   try {
     const answer = await api("v1/predict", body);
     if (run !== state.run) return;
+    if (isNer(state.info)) {
+      renderEntities(text, answer.predictions[0]);
+      $("predict-status").textContent = "";
+      return;
+    }
     renderPrediction(answer.predictions[0]);
   } catch (e) {
     if (run === state.run) {
@@ -227,6 +242,68 @@ function renderPrediction(p) {
     track.append(bar);
     row.append(el("span", { class: "name" }, label), track, el("span", { class: "value" }, fmt(prob)));
     box.append(row);
+  }
+}
+
+// ---- NER: the text with its entities highlighted, and a table of them ------------------
+
+function entityColour(type) {
+  const i = (state.info.entity_types || []).indexOf(type);
+  if (i < 0) return "#e5e7eb";
+  if (i < ENTITY_COLOURS.length) return ENTITY_COLOURS[i];
+  return `hsl(${Math.round((i * 137.5) % 360)}, 85%, 82%)`;  // golden-angle hues beyond the list
+}
+
+function swatch(type) {
+  const s = el("span", { class: "swatch", "aria-hidden": "true" });
+  s.style.setProperty("--ent", entityColour(type));
+  return s;
+}
+
+// Offsets count code points (Python's str indices), not UTF-16 units: slice Array.from(text).
+// Text goes in as text nodes; the type label is drawn by CSS from data-type (see style.css).
+function renderEntities(text, p) {
+  $("entities").hidden = false;
+  const chars = Array.from(text);
+  const entities = (p.entities || []).slice().sort((a, b) => a.start - b.start || b.end - a.end);
+  const box = $("entity-text");
+  box.replaceChildren();
+  let pos = 0;
+  for (const e of entities) {
+    if (e.start < pos || e.end <= e.start || e.end > chars.length) continue;  // overlapping: table only
+    if (e.start > pos) box.append(document.createTextNode(chars.slice(pos, e.start).join("")));
+    const mark = el("mark", { class: "ent", "data-type": e.type, title: `${e.type} · score ${fmt(e.score)}` },
+                    chars.slice(e.start, e.end).join(""));
+    mark.style.setProperty("--ent", entityColour(e.type));
+    box.append(mark);
+    pos = e.end;
+  }
+  if (pos < chars.length) box.append(document.createTextNode(chars.slice(pos).join("")));
+  const n = entities.length;
+  $("entity-count").textContent = n === 1 ? "1 entity" : `${n} entities`;
+
+  const legend = $("entity-legend");
+  legend.replaceChildren();
+  for (const type of state.info.entity_types || []) {
+    const item = el("span", { class: "legend-item" });
+    item.append(swatch(type), type);
+    legend.append(item);
+  }
+
+  const body = $("entity-body");
+  body.replaceChildren();
+  if (!n) {
+    const tr = el("tr");
+    tr.append(el("td", { colspan: "4", class: "muted" }, "No entities found."));
+    body.append(tr);
+  }
+  for (const e of entities) {
+    const tr = el("tr", { class: "entity" });
+    const type = el("td", { class: "type" });
+    type.append(swatch(e.type), e.type);
+    tr.append(type, el("td", { class: "text" }, e.text ?? ""),
+              el("td", { class: "num" }, `${e.start}–${e.end}`), el("td", { class: "num" }, fmt(e.score)));
+    body.append(tr);
   }
 }
 

@@ -1,0 +1,103 @@
+"""`jiyi serve` on a NER run (`jiyi train --task ner`): entities instead of labels.
+
+>>> app = create_app(Settings(), NerTagger("runs/ner"))      # create_app picks NerService
+>>> # POST /v1/predict {"texts": ["Alice flew to New York."]} ->
+>>> # {"predictions": [{"text": "Alice flew to New York.",
+>>> #                   "entities": [{"start": 0, "end": 5, "text": "Alice", "type": "PER", ...}]}]}
+
+Raw texts give character offsets (text[start:end] == entity text, in code points, as Python
+slices); pre-tokenised input ({"tokens": [["Alice", "flew", ...]]}) gives token indices and the
+tag of every token, as `jiyi predict` writes them. Explanations and a memory are for
+classification runs: those endpoints answer 501.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from pathlib import Path
+from typing import Any
+
+from jiyi.errors import JiyiError
+from jiyi.ner.tags import entity_types
+
+NOT_FOR_NER = "for classification runs; this is a NER run (its entities: POST /v1/predict)."
+
+
+def is_ner(model: Any) -> bool:
+    """Whether a loaded model is a NER tagger (its jiyi.json says task ner)."""
+    return (getattr(model, "meta", None) or {}).get("task") == "ner"
+
+
+class NerService:
+    """A loaded `jiyi.ner.predict.NerTagger` and what the endpoints do with it (on the batcher's
+    worker thread, like `jiyi.serve.app.Service`, whose attributes it mirrors)."""
+
+    task = "ner"
+    memory = None
+    memory_info = None
+    labelled = False
+    faq = False
+
+    def __init__(self, tagger: Any, memory: Any = None, *, name: str | None = None):
+        if memory is not None:
+            raise JiyiError(
+                "--memory: a memory serves classification runs; this is a NER run. Serve it "
+                "without --memory."
+            )
+        self.tagger = tagger
+        folder = Path(tagger.model.name_or_path)
+        self.name = name or (folder.parent.name if folder.name == "model" else folder.name)
+        self.format = "torch"
+        self.labels: list[str] = list(tagger.labels)
+        self.scheme = str(tagger.scheme)
+        self.entity_types = entity_types([self.labels])
+        self.max_length = int(tagger.meta["max_length"])
+        self.explain_unavailable = f"explanations are {NOT_FOR_NER}"
+        self.embed_unavailable = None
+        self.memory_unavailable = f"a memory is {NOT_FOR_NER}"
+        self.tagger.predict_texts(["warm up"])
+
+    def predict(self, items: list[Any], key: Hashable) -> list[dict[str, Any]]:
+        """key "tokens": `items` are pre-tokenised sentences; otherwise raw texts."""
+        if key == "tokens":
+            return self.tagger.predict_tokens(items)
+        rows = self.tagger.predict_texts(items)
+        return [{"text": text, **row} for text, row in zip(items, rows, strict=True)]
+
+    def embed(self, texts: list[str]) -> dict[str, Any]:
+        from jiyi.inspect.embeddings import Encoder, embed_texts
+
+        model = self.tagger.model
+        encoder = Encoder(model.base_model, self.tagger.tokenizer, str(model.name_or_path))
+        vectors = embed_texts(
+            encoder, texts, pooling="mean", layers="-1", normalize=True,
+            max_length=self.max_length,
+        )  # fmt: skip
+        return {"vectors": vectors.tolist(), "dim": int(vectors.shape[1])}
+
+    def info(self, settings: Any) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "format": self.format,
+            "task": self.task,
+            "labels": self.labels,
+            "entity_types": self.entity_types,
+            "scheme": self.scheme,
+            "max_length": self.max_length,
+            "batching": {
+                "enabled": settings.batching,
+                "max_batch_size": settings.max_batch_size,
+                "max_wait_ms": float(settings.max_wait_ms),
+            },
+            "memory": None,
+            "features": {
+                "predict": True,
+                "explain": False,
+                "embed": True,
+                "memory": False,
+                "ask": False,
+            },
+        }
+
+
+__all__ = ["NerService", "is_ner"]
