@@ -160,13 +160,14 @@ def load_classifier(model_dir: str | Path) -> tuple[Any, Any]:
         if meta_file.is_file()
         else None
     )
-    if task in ("ner", "pretraining"):
+    if task not in (None, "classification", "multilabel"):
+        what = "pretrained encoder" if task == "pretraining" else f"{task} model"
         raise JiyiError(
-            f"{model_dir}: a {task} model, not a text classifier. Fine-tune it with "
+            f"{model_dir}: a {what}, not a text classifier. Fine-tune it with "
             f"`jiyi train --model {model_dir.parent}`"
             + (
-                "; `jiyi predict` and `jiyi evaluate` take the NER run itself."
-                if task == "ner"
+                f"; `jiyi predict` and `jiyi evaluate` take the {task} run itself."
+                if task != "pretraining"
                 else "."
             )
         )
