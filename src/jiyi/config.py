@@ -54,6 +54,10 @@ class LoopConfig:
     """Clip the gradient norm to this value (0 disables clipping)."""
     save_steps: int | None = None
     """Also write a resumable checkpoint every N optimizer steps (one is always written at each evaluation)."""
+    l1: float = 0.0
+    """L1 penalty: add λ·Σ|w| over the weights weight decay applies to (not biases, LayerNorm weights) to the training loss; logged as `l1` beside `loss` in metrics.jsonl (0 disables it)."""
+    l1_prox: bool = False
+    """Apply --l1 as a proximal step instead: after each optimizer step every penalised weight shrinks toward 0 by lr·λ and the small ones become exactly 0 (the plain penalty under AdamW rarely makes exact zeros)."""
     keep_checkpoints: int = 2
     """How many of the most recent checkpoints to keep, besides the best."""
     resume: bool = False
@@ -93,6 +97,10 @@ class LoopConfig:
             raise JiyiError(
                 f"--max-grad-norm must be >= 0 (0 disables clipping), got {self.max_grad_norm}."
             )
+        if not self.l1 >= 0:  # NaN too
+            raise JiyiError(f"--l1 must be >= 0 (0 turns the L1 penalty off), got {self.l1}.")
+        if self.l1_prox and self.l1 == 0:
+            raise JiyiError("--l1-prox applies the --l1 penalty: give --l1 LAMBDA > 0 with it.")
 
 
 @dataclass

@@ -10,6 +10,7 @@ SIGINT/SIGTERM and resume. Runs unchanged under `accelerate launch --num_process
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import math
 import os
@@ -90,8 +91,9 @@ def prepare_run_dir(
     return run_dir, config
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on weight matrices only: not on biases or LayerNorm weights."""
+def decay_split(model: torch.nn.Module) -> tuple[list[Any], list[Any]]:
+    """(weight matrices, the rest): weight decay and --l1 apply to the first list only, never to
+    biases or LayerNorm weights. Tied weights appear once; frozen ones in neither list."""
     decay, no_decay = [], []
     seen: set[int] = set()
     for name, p in model.named_parameters():
@@ -102,10 +104,45 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
             no_decay.append(p)
         else:
             decay.append(p)
+    return decay, no_decay
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on weight matrices only: not on biases or LayerNorm weights."""
+    decay, no_decay = decay_split(model)
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+
+
+def l1_penalty(weights: list[Any], lam: float) -> torch.Tensor:
+    """lam * sum(|w|) over `weights` (float32), e.g. 0.1 * (|1| + |-2|) = 0.3 for one tensor [1, -2]."""
+    return lam * sum((w.abs().sum(dtype=torch.float32) for w in weights), torch.zeros(()))
+
+
+@torch.no_grad()
+def soft_threshold_(weights: list[Any], amount: float) -> None:
+    """The proximal step of the L1 penalty, in place: w <- sign(w) * max(|w| - amount, 0), so
+    every weight within `amount` of 0 becomes exactly 0 ([0.5, -0.05] by 0.1 -> [0.4, 0])."""
+    for w in weights:
+        w.copy_(w.sign() * (w.abs() - amount).clamp_min(0))
+
+
+@torch.no_grad()
+def weight_sparsity(model: torch.nn.Module, threshold: float = 1e-3) -> dict[str, Any]:
+    """How sparse the weights that weight decay and --l1 apply to are: the fraction with
+    |w| < threshold (`near_zero`) and exactly 0 (`exact_zero`), over `n_weights` numbers."""
+    weights = decay_split(model)[0]
+    n = sum(w.numel() for w in weights)
+    near = sum(int((w.abs() < threshold).sum()) for w in weights)
+    zero = sum(int((w == 0).sum()) for w in weights)
+    return {
+        "threshold": threshold,
+        "near_zero": near / max(1, n),
+        "exact_zero": zero / max(1, n),
+        "n_weights": n,
+    }
 
 
 def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
@@ -145,6 +182,8 @@ class Run:
     verb: str = "train"  # named in the resume hint
     unit: str = "examples"  # the throughput unit logged: examples_per_s or tokens_per_s
     tb: Any = None
+    penalised: list[Any] = dataclasses.field(default_factory=list)  # the weights --l1 applies to
+    sparsity: dict[str, Any] | None = None  # of those weights, at the end of training
 
     @property
     def main(self) -> bool:
@@ -297,6 +336,7 @@ def start_run(
         console,
     )
     run.verb, run.unit = verb, unit
+    run.penalised = decay_split(accelerator.unwrap_model(model))[0]
     if config.resume and (ckpts := list_checkpoints(run_dir)):
         run.state = load_checkpoint(
             ckpts[-1], accelerator.unwrap_model(model), optimizer, scheduler
@@ -348,8 +388,14 @@ def run_loop(
     batch_loss(batch): (mean loss of the batch, units in it: examples or tokens).
     evaluate(): validate, keep the best model; True when early stopping says stop. Called at
         the end of each epoch, at the last step, and whenever eval_due(state) says so.
+
+    --l1 adds l1_penalty(run.penalised) to every batch's loss (scaled by the accumulation like
+    the loss), or, with --l1-prox, soft-thresholds those weights after each optimizer step;
+    either way metrics.jsonl logs the penalty as `l1` beside the data `loss`. At the end the
+    weights' sparsity is logged (event "sparsity") and kept in run.sparsity.
     """
     config, accelerator, model, state = run.config, run.accelerator, run.model, run.state
+    penalty_in_loss = config.l1 > 0 and not config.l1_prox
     world = accelerator.num_processes
     progress = _progress(run.console, run.main, run.unit)
     task = progress.add_task(
@@ -384,20 +430,25 @@ def run_loop(
                     ):
                         loss, units = batch_loss(batch)
                         loss = loss / len(group)
-                    if not torch.isfinite(loss):
+                    total = loss
+                    if penalty_in_loss:  # outside autocast: summed in float32
+                        total = loss + l1_penalty(run.penalised, config.l1) / len(group)
+                    if not torch.isfinite(total):
                         raise JiyiError(
-                            f"The training loss became {loss.item()} at step {state.step} (epoch "
+                            f"The training loss became {total.item()} at step {state.step} (epoch "
                             f"{state.epoch}). Lower --lr (now {config.lr}), keep --max-grad-norm "
                             "on, or turn --bf16 off. The last good checkpoint is in "
                             f"{run.run_dir / 'checkpoints'}."
                         )
-                    accelerator.backward(loss)
+                    accelerator.backward(total)
                     window_loss += loss.item()
                     units_window += units * world
                 # 3. clip, step, schedule
                 if config.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                 run.optimizer.step()
+                if config.l1_prox:  # shrink by the learning rate this step used, times λ
+                    soft_threshold_(run.penalised, run.scheduler.get_last_lr()[0] * config.l1)
                 run.scheduler.step()
                 run.optimizer.zero_grad(set_to_none=True)
                 state.step += 1
@@ -411,19 +462,16 @@ def run_loop(
                     )
                     rate = units_window / max(1e-9, time.perf_counter() - t_window)
                     lr = run.scheduler.get_last_lr()[0]
-                    run.log(
-                        {
-                            "event": "train",
-                            "step": state.step,
-                            "epoch": state.epoch,
-                            "loss": mean_loss,
-                            "lr": lr,
-                            f"{run.unit}_per_s": rate,
-                        }
-                    )
+                    record = {"event": "train", "step": state.step, "epoch": state.epoch}
+                    record |= {"loss": mean_loss, "lr": lr, f"{run.unit}_per_s": rate}
+                    if config.l1 > 0:  # the penalty on the weights as they are now
+                        with torch.no_grad():
+                            record["l1"] = float(l1_penalty(run.penalised, config.l1))
+                    run.log(record)
                     if run.tb:
-                        run.tb.add_scalar("train/loss", mean_loss, state.step)
-                        run.tb.add_scalar("train/lr", lr, state.step)
+                        for k in ("loss", "lr", "l1"):
+                            if k in record:
+                                run.tb.add_scalar(f"train/{k}", record[k], state.step)
                     progress.update(task, loss=mean_loss, eps=rate)
                     window_loss, window_n, t_window, units_window = 0.0, 0, time.perf_counter(), 0
                 progress.update(task, completed=state.step)
@@ -451,6 +499,13 @@ def run_loop(
     seconds = time.perf_counter() - t_start
     state.train_seconds += seconds
     state.finished = True
+    # 6. how sparse the penalised weights ended up (with --l1 0 too: the baseline to compare)
+    run.sparsity = weight_sparsity(accelerator.unwrap_model(model))
+    run.log({"event": "sparsity", "step": state.step, "l1_lambda": config.l1, **run.sparsity})
+    run.say(
+        f"Weights with |w| < {run.sparsity['threshold']:g}: {run.sparsity['near_zero']:.2%} "
+        f"(exactly 0: {run.sparsity['exact_zero']:.2%}) of {run.sparsity['n_weights']}."
+    )
     run.checkpoint()
     return seconds
 

@@ -26,6 +26,7 @@ from jiyi.loop import (
     setup,
     start_run,
     steps_per_epoch,
+    weight_sparsity,
 )
 from jiyi.predict import JIYI_META, forward_probs
 from jiyi.prepare import PreparedData, Split, augment_train, read_data, tokenize_splits
@@ -222,6 +223,7 @@ def train(
         summary["test_file"] = config.test
         run.log({"event": "test", **headline(test_metrics)})
     if tb:
+        "sparsity": run.sparsity,
         tb.close()
     accelerator.wait_for_everyone()
     return summary
@@ -255,6 +257,7 @@ def write_test_eval(
             probs=probs,
             labels=data.labels,
             texts=test.texts,
+    metrics["sparsity"] = weight_sparsity(accelerator.unwrap_model(model))  # the model evaluated
             task=config.task,
             thresholds=thresholds,
             title=f"jiyi evaluation: {test.source}",
@@ -277,3 +280,4 @@ def _settings(config: TrainConfig) -> dict[str, Any]:
         "augment",
     )
     return {k: v for k, v in dataclasses.asdict(config).items() if k in keep}
+        "l1",

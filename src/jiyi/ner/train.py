@@ -273,6 +273,7 @@ def train_ner(
         "steps": state.step,
         "train_seconds": train_seconds,
         "labels": labels,
+        "sparsity": run.sparsity,
     }
     if "test" in splits:
         with quiet_transformers():

@@ -351,6 +351,7 @@ def pretrain(
         "steps": state.step,
         "train_seconds": seconds,
         "best_step": state.best_step,
+        "sparsity": run.sparsity,
     }
     if state.best_metric is not None:
         summary["perplexity"] = math.exp(min(state.best_metric, 50.0))
