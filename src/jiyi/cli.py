@@ -259,7 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="predict labels (or entities) for texts (JSONL out)",
         description="One JSON line per input text: text, label, score, probabilities; input "
-        "order kept. With --memory: kNN-augmented (RUN_DIR given) or memory-only (no RUN_DIR).",
+        "order kept. With --memory: kNN-augmented (RUN_DIR given) or memory-only (no RUN_DIR). "
+        "A NER run gives text and entities (start, end, text, type, score; character offsets "
+        "into the text), or tokens and tags for pre-tokenised CoNLL/JSONL input.",
     )
     p.add_argument(
         "run_dir",
@@ -327,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     from jiyi.inspect.cli_explain import add_parsers as add_explain_parsers
 
     add_explain_parsers(verbs)
+    from jiyi.bias import add_parsers as add_bias_parsers
+
+    add_bias_parsers(verbs)
     from jiyi.memory.cli import add_parsers as add_memory_parsers
 
     add_memory_parsers(verbs)
@@ -347,9 +352,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_env)
     return parser
-    from jiyi.bias import add_parsers as add_bias_parsers
-
-    add_bias_parsers(verbs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
