@@ -50,14 +50,14 @@ class LoopConfig:
     """Fraction of the optimizer steps spent warming the learning rate up linearly from 0."""
     weight_decay: float = 0.01
     """AdamW weight decay (not applied to biases and LayerNorm weights)."""
-    max_grad_norm: float = 1.0
-    """Clip the gradient norm to this value (0 disables clipping)."""
-    save_steps: int | None = None
-    """Also write a resumable checkpoint every N optimizer steps (one is always written at each evaluation)."""
     l1: float = 0.0
     """L1 penalty: add λ·Σ|w| over the weights weight decay applies to (not biases, LayerNorm weights) to the training loss; logged as `l1` beside `loss` in metrics.jsonl (0 disables it)."""
     l1_prox: bool = False
     """Apply --l1 as a proximal step instead: after each optimizer step every penalised weight shrinks toward 0 by lr·λ and the small ones become exactly 0 (the plain penalty under AdamW rarely makes exact zeros)."""
+    max_grad_norm: float = 1.0
+    """Clip the gradient norm to this value (0 disables clipping)."""
+    save_steps: int | None = None
+    """Also write a resumable checkpoint every N optimizer steps (one is always written at each evaluation)."""
     keep_checkpoints: int = 2
     """How many of the most recent checkpoints to keep, besides the best."""
     resume: bool = False
@@ -93,14 +93,14 @@ class LoopConfig:
             raise JiyiError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}.")
         if self.weight_decay < 0:
             raise JiyiError(f"--weight-decay must be >= 0, got {self.weight_decay}.")
-        if self.max_grad_norm < 0:
-            raise JiyiError(
-                f"--max-grad-norm must be >= 0 (0 disables clipping), got {self.max_grad_norm}."
-            )
         if not self.l1 >= 0:  # NaN too
             raise JiyiError(f"--l1 must be >= 0 (0 turns the L1 penalty off), got {self.l1}.")
         if self.l1_prox and self.l1 == 0:
             raise JiyiError("--l1-prox applies the --l1 penalty: give --l1 LAMBDA > 0 with it.")
+        if self.max_grad_norm < 0:
+            raise JiyiError(
+                f"--max-grad-norm must be >= 0 (0 disables clipping), got {self.max_grad_norm}."
+            )
 
 
 @dataclass

@@ -215,6 +215,7 @@ def train(
         "steps": state.step,
         "train_seconds": train_seconds,
         "labels": data.labels,
+        "sparsity": run.sparsity,
     }
     if "test" in data.splits:
         best_model = accelerator.prepare(best_model)
@@ -223,7 +224,6 @@ def train(
         summary["test_file"] = config.test
         run.log({"event": "test", **headline(test_metrics)})
     if tb:
-        "sparsity": run.sparsity,
         tb.close()
     accelerator.wait_for_everyone()
     return summary
@@ -249,6 +249,7 @@ def write_test_eval(
         metrics = multilabel_metrics(test.targets, probs, data.labels, thresholds)
     else:
         metrics = classification_metrics(test.targets, probs, data.labels)
+    metrics["sparsity"] = weight_sparsity(accelerator.unwrap_model(model))  # the model evaluated
     if accelerator.is_main_process:
         write_eval_dir(
             run_dir / "eval",
@@ -257,7 +258,6 @@ def write_test_eval(
             probs=probs,
             labels=data.labels,
             texts=test.texts,
-    metrics["sparsity"] = weight_sparsity(accelerator.unwrap_model(model))  # the model evaluated
             task=config.task,
             thresholds=thresholds,
             title=f"jiyi evaluation: {test.source}",
@@ -275,9 +275,9 @@ def _settings(config: TrainConfig) -> dict[str, Any]:
         "truncation",
         "seed",
         "weight_decay",
+        "l1",
         "warmup_ratio",
         "dropout",
         "augment",
     )
     return {k: v for k, v in dataclasses.asdict(config).items() if k in keep}
-        "l1",
