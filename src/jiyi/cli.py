@@ -52,8 +52,28 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from jiyi.evaluate_run import evaluate_run
 
+    if _run_task(args.run_dir) == "seq2seq":
+        from jiyi.seq2seq.predict import evaluate_command
+
+        return evaluate_command(args)
+    if _run_task(args.run_dir) == "qa":
+        from jiyi.qa.metrics import metrics_line
+        from jiyi.qa.predict import evaluate_qa_run
+
+        if getattr(args, "slice_by", None):
+            raise JiyiError("--slice-by applies to classification and multilabel runs, not qa.")
+        metrics, out_dir = evaluate_qa_run(
+            args.run_dir, args.data, output=args.output, on_bad_rows=args.on_bad_rows,
+            batch_size=args.batch_size,
+        )  # fmt: skip
+        print(metrics_line(metrics, args.data), file=sys.stderr)
+        print(f"written: {out_dir}", file=sys.stderr)
+        return 0
     if _run_task(args.run_dir) == "ner":
         from rich.console import Console
+
+        if args.slice_by:
+            raise JiyiError("--slice-by applies to classification and multilabel runs, not ner.")
 
         from jiyi.ner.metrics import ner_table
         from jiyi.ner.predict import evaluate_ner_run
@@ -74,8 +94,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         text_column=args.text_column,
         label_column=args.label_column,
         batch_size=args.batch_size,
+        slice_by=args.slice_by,
     )
     _print_metrics(metrics, args.data)
+    if args.slice_by:
+        from rich.console import Console
+
+        from jiyi.report import slice_table
+
+        for column, slices in metrics["slices"].items():
+            Console(stderr=True).print(slice_table(column, slices, metrics["slice_gaps"][column]))
     print(f"written: {out_dir}", file=sys.stderr)
     return 0
 
@@ -253,6 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop at a bad row, or skip and count",
     )
     p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
+    p.add_argument(
+        "--slice-by",
+        action="append",
+        metavar="COLUMN",
+        help="also report every metric per value of this column of --data, with 95%% intervals "
+        "and the gap between the best and the worst slice (repeat for several columns)",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = verbs.add_parser(

@@ -272,3 +272,241 @@ def _safe(compute: Callable[[], Any]) -> float | None:
         except ValueError:
             return None
     return value if math.isfinite(value) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Slices: every metric per value of a column (`jiyi evaluate --slice-by`), with 95% intervals,
+# and how far apart the best and the worst slice are.
+
+SMALL_SLICE = 30  # rows: a smaller slice is reported but flagged `small` (its metrics swing)
+BOOTSTRAP_RESAMPLES = 1000
+Z_95 = 1.959963984540054  # the standard normal's 97.5th percentile
+
+
+def slice_metrics(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    labels: list[str],
+    groups: list[str],
+    *,
+    task: str = "classification",
+    thresholds: np.ndarray | float = 0.5,
+    min_rows: int = SMALL_SLICE,
+    n_boot: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any] | None]]:
+    """The metrics of `task` on each slice (the rows sharing a value of `groups`); returns
+    (slices, gaps).
+
+    slices: {value: {"n", "small", <every metric of METRIC_NAMES[task]>, "ci": {metric: [lo,
+    hi]}}}, values in sorted order. Each slice is scored on its own, as scikit-learn would score
+    it: macro averages run over the labels that occur in the slice (true or predicted). The 95%
+    interval of accuracy is Wilson's; the others are bootstrap percentiles over `n_boot`
+    resamples of the slice's rows (fixed `seed`); an interval is None where the metric is.
+    gaps: {metric: {"gap", "best", "best_value", "worst", "worst_value", "compared",
+    "small_included"} or None}: the best slice minus the worst (lower is better for losses and
+    ECE; the gap is >= 0), over the slices of at least `min_rows` rows, or over all slices when
+    fewer than two are that large; None when fewer than two slices define the metric.
+
+    >>> y, p = np.array([0, 1, 1]), np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]])
+    >>> slices, gaps = slice_metrics(y, p, ["neg", "pos"], ["en", "en", "zh"], min_rows=1)
+    >>> slices["zh"]["accuracy"], slices["zh"]["n"], gaps["accuracy"]["gap"]
+    (0.0, 1, 1.0)
+    """
+    names = METRIC_NAMES[task]
+    probs = _check_probs(probs, len(y_true), labels)
+    y_true = np.asarray(y_true).astype(np.int64)
+    thresholds = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), probs.shape[1:])
+    groups_arr = np.asarray(groups, dtype=object)
+    if len(groups_arr) != len(probs):
+        raise ValueError(f"{len(groups_arr)} slice values for {len(probs)} rows")
+    rng = np.random.default_rng(seed)
+    slices: dict[str, dict[str, Any]] = {}
+    for value in sorted(set(groups)):
+        rows = np.flatnonzero(groups_arr == value)
+        y, p = y_true[rows], probs[rows]
+        point = _scored_alone(y, p, labels, task, thresholds)
+        ci: dict[str, list[float] | None] = {}
+        if point["accuracy"] is not None:
+            ci["accuracy"] = list(wilson_interval(round(point["accuracy"] * len(rows)), len(rows)))
+        for name, values in _bootstrap(y, p, task, thresholds, n_boot, rng).items():
+            if name != "accuracy":
+                ci[name] = _percentile_interval(values) if point[name] is not None else None
+        slices[str(value)] = {"n": len(rows), "small": len(rows) < min_rows, **point, "ci": ci}
+    return slices, slice_gaps(slices, names, min_rows)
+
+
+def slice_gaps(
+    slices: dict[str, dict[str, Any]], names: tuple[str, ...], min_rows: int = SMALL_SLICE
+) -> dict[str, dict[str, Any] | None]:
+    """The best and the worst slice per metric and the gap between them (see slice_metrics)."""
+    large = {k: s for k, s in slices.items() if s["n"] >= min_rows}
+    pool = large if len(large) >= 2 else slices
+    gaps: dict[str, dict[str, Any] | None] = {}
+    for name in names:
+        values = {k: s[name] for k, s in pool.items() if s.get(name) is not None}
+        if len(values) < 2:
+            gaps[name] = None
+            continue
+        lower_better = name.endswith(_LOWER_IS_BETTER_SUFFIXES)
+        ranked = sorted(values, key=lambda k: values[k], reverse=not lower_better)  # best first
+        best, worst = ranked[0], ranked[-1]
+        gaps[name] = {
+            "gap": abs(values[best] - values[worst]),
+            "best": best,
+            "best_value": values[best],
+            "worst": worst,
+            "worst_value": values[worst],
+            "compared": len(values),
+            "small_included": pool is not large,
+        }
+    return gaps
+
+
+def wilson_interval(k: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson's score interval for a proportion of k successes in n trials (95% by default);
+    unlike p ± z·sqrt(p(1-p)/n) it stays inside [0, 1] and is not empty at k = 0 or k = n.
+
+    >>> [round(x, 4) for x in wilson_interval(8, 10)]
+    [0.4902, 0.9433]
+    """
+    p, z2 = k / n, z * z
+    denominator = 1 + z2 / n
+    centre = (p + z2 / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _scored_alone(
+    y: np.ndarray, probs: np.ndarray, labels: list[str], task: str, thresholds: np.ndarray
+) -> dict[str, Any]:
+    """The scalar metrics of one slice, scored as a data set of its own."""
+    if task == "multilabel":
+        metrics = multilabel_metrics(y, probs, labels, thresholds)
+    else:
+        metrics = classification_metrics(y, probs, labels)
+        pred = probs.argmax(axis=1)
+        present = np.union1d(y, pred).tolist()  # the labels scikit-learn averages by default
+        metrics |= _precision_recall_f1(y, pred, present, [labels[i] for i in present])
+    return {name: metrics.get(name) for name in METRIC_NAMES[task]}
+
+
+def _bootstrap(
+    y: np.ndarray,
+    probs: np.ndarray,
+    task: str,
+    thresholds: np.ndarray,
+    n_boot: int,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Each metric on `n_boot` resamples (with replacement) of the rows: {metric: (n_boot,)}."""
+    n, c = probs.shape
+    chunk = max(1, 2_000_000 // (n * c))  # resamples scored at once: bounded memory
+    parts = [
+        resampled_metrics(y, probs, task, thresholds, rng.integers(0, n, (min(chunk, left), n)))
+        for left in range(n_boot, 0, -chunk)
+    ]
+    return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+
+
+def resampled_metrics(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    task: str,
+    thresholds: np.ndarray | float,
+    idx: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The metrics of `task` on B resamples at once, resample b holding rows idx[b]: idx (B, m)
+    -> {metric: (B,)}, NaN where a metric is undefined. Counts come from np.bincount, so scoring
+    1000 resamples costs about as much as scoring one data set 1000 times larger. With
+    idx = [range(n)] it equals `_scored_alone` (scikit-learn); the tests hold it to that.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    n, c = probs.shape
+    b, m = idx.shape
+    eps = np.finfo(np.float64).eps
+    out: dict[str, np.ndarray] = {}
+    if task == "classification":
+        y = np.asarray(y_true).astype(np.int64).ravel()
+        pred = probs.argmax(axis=1)  # (N,)
+        cm = _counts(y[idx] * c + pred[idx], c * c).reshape(b, c, c)  # (B, true, predicted)
+        tp = np.diagonal(cm, axis1=1, axis2=2)  # (B, C)
+        n_true, n_pred = cm.sum(axis=2), cm.sum(axis=1)  # (B, C) each
+        present = (n_true + n_pred) > 0  # the labels a slice scored alone averages over
+        f1 = _div(2 * tp, n_true + n_pred)
+        out["accuracy"] = tp.sum(axis=1) / m
+        out["precision_macro"] = _div((_div(tp, n_pred) * present).sum(1), present.sum(1))
+        out["recall_macro"] = _div((_div(tp, n_true) * present).sum(1), present.sum(1))
+        out["f1_macro"] = _div((f1 * present).sum(1), present.sum(1))
+        out["f1_micro"] = out["accuracy"]  # every row's labels are among those averaged
+        out["f1_weighted"] = (f1 * n_true).sum(axis=1) / m
+        if c == 2:
+            out["roc_auc"] = _auc(probs[:, 1], y == 1, idx)
+        elif c > 2:  # one-vs-rest macro: undefined unless every class occurs
+            out["roc_auc"] = np.mean([_auc(probs[:, j], y == j, idx) for j in range(c)], axis=0)
+        else:
+            out["roc_auc"] = np.full(b, np.nan)
+        row_loss = -np.log(np.clip(probs[np.arange(n), y], eps, 1 - eps))  # (N,)
+        out["log_loss"] = row_loss[idx].mean(axis=1) if c > 1 else np.full(b, np.nan)
+        decisions = idx  # calibration: one decision per row
+    else:
+        y = np.asarray(y_true).astype(bool).reshape(n, c)
+        pred = probs >= np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (c,))
+        tp, fp, fn = ((a[idx].sum(axis=1)) for a in (y & pred, ~y & pred, y & ~pred))  # (B, C)
+        f1 = _div(2 * tp, 2 * tp + fp + fn)
+        out["accuracy"] = (pred == y).all(axis=1)[idx].mean(axis=1)
+        out["precision_macro"] = _div(tp, tp + fp).mean(axis=1)
+        out["recall_macro"] = _div(tp, tp + fn).mean(axis=1)
+        out["f1_macro"] = f1.mean(axis=1)
+        tp_all, fp_all, fn_all = tp.sum(1), fp.sum(1), fn.sum(1)
+        out["f1_micro"] = _div(2 * tp_all, 2 * tp_all + fp_all + fn_all)
+        out["f1_weighted"] = _div((f1 * (tp + fn)).sum(1), (tp + fn).sum(1))
+        decisions = (idx[:, :, None] * c + np.arange(c)).reshape(b, m * c)  # (B, M*C)
+        out["roc_auc"] = _auc(probs.ravel(), y.ravel(), decisions)
+        p_true = np.where(y, probs, 1 - probs).ravel()  # (N*C,)
+        out["log_loss"] = -np.log(np.clip(p_true, eps, 1 - eps))[decisions].mean(axis=1)
+        out["hamming_loss"] = (pred != y).ravel()[decisions].mean(axis=1)
+    # ECE = sum over bins |sum(correct - confidence)| / decisions (see expected_calibration_error)
+    confidence, correct = calibration_inputs(y, probs, task)
+    edges = np.linspace(0.0, 1.0, 16)  # the 15 bins of expected_calibration_error
+    bins = np.searchsorted(edges[1:-1], confidence, side="left")
+    excess = _counts(bins[decisions], 15, (correct - confidence)[decisions])  # (B, 15)
+    out["ece"] = np.abs(excess).sum(axis=1) / decisions.shape[1]
+    return out
+
+
+def _counts(keys: np.ndarray, k: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """Per row of keys (B, m) in [0, k): the count (or the summed weights) of each key -> (B, k)."""
+    b = keys.shape[0]
+    flat = (keys + k * np.arange(b)[:, None]).ravel()
+    w = None if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+    return np.bincount(flat, weights=w, minlength=b * k).reshape(b, k)
+
+
+def _auc(scores: np.ndarray, positive: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """ROC-AUC of each resample idx (B, m): P(score of a positive > score of a negative), ties
+    counting half (what roc_auc_score computes); NaN when a resample lacks either class."""
+    _, rank = np.unique(scores, return_inverse=True)  # (M,) index of each distinct score
+    u = int(rank.max()) + 1
+    pos = _counts(rank[idx], u, positive[idx])  # (B, U) positives at each score
+    neg = _counts(rank[idx], u, ~positive[idx])
+    below = np.cumsum(neg, axis=1) - neg  # negatives scored lower
+    pairs = pos.sum(axis=1) * neg.sum(axis=1)
+    wins = (pos * (below + 0.5 * neg)).sum(axis=1)
+    return np.where(pairs > 0, wins / np.where(pairs > 0, pairs, 1), np.nan)
+
+
+def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b, 0 where b is 0 (scikit-learn's zero_division=0)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return np.divide(a, b, out=np.zeros(np.broadcast(a, b).shape), where=b != 0)
+
+
+def _percentile_interval(values: np.ndarray, level: float = 0.95) -> list[float] | None:
+    """The central `level` of the defined (non-NaN) bootstrap values; None if none is."""
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return None
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return [float(lo), float(hi)]

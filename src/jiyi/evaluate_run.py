@@ -1,7 +1,9 @@
-"""`jiyi evaluate RUN_DIR --data FILE`: a saved model on a labelled file -> eval/ folder."""
+"""`jiyi evaluate RUN_DIR --data FILE [--slice-by COLUMN]`: a saved model on a labelled file ->
+eval/ folder; with --slice-by, every metric per value of COLUMN too (`slices`, `slice_gaps`)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,13 @@ import numpy as np
 
 from jiyi.data.readers import read_examples
 from jiyi.errors import JiyiError
-from jiyi.evaluate import classification_metrics, multilabel_metrics
+from jiyi.evaluate import (
+    BOOTSTRAP_RESAMPLES,
+    SMALL_SLICE,
+    classification_metrics,
+    multilabel_metrics,
+    slice_metrics,
+)
 from jiyi.predict import load
 from jiyi.prepare import targets_for
 
@@ -23,9 +31,13 @@ def evaluate_run(
     text_column: str | None = None,
     label_column: str | None = None,
     batch_size: int = 64,
+    slice_by: list[str] | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Evaluate the model of `run_dir` on `data`; write metrics.json, plots, report.html,
-    errors.jsonl into `output` (default RUN_DIR/eval). Returns (metrics, output folder)."""
+    errors.jsonl into `output` (default RUN_DIR/eval). Returns (metrics, output folder).
+
+    slice_by: columns of `data`; metrics gets `slices` {column: {value: metrics}} and
+    `slice_gaps` {column: {metric: best vs worst slice}} (see jiyi.evaluate.slice_metrics)."""
     from jiyi.report import write_eval_dir
 
     clf = load(run_dir, batch_size=batch_size)
@@ -39,6 +51,7 @@ def evaluate_run(
             label_column=label_column or clf.meta.get("label_column", "label"),
             task=task,
             on_bad_rows=on_bad_rows,
+            extra_columns={column: "--slice-by" for column in slice_by or ()},
         )
     except JiyiError as e:
         raise JiyiError(f"--data {e}") from None
@@ -61,6 +74,21 @@ def evaluate_run(
         metrics = classification_metrics(y, probs, clf.labels)
     if result.skipped:
         metrics["skipped_rows"] = len(result.skipped)
+    if slice_by:
+        metrics["slices"], metrics["slice_gaps"] = {}, {}
+        for column in dict.fromkeys(slice_by):
+            groups = [_slice_name(ex.extra[column]) for ex in result.examples]  # type: ignore[index]
+            metrics["slices"][column], metrics["slice_gaps"][column] = slice_metrics(
+                y, probs, clf.labels, groups, task=task, thresholds=np.asarray(clf.thresholds)
+            )
+        metrics["slice_settings"] = {
+            "confidence": 0.95,
+            "accuracy_interval": "wilson",
+            "other_intervals": "bootstrap percentile",
+            "resamples": BOOTSTRAP_RESAMPLES,
+            "seed": 0,
+            "small_below": SMALL_SLICE,
+        }
     run_dir = Path(run_dir)
     out_dir = (
         Path(output)
@@ -80,3 +108,14 @@ def evaluate_run(
         extra={"model": str(clf.model_dir), "data": str(data)},
     )
     return metrics, out_dir
+
+
+def _slice_name(value: Any) -> str:
+    """A cell as a slice name: strings as they are, other JSON values as JSON, empty as (empty).
+
+    >>> _slice_name("en"), _slice_name(3), _slice_name(None), _slice_name(True)
+    ('en', '3', '(empty)', 'true')
+    """
+    if value is None or value == "":
+        return "(empty)"
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

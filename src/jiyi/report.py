@@ -21,6 +21,7 @@ import numpy as np
 
 from jiyi.evaluate import (
     METRIC_NAMES,
+    SMALL_SLICE,
     calibration_inputs,
     expected_calibration_error,
     reliability_bins,
@@ -36,6 +37,7 @@ HEADLINE_METRICS = (*METRIC_NAMES["multilabel"], "n")
 MAX_ROC_CLASSES = 10  # per-class ROC curves drawn; beyond, the classes with the most support
 MAX_ANNOTATED_CLASSES = 20  # confusion matrix cells carry their count up to this many classes
 N_MISTAKES_IN_REPORT = 20
+SLICE_COLUMNS = ("accuracy", "f1_macro", "f1_micro", "roc_auc", "ece", "log_loss", "hamming_loss")
 
 
 def write_eval_dir(
@@ -163,6 +165,9 @@ def render_html(
         mistakes=mistakes,
         n_mistakes=n_mistakes,
         extra=extra or {},
+        slices=metrics.get("slices", {}),
+        slice_gaps=metrics.get("slice_gaps", {}),
+        slice_metrics=[k for k in HEADLINE_METRICS if k != "n" and k in metrics],
     )
 
 
@@ -191,6 +196,38 @@ def metrics_table(metrics: dict, title: str = "") -> Table:
     for average in ("micro", "weighted"):
         if f"f1_{average}" in metrics:
             table.add_row(f"{average} avg", "", "", _fmt(metrics[f"f1_{average}"]), n)
+    return table
+
+
+def slice_table(column: str, slices: dict, gaps: dict) -> Table:
+    """One row per slice of `column` (`jiyi evaluate --slice-by`): n, the headline metrics with
+    95% intervals under accuracy and f1_macro, small slices starred; the last row the gaps."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    multilabel = any("hamming_loss" in s for s in slices.values())
+    names = [k for k in SLICE_COLUMNS if k != "f1_micro" or multilabel]  # = accuracy otherwise
+    names = [k for k in names if any(k in s for s in slices.values())]
+    table = Table(
+        title=f"slices by {column}",
+        caption=escape(
+            "below a value: its 95% interval (Wilson for accuracy, bootstrap for f1). "
+            f"n*: a small slice (under {SMALL_SLICE} rows), left out of the gaps when two larger "
+            "ones remain. Every metric and interval is in metrics.json."
+        ),
+    )
+    table.add_column(column)
+    table.add_column("n", justify="right")
+    for name in names:
+        table.add_column(name, justify="right")
+    for value, scores in slices.items():
+        cells = []
+        for name in names:
+            ci = scores["ci"].get(name) if name in ("accuracy", "f1_macro") else None
+            cells.append(_fmt(scores.get(name)) + (f"\n{ci[0]:.2f}–{ci[1]:.2f}" if ci else ""))
+        table.add_row(escape(str(value)), f"{scores['n']}{'*' if scores['small'] else ''}", *cells)
+    table.add_section()
+    table.add_row("gap", "", *(_fmt((gaps.get(k) or {}).get("gap")) for k in names))
     return table
 
 
