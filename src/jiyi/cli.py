@@ -382,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_pretrain_parsers(verbs)
     add_tokenizer_parsers(verbs)
+    from jiyi.summarize import add_parsers as add_summarize_parsers
+
+    add_summarize_parsers(verbs)
 
     p = verbs.add_parser("env", help="versions, devices, threads, offline state (for bug reports)")
     p.add_argument("--json", action="store_true", help="print JSON")
