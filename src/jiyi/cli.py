@@ -120,6 +120,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     meta: dict[str, Any] = {}
     if args.run_dir is not None and args.memory is None and _run_task(args.run_dir) == "ner":
         return _predict_ner(args)
+    if args.run_dir is not None and args.memory is None and _run_task(args.run_dir) == "qa":
+        from jiyi.qa.predict import predict_rows
+
+        rows = predict_rows(args.run_dir, args.input, batch_size=args.batch_size)
+        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        _write_predictions(args.output, lines, len(rows))
+        return 0
+    if args.run_dir is not None and args.memory is None and _run_task(args.run_dir) == "seq2seq":
+        from jiyi.seq2seq.predict import predict_command
+
+        return predict_command(args)
     if args.run_dir is not None:
         clf = load(args.run_dir, batch_size=args.batch_size)
         meta = clf.meta

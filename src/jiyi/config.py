@@ -22,7 +22,13 @@ from typing import Any
 from jiyi.errors import JiyiError
 from jiyi.evaluate import METRIC_NAMES
 
-TASKS = ("classification", "multilabel", "ner")
+TASKS = ("classification", "multilabel", "ner", "qa", "seq2seq")
+# qa: exact match and F1 as the SQuAD v2 script defines them (jiyi.qa.metrics)
+METRIC_NAMES.setdefault("qa", ("f1", "exact_match", "has_ans_f1", "has_ans_exact_match"))
+# seq2seq: generated text against the targets (jiyi.seq2seq.metrics), or the teacher-forced loss
+METRIC_NAMES.setdefault(
+    "seq2seq", ("rougeL", "rouge1", "rouge2", "bleu", "chrf", "exact_match", "loss")
+)
 TRUNCATIONS = ("head", "tail", "head+tail")
 
 
@@ -116,7 +122,7 @@ class TrainConfig(LoopConfig):
     test: str | None = None
     """Test data, evaluated with the best model at the end of training (written to RUN_DIR/eval)."""
     task: str = "classification"
-    """classification (one label per text) or multilabel (a JSON list or delimited labels)."""
+    """classification (one label per text), multilabel (a JSON list or delimited labels), ner (token tags), qa (extractive question answering: an answer span of the context) or seq2seq (summarization / translation: generate the target text from the source)."""
     text_column: str = "text"
     """Column holding the text."""
     text_pair_column: str | None = None
@@ -134,7 +140,7 @@ class TrainConfig(LoopConfig):
     patience: int | None = None
     """Stop when the validation metric has not improved for this many evaluations."""
     metric: str | None = None
-    """Validation metric that selects the best model and drives early stopping (e.g. f1_macro; default accuracy, f1 for ner)."""
+    """Validation metric that selects the best model and drives early stopping (e.g. f1_macro; default accuracy, f1 for ner and qa)."""
     evals_per_epoch: int = 1
     """Validation passes per epoch."""
     augment: str | None = None
@@ -150,17 +156,48 @@ class TrainConfig(LoopConfig):
     tag_scheme: str | None = None
     """ner: train with BIO or BIOES tags (the data's tags are converted; default: the scheme of --train)."""
     stride: int | None = None
-    """ner: sub-words of overlap between the windows a long sentence is cut into (default: a quarter of --max-length, at most 32)."""
+    """ner: sub-words of overlap between the windows a long sentence is cut into (default: a quarter of --max-length, at most 32). qa: context tokens shared by consecutive windows of a long context (default: half the context room of a window, i.e. (--max-length - --max-length // 2 - 3) // 2, at most 128)."""
     tokens_column: str = "tokens"
     """ner, JSONL data: the key holding the list of tokens."""
     tags_column: str = "tags"
     """ner, JSONL data: the key holding the list of tags."""
     strict: bool = False
     """ner: seqeval's strict mode (an entity counts only with exactly its scheme's tags)."""
+    question_column: str = "question"
+    """qa, flat rows (JSONL, CSV, ...): the column holding the question."""
+    context_column: str = "context"
+    """qa, flat rows: the column holding the context the answer is cut from."""
+    answers_column: str = "answers"
+    """qa, flat rows: the column holding the answers, {"text": [...], "answer_start": [...]} or a list of {"text", "answer_start"} ([] for none)."""
+    max_answer_length: int = 30
+    """qa: the longest answer predicted, in tokens."""
+    null_threshold: float = 0.0
+    """qa: answer "" when the no-answer score ([CLS] start + end logits) exceeds the best span's by more than this (a large value never abstains; negative abstains more)."""
+    source_column: str = "source"
+    """seq2seq: the column holding the source text (the document to summarise, the sentence to translate)."""
+    target_column: str = "target"
+    """seq2seq: the column holding the target text (the summary, the translation)."""
+    max_target_length: int = 128
+    """seq2seq: maximum tokens per target; longer targets are cut (their end token kept)."""
+    decoder: str | None = None
+    """seq2seq: warm-start an encoder-decoder from --model (the encoder) and this BERT-style checkpoint (the decoder, cross-attention added); may be the same folder as --model."""
+    share_weights: bool = False
+    """seq2seq with --decoder: the encoder's parameters become the decoder's own tensors (tie_encoder_decoder; needs one architecture and size for both)."""
+    num_beams: int = 1
+    """seq2seq: beams of beam search when generating (1: greedy decoding)."""
+    length_penalty: float | None = None
+    """seq2seq, beam search: exponent on the length that divides a beam's log-probability (> 1 favours longer outputs; default 1.0)."""
+    max_new_tokens: int | None = None
+    """seq2seq: the most tokens generated per output (default: --max-target-length)."""
+    no_repeat_ngram_size: int | None = None
+    """seq2seq: never generate an n-gram of this size twice in one output (default: off)."""
 
     def __post_init__(self) -> None:
         if self.metric is None:
-            self.metric = "f1" if self.task == "ner" else "accuracy"
+            self.metric = "f1" if self.task in ("ner", "qa") else "accuracy"
+            self.metric = "rougeL" if self.task == "seq2seq" else self.metric
+        if self.stride is None and self.task == "qa":  # half of the smallest context room
+            self.stride = min(128, max(0, self.max_length - self.max_length // 2 - 3) // 2)
         if self.stride is None:
             self.stride = min(32, max(0, (self.max_length - 2) // 4))
         self.validate()
@@ -200,11 +237,70 @@ class TrainConfig(LoopConfig):
             raise JiyiError(f"--augment-rate must be in (0, 1], got {self.augment_rate}.")
         if self.label_delimiter is not None and self.task != "multilabel":
             raise JiyiError("--label-delimiter only applies to --task multilabel.")
+        if self.task == "qa":
+            self.validate_qa()
+        self.validate_seq2seq()
         if require_paths:
             if not self.train and not self.resume:
                 raise JiyiError("--train is required: the file of labelled training examples.")
             if not self.output:
                 raise JiyiError("--output is required: the run directory to write.")
+
+    def validate_seq2seq(self) -> None:
+        """The seq2seq flags: only with --task seq2seq, and consistent with each other."""
+        if self.task != "seq2seq":
+            for flag, given in (
+                ("--decoder", self.decoder is not None),
+                ("--share-weights", self.share_weights),
+                ("--num-beams", self.num_beams != 1),
+                ("--length-penalty", self.length_penalty is not None),
+                ("--max-new-tokens", self.max_new_tokens is not None),
+                ("--no-repeat-ngram-size", self.no_repeat_ngram_size is not None),
+            ):
+                if given:
+                    raise JiyiError(f"{flag} only applies to --task seq2seq.")
+            return
+        for flag, value, least in (
+            ("--max-target-length", self.max_target_length, 2),
+            ("--num-beams", self.num_beams, 1),
+            ("--max-new-tokens", 1 if self.max_new_tokens is None else self.max_new_tokens, 1),
+            ("--no-repeat-ngram-size", self.no_repeat_ngram_size or 0, 0),
+        ):
+            if value < least:
+                raise JiyiError(f"{flag} must be at least {least}, got {value}.")
+        if self.length_penalty is not None and self.num_beams == 1:
+            raise JiyiError(
+                "--length-penalty only applies to beam search: give --num-beams N > 1 with it."
+            )
+        if self.source_column == self.target_column:
+            raise JiyiError(
+                f"--source-column and --target-column are both {self.source_column!r}: name "
+                "the column of the source text and the column of the target text."
+            )
+        if self.augment not in (None, "none"):
+            raise JiyiError("--augment applies to classification; --task seq2seq has none.")
+
+    def validate_qa(self) -> None:
+        """--task qa: a window must have room for the context (the question takes at most half
+        of --max-length), and the settings that would move answer offsets are refused."""
+        assert self.stride is not None
+        room = self.max_length - self.max_length // 2 - 3
+        if self.stride >= room:
+            raise JiyiError(
+                f"--stride {self.stride} must be smaller than {room}, the context tokens a window "
+                f"of --max-length {self.max_length} holds next to a question of half its length; "
+                "lower --stride or raise --max-length."
+            )
+        if self.max_answer_length < 1:
+            raise JiyiError(
+                f"--max-answer-length must be at least 1, got {self.max_answer_length}."
+            )
+        if self.null_threshold != self.null_threshold:  # NaN
+            raise JiyiError("--null-threshold must be a number, got nan.")
+        if self.augment not in (None, "none"):
+            raise JiyiError(
+                "--augment does not apply to --task qa: editing the words would move the answers."
+            )
 
 
 def check_choice(flag: str, value: Any, choices: tuple[str, ...]) -> None:

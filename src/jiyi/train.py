@@ -86,6 +86,14 @@ def train(
         from jiyi.ner.train import train_ner
 
         return train_ner(config, console, explicit)
+    if task == "qa":
+        from jiyi.qa.train import train_qa
+
+        return train_qa(config, console, explicit)
+    if task == "seq2seq":
+        from jiyi.seq2seq.train import train_seq2seq
+
+        return train_seq2seq(config, console, explicit)
     run_dir, config, accelerator, console, say = setup(config, explicit, console)
     main = accelerator.is_main_process
     multilabel = config.task == "multilabel"

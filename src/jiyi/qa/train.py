@@ -1,0 +1,258 @@
+"""`jiyi train --task qa`: extractive question answering on the shared loop (`jiyi.loop.run_loop`).
+
+Reads top to bottom: read and check the questions (every answer must sit at its answer_start),
+cut question + context into overlapping windows with --stride, point each window's start/end
+at the answer (or at [CLS] when it holds none), then the loop with the mean of the start and
+end cross-entropies, validation exact match / F1 after the best span search over all windows of
+a question (`jiyi.qa.spans`), and the test evaluation with the best model at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from jiyi.config import TrainConfig
+from jiyi.data.collate import pad_batch
+from jiyi.errors import JiyiError
+from jiyi.io import atomic_directory, atomic_write_json
+from jiyi.loop import (
+    build_optimizer,
+    grouped_epochs,
+    headline,
+    mid_epoch_evals,
+    run_loop,
+    setup,
+    start_run,
+    steps_per_epoch,
+)
+from jiyi.predict import JIYI_META
+from jiyi.qa.data import Columns, QAExample, read_qa
+from jiyi.qa.metrics import metrics_line
+from jiyi.qa.predict import answer_questions, evaluate_answers, write_qa_eval
+from jiyi.qa.windows import QAWindows, encode_windows, training_span
+
+
+@dataclass
+class QASplit:
+    name: str
+    source: str
+    examples: list[QAExample]
+    skipped: int = 0
+    windows: QAWindows | None = None  # the training split only
+
+
+def read_splits(config: TrainConfig) -> dict[str, QASplit]:
+    """train / validation (/ test) questions; without --validation a seeded slice of --train."""
+    columns = Columns(config.question_column, config.context_column, config.answers_column)
+    splits: dict[str, QASplit] = {}
+    for name, path in (
+        ("train", config.train),
+        ("validation", config.validation),
+        ("test", config.test),
+    ):
+        if path:
+            data = read_qa(path, columns=columns, labelled=True, on_bad_rows=config.on_bad_rows)
+            splits[name] = QASplit(name, path, data.examples, len(data.skipped))
+    if "validation" not in splits:
+        train = splits["train"].examples
+        order = list(range(len(train)))
+        random.Random(config.seed).shuffle(order)
+        cut = max(1, round(config.validation_fraction * len(train)))
+        if len(train) - cut < 1:
+            raise JiyiError(
+                f"--train {config.train}: too few questions to carve out a validation set."
+            )
+        held = set(order[:cut])
+        splits["validation"] = QASplit(
+            "validation", f"{config.train} (held out)", [train[i] for i in sorted(held)]
+        )
+        splits["train"].examples = [ex for i, ex in enumerate(train) if i not in held]
+    return splits
+
+
+def training_windows(tokenizer: Any, examples: list[QAExample], config: TrainConfig) -> QAWindows:
+    """Windows of the training questions, pointed at their first answer (or at [CLS])."""
+    spans = [
+        training_span(ex.context, ex.answers[0].start, ex.answers[0].text) if ex.answers else None
+        for ex in examples
+    ]
+    assert config.stride is not None
+    return encode_windows(
+        tokenizer, [ex.question for ex in examples], [ex.context for ex in examples],
+        config.max_length, config.stride, spans,
+    )  # fmt: skip
+
+
+def train_qa(
+    config: TrainConfig, console: Any = None, explicit: set[str] = frozenset()
+) -> dict[str, Any]:
+    """Fine-tune a span-extraction model; returns a summary (metrics, paths, timings)."""
+    from transformers import AutoModelForQuestionAnswering
+
+    from jiyi.models import (
+        _has_safetensors,
+        _refuse_compressed,
+        load_tokenizer,
+        quiet_transformers,
+        resolve_model,
+    )
+
+    run_dir, config, accelerator, console, say = setup(config, explicit, console)
+    main = accelerator.is_main_process
+    assert config.stride is not None and config.metric is not None
+
+    # --- data and model: every input error surfaces here ----------------------------------
+    splits = read_splits(config)
+    model_path = resolve_model(config.model)
+    _refuse_compressed(Path(model_path))
+    tokenizer = load_tokenizer(model_path)
+    overrides: dict[str, Any] = {}
+    if config.dropout is not None:
+        overrides.update(
+            hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.dropout
+        )
+    try:
+        with quiet_transformers():
+            model = AutoModelForQuestionAnswering.from_pretrained(
+                model_path, ignore_mismatched_sizes=True,
+                use_safetensors=_has_safetensors(model_path), **overrides,
+            )  # fmt: skip
+    except (OSError, ValueError) as e:
+        raise JiyiError(
+            f"--model {model_path}: could not load it for question answering ({e})."
+        ) from None
+    train_split, val_split = splits["train"], splits["validation"]
+    windows = training_windows(tokenizer, train_split.examples, config)
+    for split in splits.values():
+        if split.skipped:
+            say(
+                f"[yellow]--on-bad-rows skip: skipped {split.skipped} bad questions of {split.name}.[/]"
+            )
+    if len(windows) > len(train_split.examples):
+        say(
+            f"train: {len(train_split.examples)} questions in {len(windows)} windows (contexts "
+            f"longer than --max-length {config.max_length} overlap by --stride {config.stride})."
+        )
+    if windows.questions_cut:
+        say(f"[yellow]train: {windows.questions_cut} questions cut to half of --max-length.[/]")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    # --- optimizer, schedule, resume --------------------------------------------------------
+    world = accelerator.num_processes
+    enc = windows.to_encoded()
+    per_epoch = steps_per_epoch(len(enc), config, world)
+    total_steps = config.max_steps or math.ceil(config.epochs * per_epoch)
+    optimizer, scheduler = build_optimizer(model, config, total_steps)
+    run = start_run(
+        config, accelerator, model, optimizer, scheduler,
+        run_dir=run_dir, total_steps=total_steps, console=console,
+    )  # fmt: skip
+    model, state = run.model, run.state
+    if state.step == 0:
+        run.log(
+            {
+                "event": "start",
+                "task": "qa",
+                "n_train": len(train_split.examples),
+                "n_validation": len(val_split.examples),
+                "train_windows": len(windows),
+                "train_unanswerable": sum(not ex.answers for ex in train_split.examples),
+                "skipped": {k: s.skipped for k, s in splits.items()},
+                "total_steps": total_steps,
+                "world_size": world,
+            }
+        )
+
+    def evaluate_split(model: Any, split: QASplit) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        spans = answer_questions(
+            model, tokenizer,
+            [ex.question for ex in split.examples], [ex.context for ex in split.examples],
+            max_length=config.max_length, stride=config.stride,  # type: ignore[arg-type]
+            max_answer_length=config.max_answer_length, null_threshold=config.null_threshold,
+            batch_size=config.eval_batch_size, device=accelerator.device,
+        )  # fmt: skip
+        metrics, rows = evaluate_answers(split.examples, spans)
+        metrics["skipped"] = split.skipped
+        return metrics, rows
+
+    def save_best(metrics: dict[str, Any]) -> None:
+        if not main:
+            return
+        with atomic_directory(run_dir / "model") as tmp:
+            with quiet_transformers():
+                accelerator.unwrap_model(model).save_pretrained(str(tmp), safe_serialization=True)
+                tokenizer.save_pretrained(str(tmp))
+            meta = {
+                "task": "qa",
+                "max_length": config.max_length,
+                "stride": config.stride,
+                "max_answer_length": config.max_answer_length,
+                "null_threshold": config.null_threshold,
+                "question_column": config.question_column,
+                "context_column": config.context_column,
+                "answers_column": config.answers_column,
+                "base_model": config.model,
+                "step": state.step,
+                "validation": metrics,
+            }
+            atomic_write_json(tmp / JIYI_META, meta)
+
+    def run_eval() -> bool:
+        metrics, _ = evaluate_split(accelerator.unwrap_model(model), val_split)
+        return run.record_eval(metrics, config.metric, lambda: save_best(metrics))  # type: ignore[arg-type]
+
+    starts = torch.from_numpy(windows.start_positions)
+    ends = torch.from_numpy(windows.end_positions)
+
+    def batch_loss(batch: np.ndarray) -> tuple[torch.Tensor, int]:
+        inputs = {k: v.to(accelerator.device) for k, v in pad_batch(enc, batch, pad_id).items()}
+        out = model(**inputs)
+        padding = inputs["attention_mask"] == 0  # (B, T)
+        start_logits = out.start_logits.float().masked_fill(padding, -1e4)  # (B, T)
+        end_logits = out.end_logits.float().masked_fill(padding, -1e4)  # (B, T)
+        loss = (
+            torch.nn.functional.cross_entropy(start_logits, starts[batch].to(accelerator.device))
+            + torch.nn.functional.cross_entropy(end_logits, ends[batch].to(accelerator.device))
+        ) / 2
+        return loss, len(batch)
+
+    train_seconds = run_loop(
+        run,
+        epoch_batches=grouped_epochs(enc.lengths, config, accelerator),
+        batch_loss=batch_loss,
+        evaluate=run_eval,
+        eval_due=mid_epoch_evals(config, config.evals_per_epoch, per_epoch),
+    )
+
+    # --- the best model on the test split -------------------------------------------------------
+    summary: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "best_step": state.best_step,
+        "best_validation": state.best_metric,
+        "steps": state.step,
+        "train_seconds": train_seconds,
+        "sparsity": run.sparsity,
+    }
+    if "test" in splits:
+        accelerator.wait_for_everyone()
+        with quiet_transformers():
+            best = AutoModelForQuestionAnswering.from_pretrained(run_dir / "model")
+        best.to(accelerator.device)
+        metrics, rows = evaluate_split(best, splits["test"])
+        if main:
+            write_qa_eval(run_dir / "eval", metrics, rows)
+            run.log({"event": "test", **headline(metrics)})
+        say(metrics_line(metrics, f"test ({config.test})"))
+        summary["test_metrics"] = metrics
+        summary["test_file"] = config.test
+    if run.tb:
+        run.tb.close()
+    accelerator.wait_for_everyone()
+    return summary
