@@ -35,7 +35,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = build_config(TrainConfig, vars(args), args.config)
     explicit = {k for k, v in vars(args).items() if v is not None}
     summary = train(config, explicit=explicit)
-    if "test" in summary and "per_type" in summary["test"]:  # ner
+    if summary.get("task") == "seq2seq" and "test" in summary:
+        from jiyi.seq2seq.predict import print_metrics
+
+        print_metrics(summary.pop("test"), f"test ({summary['test_file']})")
+        print(f"written: {Path(summary['run_dir']) / 'eval'}", file=sys.stderr)
+    elif "test" in summary and "per_type" in summary["test"]:  # ner
         from rich.console import Console
 
         from jiyi.ner.metrics import ner_table
