@@ -392,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     from jiyi.serve.cli import add_parsers as add_serve_parsers
 
     add_serve_parsers(verbs)
+    from jiyi.curve import add_parsers as add_curve_parsers
+
+    add_curve_parsers(verbs)
 
     from jiyi.pretrain.cli import add_parsers as add_pretrain_parsers
     from jiyi.pretrain.tokenizer import add_parsers as add_tokenizer_parsers
