@@ -8,6 +8,7 @@ import csv
 import os
 import random
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,25 @@ def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test gets its own tokenization cache."""
     monkeypatch.setenv("JIYI_CACHE", str(tmp_path / ".jiyi-cache"))
+
+
+@pytest.fixture(scope="session")
+def _initial_torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads(_initial_torch_threads: int) -> Iterator[None]:
+    """`--threads N` sets torch's process-wide thread count. After each test it goes back to the
+    session's first value, so a test (or a module fixture) that passed it never changes the
+    arithmetic, and so the bits, of the tests after it."""
+    import torch
+
+    yield
+    if torch.get_num_threads() != _initial_torch_threads:
+        torch.set_num_threads(_initial_torch_threads)
 
 
 TRAIN_FLAGS = [
