@@ -109,7 +109,7 @@ def worker_hf(cfg: dict[str, Any]) -> dict[str, Any]:
         model_path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id
     )
     args = TrainingArguments(
-        output_dir=str(Path(cfg["output"]) / "runs" / "hf"),
+        output_dir=str(Path(cfg["output"]) / "runs" / cfg.get("run_name", "hf")),
         num_train_epochs=hp["epochs"],
         per_device_train_batch_size=hp["batch_size"],
         learning_rate=hp["lr"],
@@ -165,7 +165,7 @@ def worker_hf(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def worker_jiyi(cfg: dict[str, Any]) -> dict[str, Any]:
     hp = cfg["hparams"]
-    run_dir = Path(cfg["output"]) / "runs" / "jiyi"
+    run_dir = Path(cfg["output"]) / "runs" / cfg.get("run_name", "jiyi")
     shutil.rmtree(run_dir, ignore_errors=True)
     flags = {
         "--task": "ner", "--model": "minilm", "--train": cfg["data"]["train"],
@@ -268,9 +268,14 @@ def run_row(name: str, out: Path, env: dict[str, str]) -> dict[str, Any]:
 
 def worker_main(name: str, out: Path) -> int:
     cfg = json.loads((out / "config.json").read_text())
+    base, _, seed = name.partition("@")  # "hf@43": the hf row with seed 43
+    if seed:
+        cfg["hparams"] = {**cfg["hparams"], "seed": int(seed)}
+        cfg["run_name"] = name.replace("@", "_seed")
     t0 = time.perf_counter()
     try:
-        result = WORKERS[name](cfg)
+        result = WORKERS[base](cfg)
+        result["seed"] = cfg["hparams"]["seed"]
     except Exception:
         traceback.print_exc()
         return 1
@@ -303,6 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=float, help=f"epochs (default {HPARAMS['epochs']})")
     parser.add_argument("--only", default=",".join(ROWS), help="comma list of rows to run")
     parser.add_argument("--threads", type=int, default=usable_cores(), help="torch threads")
+    parser.add_argument(
+        "--seeds",
+        help="comma list of extra seeds for the hf and jiyi rows (rows hf@SEED, jiyi@SEED), "
+        "added to the results already in --output",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     out = Path(args.output).resolve()
@@ -324,19 +334,28 @@ def main(argv: list[str] | None = None) -> int:
     hparams = {**HPARAMS, "epochs": 1} if args.quick else dict(HPARAMS)
     if args.epochs:
         hparams["epochs"] = args.epochs
-    cfg = {
-        "output": str(out),
-        "quick": args.quick,
-        "threads": args.threads,
-        "hparams": hparams,
-        "command": shlex.join([os.path.relpath(sys.executable), *sys.argv]),
-        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "versions": versions(),
-        "data": prepare_data(out, args.quick, env),
-    }
+    command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
+    if args.seeds and (out / "config.json").is_file():  # more seeds of the same benchmark
+        cfg = json.loads((out / "config.json").read_text())
+        cfg["extra_commands"] = [*cfg.get("extra_commands", []), command]
+    else:
+        cfg = {
+            "output": str(out),
+            "quick": args.quick,
+            "threads": args.threads,
+            "hparams": hparams,
+            "command": command,
+            "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "versions": versions(),
+            "data": prepare_data(out, args.quick, env),
+        }
     write_json(out / "config.json", cfg)
     rows = {}
-    for name in (r for r in ROWS if r in only):
+    names = [r for r in ROWS if r in only]
+    if args.seeds:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        names = [f"{r}@{seed}" for seed in seeds for r in ("hf", "jiyi") if r in only]
+    for name in names:
         print(f"[{name}] running ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         rows[name] = run_row(name, out, env)

