@@ -3,7 +3,7 @@
 >>> [s.text for s in summarize("minilm", [open("news.txt").read()], sentences=2)[0].sentences]
 ['The council approved the budget on Monday.', 'Taxes will rise by 2.5% in May.']
 
-1. `split_sentences` cuts the text into sentences with exact character offsets (English and
+1. `split_sentences` (`jiyi.sentences`) cuts the text into sentences with exact character offsets (English and
    Chinese/Japanese rules; a newline always ends a sentence).
 2. Each sentence gets a relevance in [0, 1]. Unsupervised (an encoder, e.g. `minilm`): weighted
    TextRank, i.e. PageRank by power iteration on the graph of the sentences' mean-pooled context
@@ -24,10 +24,8 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import itertools
 import json
 import math
-import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -39,31 +37,17 @@ import numpy as np
 
 from jiyi.errors import JiyiError
 
-LANGUAGES = ("auto", "en", "zh")
+# the splitter lives in jiyi.sentences; `name as name` re-exports it from here
+from jiyi.sentences import ABBREVIATIONS as ABBREVIATIONS
+from jiyi.sentences import LANGUAGES as LANGUAGES
+from jiyi.sentences import WORD_TOKEN, resolve_language
+from jiyi.sentences import Sentence as Sentence
+from jiyi.sentences import count_words as count_words
+from jiyi.sentences import detect_language as detect_language
+from jiyi.sentences import split_sentences as split_sentences
+
 RANKINGS = ("auto", "centrality", "classifier")
 POSITIVE_NAMES = ("1", "yes", "true", "summary")
-
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # kana and CJK ideographs
-_CLOSERS = "\"'”’»)]}」』）》】"
-_OPENERS = "\"'“‘«([{「『（《【"
-_CJK_END = re.compile(r"[。！？；]+[”’」』）》】)\]}»]*")  # no ASCII quotes: they may open the next
-_EN_END = re.compile(rf"[.!?…]+[{re.escape(_CLOSERS)}]*")
-_TOKEN = re.compile(rf"[{_CJK}]|(?:(?![{_CJK}])[^\W_])+")  # a CJK character or a letter/digit run
-_DOTTED = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]")  # U.S, e.g, a.m: the last "." follows
-# lowercase, "." removed: a period after these does not end a sentence
-_ABBREVIATIONS = (
-    "mr mrs ms dr prof sr jr st mt ft gen gov sen rep col capt lt sgt rev hon pres supt vs etc "
-    "no nos fig figs vol art ch sec inc ltd co corp bros dept univ approx est jan feb mar apr jun "
-    "jul aug sep sept oct nov dec al ave blvd"
-)
-ABBREVIATIONS = frozenset(_ABBREVIATIONS.split())
-
-
-@dataclass(frozen=True)
-class Sentence:
-    text: str
-    start: int  # document[start:end] == text
-    end: int
 
 
 @dataclass
@@ -85,96 +69,6 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# ---------------------------------------------------------------------------------------------
-# 1. Sentences
-
-
-def detect_language(text: str) -> str:
-    """Say "zh" when CJK characters make up at least 30% of the letters, else "en".
-
-    >>> detect_language("今天天气很好。"), detect_language("It rained."), detect_language("用 BERT 做摘要")
-    ('zh', 'en', 'zh')
-    """
-    cjk = len(re.findall(f"[{_CJK}]", text))
-    latin = len(re.findall(r"[A-Za-z]", text))
-    return "zh" if cjk and cjk >= 0.3 * (cjk + latin) else "en"
-
-
-def _resolve_language(language: str, text: str) -> str:
-    if language not in LANGUAGES:
-        raise JiyiError(f"--language {language!r}: choose one of {', '.join(LANGUAGES)}.")
-    return detect_language(text) if language == "auto" else language
-
-
-def _is_cjk(ch: str) -> bool:
-    return bool(re.match(f"[{_CJK}]", ch))
-
-
-def _abbreviation(before: str) -> bool:
-    """Does the word just before a period make it not a sentence end (Mr., U.S., J.)?"""
-    word = before.rsplit(None, 1)[-1].lstrip(_OPENERS) if before.strip() else ""
-    return (
-        (word.lower() in ABBREVIATIONS and word != "no")  # "No. 5", but "the answer is no."
-        or bool(_DOTTED.fullmatch(word))
-        or (len(word) == 1 and word.isalpha())
-    )
-
-
-def _line_ends(line: str, language: str) -> list[int]:
-    """Offsets in `line` just after each sentence end (closing quotes and brackets included)."""
-    ends = {m.end() for m in _CJK_END.finditer(line)}  # 。！？； end a sentence anywhere
-    for m in _EN_END.finditer(line):
-        mark, end = m.group(), m.end()
-        if language == "zh" and m.start() and _is_cjk(line[m.start() - 1]) and mark[0] != "…":
-            ends.add(end)  # 他来了.然后 : ASCII punctuation after a CJK character
-            continue
-        rest = line[end:]
-        following = rest.lstrip()
-        if not rest[:1].isspace() or not following:
-            continue  # 3.14, U.S.A, or the end of the line
-        ch = following[0]
-        if not (ch.isupper() or ch.isdigit() or ch in _OPENERS or _is_cjk(ch)):
-            continue  # "Yahoo! is", "wait... what"
-        if mark == "." and _abbreviation(line[: m.start()]):
-            continue  # Mr. Smith, the U.S. Senate
-        ends.add(end)
-    return sorted(ends)
-
-
-def split_sentences(text: str, language: str = "auto") -> list[Sentence]:
-    """Sentences of `text` with exact offsets (`text[s.start:s.end] == s.text`, whitespace trimmed).
-
-    English: . ! ? or an ellipsis, then whitespace and a capital, digit, opening quote or CJK
-    character; not after an abbreviation (Mr., Dr., e.g., U.S.) or an initial; never inside a
-    number (3.14). Chinese/Japanese: 。！？； end a sentence wherever they stand (with "zh" also
-    . ! ? right after a CJK character). Closing quotes and brackets stay with the sentence. A
-    newline always ends one (paragraph breaks; unwrap hard-wrapped text first).
-
-    >>> [s.text for s in split_sentences('Mr. Li paid $3.50. "Why?" he asked. 他走了。她来了！')]
-    ['Mr. Li paid $3.50.', '"Why?" he asked.', '他走了。', '她来了！']
-    """
-    language = _resolve_language(language, text)
-    sentences = []
-    for line in re.finditer(r"[^\n]+", text):
-        cuts = [0, *_line_ends(line.group(), language), len(line.group())]
-        for a, b in itertools.pairwise(cuts):
-            piece = line.group()[a:b]
-            if piece.strip():
-                start = line.start() + a + len(piece) - len(piece.lstrip())
-                end = line.start() + b - (len(piece) - len(piece.rstrip()))
-                sentences.append(Sentence(text[start:end], start, end))
-    return sentences
-
-
-def count_words(text: str) -> int:
-    """Words for `--max-words`: runs of letters or digits, and every CJK character.
-
-    >>> count_words("GDP rose 2.5% in 1998."), count_words("经济增长了。")
-    (6, 5)
-    """
-    return len(_TOKEN.findall(text))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -360,7 +254,7 @@ def summarize(
     if not 0.0 <= mmr_lambda <= 1.0:
         raise JiyiError(f"--mmr-lambda {mmr_lambda}: must lie in [0, 1] (1 = relevance only).")
     docs = [documents] if isinstance(documents, str) else list(documents)
-    languages = [_resolve_language(language, d) for d in docs]
+    languages = [resolve_language(language, d) for d in docs]
     split = [split_sentences(d, lang) for d, lang in zip(docs, languages, strict=True)]
     texts = [s.text for doc in split for s in doc]
 
@@ -432,8 +326,8 @@ def oracle_labels(sentences: Sequence[str], reference: str) -> list[int]:
     >>> oracle_labels(["Rain fell.", "Markets rose sharply.", "Cats slept."], "Markets rose.")
     [0, 1, 0]
     """
-    ref = Counter(t.lower() for t in _TOKEN.findall(reference))
-    bags = [Counter(t.lower() for t in _TOKEN.findall(s)) for s in sentences]
+    ref = Counter(t.lower() for t in WORD_TOKEN.findall(reference))
+    bags = [Counter(t.lower() for t in WORD_TOKEN.findall(s)) for s in sentences]
     chosen: set[int] = set()
     picked: Counter[str] = Counter()
     best = 0.0
