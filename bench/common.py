@@ -792,8 +792,9 @@ def _practice_curve(r: dict[str, Any]) -> list[str]:
     ]
     lines = [
         "### Learning curve: MiniLM on Rotten Tomatoes\n",
-        f"`{r['command']}` ({r['seconds'] / 60:.0f} min). Validation accuracy on the 1,276 "
-        f"validation rows; {s['seeds']} seeds per size (each seed draws its own nested, "
+        f"`{r['command']}` ({r['seconds'] / 60:.0f} min). Validation accuracy on "
+        f"{s.get('validation_rows', 1276):,} rows of the validation split (the same rows for "
+        f"every point); {s['seeds']} seeds per size (each seed draws its own nested, "
         f"stratified subsets); {s['epochs']} epoch with at least {s['min_steps']} steps, batch "
         f"{s['batch_size']}, lr {s['lr']}, max length {s['max_length']}.\n",
         md_table(["training examples", "accuracy mean ± std", "seeds"], rows),
