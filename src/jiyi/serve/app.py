@@ -19,6 +19,11 @@ one worker thread of a `MicroBatcher`, never on the event loop and never two at 
 A NER run (`jiyi.ner.predict.NerTagger`) is served by `jiyi.serve.ner.NerService`: /v1/predict
 answers entities (its request also takes pre-tokenised `tokens`), /v1/info adds the entity
 types, and explanations and the memory endpoints answer 501.
+
+A QA run (`jiyi.qa.predict.QuestionAnswerer`) is served by `jiyi.serve.qa.QaService`: /v1/ask
+takes {"question", "context"} (or {"questions", "contexts"}) and answers spans of the context
+with character offsets (not the FAQ answers of a memory, which are for classification runs);
+/v1/predict, explanations and the memory endpoints answer 501.
 """
 
 import asyncio
@@ -61,6 +66,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from jiyi.errors import JiyiError
 from jiyi.serve.batcher import BatcherClosed, MicroBatcher, QueueFull
 from jiyi.serve.ner import NerService, is_ner
+from jiyi.serve.qa import QaService, is_qa
 
 log = logging.getLogger("jiyi.serve")
 
@@ -393,6 +399,22 @@ class EntityResponse(BaseModel):
     predictions: list[EntityPrediction]
 
 
+class QaAnswer(BaseModel):
+    question: str
+    answer: str = Field(description='a span of the context; "" when the model abstains')
+    start: int | None = Field(
+        description="character offset into the context (code points); null with no answer"
+    )
+    end: int | None = Field(description="exclusive: context[start:end] is the answer")
+    score: float = Field(
+        description="P(start) * P(end) of the span; of the no-answer position when it abstains"
+    )
+
+
+class QaAnswers(BaseModel):
+    answers: list[QaAnswer]
+
+
 class WordScore(BaseModel):
     word: str
     score: float
@@ -487,6 +509,12 @@ class NerInfoResponse(InfoResponse):
     scheme: str
 
 
+class QaInfoResponse(InfoResponse):
+    stride: int
+    max_answer_length: int
+    null_threshold: float
+
+
 class Status(BaseModel):
     status: str
 
@@ -549,6 +577,37 @@ def _request_models(s: Settings) -> dict[str, type[BaseModel]]:
         question: Text
         top_k: int = Field(3, ge=1, le=10)
 
+    class QaRequest(_Strict):
+        """One question about one context (`question`, `context`: one answer back), or several
+        (`questions`, `contexts`, a context for each question: {"answers": [...]} back)."""
+
+        question: Text | None = None
+        context: Text | None = Field(None, description="the passage to find the answer in")
+        questions: Texts | None = None
+        contexts: Texts | None = Field(None, description="one context per question")
+
+        @model_validator(mode="after")
+        def _pairs(self) -> "QaRequest":
+            single = self.question is not None or self.context is not None
+            several = self.questions is not None or self.contexts is not None
+            if single and several:
+                raise ValueError("give question and context, or questions and contexts, not both")
+            if several:
+                if self.questions is None:
+                    raise ValueError("questions is missing: give one question per context")
+                if self.contexts is None:
+                    raise ValueError("contexts is missing: give one context per question")
+                if len(self.contexts) != len(self.questions):
+                    raise ValueError(
+                        f"contexts: {len(self.contexts)} given for {len(self.questions)} "
+                        "questions; give one each"
+                    )
+            elif self.question is None:
+                raise ValueError("question is missing: give a question and its context")
+            elif self.context is None:
+                raise ValueError("context is missing: give the passage to find the answer in")
+            return self
+
     return {
         "predict": PredictRequest,
         "entities": EntityRequest,
@@ -557,6 +616,7 @@ def _request_models(s: Settings) -> dict[str, type[BaseModel]]:
         "query": QueryRequest,
         "add": AddRequest,
         "ask": AskRequest,
+        "qa": QaRequest,
     }
 
 
@@ -774,6 +834,8 @@ def _validation_message(errors: list[dict], request: Request, settings: Settings
         return f"the body must be JSON sent with Content-Type: application/json (got {what})."
     hints = {
         ("texts", "too_long"): f" (--max-texts {settings.max_texts})",
+        ("questions", "too_long"): f" (--max-texts {settings.max_texts})",
+        ("contexts", "too_long"): f" (--max-texts {settings.max_texts})",
         ("string_too_long",): f" (--max-chars {settings.max_chars})",
     }
     parts = []
@@ -874,11 +936,14 @@ def create_app(
     name: str | None = None,
 ) -> FastAPI:
     """The FastAPI app serving `classifier` (a `jiyi.predict.Classifier`, any format, or a
-    `jiyi.ner.predict.NerTagger`) and, optionally, a `jiyi.memory.Memory` (not with a NER
-    run). The model is warmed up here; the batcher's worker starts with the app (lifespan) and
+    `jiyi.ner.predict.NerTagger` or a `jiyi.qa.predict.QuestionAnswerer`) and, optionally, a
+    `jiyi.memory.Memory` (not with a NER or QA run). The model is warmed up here; the batcher's worker starts with the app (lifespan) and
     drains its queue when the app stops."""
     ner = is_ner(classifier)
-    service: Any = (NerService if ner else Service)(classifier, memory, name=name)
+    qa = is_qa(classifier)
+    service: Any = (NerService if ner else QaService if qa else Service)(
+        classifier, memory, name=name
+    )
     metrics = Metrics()
     if hasattr(classifier, "batch_size"):
         # A gathered batch holds texts of any length; the classifier sorts them and runs forward
@@ -902,6 +967,7 @@ def create_app(
     QueryRequest = models["query"]
     AddRequest = models["add"]
     AskRequest = models["ask"]
+    QaRequest = models["qa"]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -945,7 +1011,7 @@ def create_app(
         return within_timeout(batcher.run(fn))
 
     def need_memory() -> None:
-        if ner:
+        if ner or qa:
             raise ApiError(501, service.memory_unavailable)
         if service.memory is None:
             raise ApiError(404, "no memory is loaded; start the server with --memory MEM_DIR.")
@@ -1005,7 +1071,9 @@ def create_app(
             responses |= more
         return {"tags": ["v1"], "dependencies": auth, "responses": responses}
 
-    @app.get("/v1/info", response_model=NerInfoResponse if ner else InfoResponse, **v1())
+    info_model = NerInfoResponse if ner else QaInfoResponse if qa else InfoResponse
+
+    @app.get("/v1/info", response_model=info_model, **v1())
     async def info() -> dict[str, Any]:
         return service.info(settings)
 
@@ -1026,6 +1094,16 @@ def create_app(
                 rows = await within_timeout(batcher.submit(req.texts, key="texts"))
             return {"predictions": rows}
 
+    elif qa:
+
+        @app.post(
+            "/v1/predict",
+            summary="Not for a QA run: its answers come from POST /v1/ask",
+            **v1(NOT_IMPLEMENTED),
+        )
+        async def predict() -> dict[str, Any]:
+            raise ApiError(501, service.predict_unavailable)
+
     else:
 
         @app.post(
@@ -1043,8 +1121,8 @@ def create_app(
             rows = await within_timeout(batcher.submit(req.texts, key=req.neighbours))
             return {"predictions": rows}
 
-    # a NER run has no memory: its memory endpoints answer 501, not 404
-    memory_errors = (NOT_FOUND, NOT_IMPLEMENTED) if ner else (NOT_FOUND,)
+    # a NER or QA run has no memory: its memory endpoints answer 501, not 404
+    memory_errors = (NOT_FOUND, NOT_IMPLEMENTED) if ner or qa else (NOT_FOUND,)
 
     @app.post("/v1/explain", response_model=ExplainResponse, **v1(NOT_IMPLEMENTED))
     async def explain(req: ExplainRequest) -> dict[str, Any]:  # type: ignore[valid-type]
@@ -1072,15 +1150,35 @@ def create_app(
                 raise ApiError(422, f"{what}: {len(values)} given for {n} texts; give one each.")
         return await on_worker(lambda: service.add(req.texts, req.labels, req.payload, req.ids))
 
-    @app.post("/v1/ask", response_model=AskResponse, **v1(*memory_errors))
-    async def ask(req: AskRequest) -> dict[str, Any]:  # type: ignore[valid-type]
-        need_memory()
-        if not service.faq:
-            raise ApiError(
-                404,
-                "the memory holds no answers; build an FAQ memory with --payload ANSWER_COLUMN.",
-            )
-        return await on_worker(lambda: service.ask(req.question, req.top_k))
+    if qa:
+
+        @app.post(
+            "/v1/ask",
+            response_model=QaAnswer | QaAnswers,
+            summary="Answer questions from their contexts: a span of the context, or none",
+            **v1(),
+        )
+        async def ask_qa(req: QaRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+            # pairs from concurrent requests share forward passes (the batcher gathers them)
+            if req.questions is not None:
+                pairs = list(zip(req.questions, req.contexts, strict=True))
+                return {"answers": await within_timeout(batcher.submit(pairs, key="qa"))}
+            pair = [(req.question, req.context)]
+            (row,) = await within_timeout(batcher.submit(pair, key="qa"))
+            return row
+
+    else:
+
+        @app.post("/v1/ask", response_model=AskResponse, **v1(*memory_errors))
+        async def ask(req: AskRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+            need_memory()
+            if not service.faq:
+                raise ApiError(
+                    404,
+                    "the memory holds no answers; build an FAQ memory with --payload "
+                    "ANSWER_COLUMN.",
+                )
+            return await on_worker(lambda: service.ask(req.question, req.top_k))
 
     # -- middleware, innermost first
 

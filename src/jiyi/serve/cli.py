@@ -29,6 +29,7 @@ SERVE_EXAMPLES = """examples:
   jiyi serve runs/rt --memory runs/rt-memory --port 9000
   jiyi serve runs/rt-int8                             # a compressed model (ONNX int8 etc.)
   jiyi serve runs/ner                                 # a NER run: entities, character offsets
+  jiyi serve runs/qa                                  # a QA run: POST /v1/ask {question, context}
   JIYI_TOKEN=$(openssl rand -hex 16) jiyi serve runs/rt --host 0.0.0.0
   curl -s localhost:8000/v1/predict -H 'Content-Type: application/json' \\
        -d '{"texts": ["a moving, funny film"]}'
@@ -143,18 +144,23 @@ def settings_from(args: argparse.Namespace, token: str | None) -> Any:
 
 
 def load_model(run_dir: str, threads: int | None = None) -> Any:
-    """A run's model for serving: a `NerTagger` for a NER run (its jiyi.json says task ner),
-    otherwise a `Classifier` (any format)."""
+    """A run's model for serving: a `NerTagger` for a NER run (its jiyi.json says task ner), a
+    `QuestionAnswerer` for a QA run (task qa), otherwise a `Classifier` (any format)."""
     from jiyi.cli import _run_task
 
-    if _run_task(run_dir) == "ner":
+    task = _run_task(run_dir)
+    if task in ("ner", "qa"):
         import torch
-
-        from jiyi.ner.predict import NerTagger
 
         if threads:
             torch.set_num_threads(threads)
-        return NerTagger(run_dir)
+        if task == "ner":
+            from jiyi.ner.predict import NerTagger
+
+            return NerTagger(run_dir)
+        from jiyi.qa.predict import QuestionAnswerer
+
+        return QuestionAnswerer(run_dir)
     from jiyi.predict import load
 
     return load(run_dir, threads=threads)
@@ -176,14 +182,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from jiyi.serve.app import create_app
     from jiyi.serve.ner import is_ner
+    from jiyi.serve.qa import is_qa
 
     settings = settings_from(args, token)
     print(f"loading {args.run_dir} ...", file=sys.stderr)
     classifier = load_model(args.run_dir, threads=args.threads)
-    if args.memory and is_ner(classifier):
+    if args.memory and (is_ner(classifier) or is_qa(classifier)):
+        kind = "NER" if is_ner(classifier) else "QA"
         raise JiyiError(
-            f"--memory: a memory serves classification runs; {args.run_dir} is a NER run. Serve "
-            "it without --memory."
+            f"--memory: a memory serves classification runs; {args.run_dir} is a {kind} run. "
+            "Serve it without --memory."
         )
     memory = None
     if args.memory:
@@ -196,6 +204,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if service.task == "ner":
         types = ", ".join(service.entity_types)
         shown = [f"NER model {service.name} ({service.format}, entity types {types})"]
+    elif service.task == "qa":
+        shown = [f"QA model {service.name} ({service.format}, answers at POST /v1/ask)"]
     else:
         shown = [f"model {service.name} ({service.format}, {len(service.labels)} labels)"]
     if memory is not None:
@@ -234,7 +244,8 @@ def add_parsers(verbs: Any) -> None:
         "predictions micro-batched across concurrent requests, explanations, embeddings, and a "
         "memory (--memory) for kNN-augmented predictions, queries and FAQ answers. A NER run "
         "(jiyi train --task ner) serves its entities and embeddings (no explanations, no "
-        "memory). Binds 127.0.0.1 unless --host says otherwise, and then only with a token (or "
+        "memory); a QA run (jiyi train --task qa) answers questions about a context at "
+        "/v1/ask. Binds 127.0.0.1 unless --host says otherwise, and then only with a token (or "
         "--insecure).",
         epilog=SERVE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

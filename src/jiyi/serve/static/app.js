@@ -116,7 +116,7 @@ async function loadInfo() {
   renderInfo(info);
   setUpSections(info);
   $("app").hidden = false;
-  $("text").focus();
+  (isQa(info) ? $("qa-context") : $("text")).focus();
 }
 
 function renderInfo(info) {
@@ -130,7 +130,8 @@ function renderInfo(info) {
     ["model", info.model],
     ["format", info.format],
     ["task", info.task],
-    [labelsName, shown],
+    // a QA run has no labels: its answers are spans of the context
+    isQa(info) ? ["max answer", `${info.max_answer_length} tokens`] : [labelsName, shown],
     ["max length", info.max_length],
   ];
   if (info.batching) {
@@ -149,6 +150,7 @@ function renderInfo(info) {
 }
 
 const isNer = (info) => Boolean(info && info.task === "ner");
+const isQa = (info) => Boolean(info && info.task === "qa");
 
 // A memory may hold labels (kNN-augmented predictions, nearest examples), answers (FAQ), or both.
 const hasFaq = () => Boolean(state.info.memory && state.info.memory.faq);
@@ -157,7 +159,12 @@ const hasLabelledMemory = () =>
 
 function setUpSections(info) {
   $("ask").hidden = !hasFaq();
-  if (isNer(info)) {
+  if (isQa(info)) {
+    $("text-card").hidden = true;
+    $("qa").hidden = false;
+    $("explain-off").hidden = false;
+    $("explain-off").textContent = "A QA run: each answer is a span of the context (or none). Attributions, attention and a memory are for classification runs.";
+  } else if (isNer(info)) {
     document.querySelector("label[for=text]").textContent = "Text to tag";
     $("explain-off").hidden = false;
     $("explain-off").textContent = "A NER run: entities with their types and scores. Attributions, attention and a memory are for classification runs.";
@@ -305,6 +312,69 @@ function renderEntities(text, p) {
               el("td", { class: "num" }, `${e.start}–${e.end}`), el("td", { class: "num" }, fmt(e.score)));
     body.append(tr);
   }
+}
+
+// ---- QA: a question about a context, the answer marked in the context ---------------------
+
+$("qa-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  answerQuestion();
+});
+
+$("qa-context").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+    event.preventDefault();
+    $("qa-form").requestSubmit();
+  }
+});
+
+async function answerQuestion() {
+  const context = $("qa-context").value;
+  const question = $("qa-question").value;
+  clearError("qa-error");
+  if (!context.trim() || !question.trim()) {
+    $("qa-error").textContent = context.trim() ? "Type a question first." : "Paste a context first.";
+    return;
+  }
+  const run = ++state.run;
+  const button = $("qa-button");
+  button.disabled = true;
+  $("qa-status").textContent = "answering…";
+  try {
+    const r = await api("v1/ask", { question, context });
+    if (run === state.run) renderAnswer(context, r);
+  } catch (e) {
+    if (run === state.run) showError("qa-error", e);
+  } finally {
+    button.disabled = false;
+    if (run === state.run) $("qa-status").textContent = "";
+  }
+}
+
+// Offsets count code points (Python's str indices), as for entities: slice Array.from(context).
+// The context goes in as text nodes; only the answer is wrapped in a <mark>.
+function renderAnswer(context, r) {
+  $("qa-result").hidden = false;
+  const chars = Array.from(context);
+  const box = $("qa-context-view");
+  box.replaceChildren();
+  const found = r.answer !== "" && Number.isInteger(r.start) && Number.isInteger(r.end) &&
+    r.start >= 0 && r.start < r.end && r.end <= chars.length;
+  const answer = $("qa-answer");
+  if (!found) {
+    answer.className = "answer none";
+    answer.textContent = "No answer in this context.";
+    $("qa-score").textContent = `no-answer score ${fmt(r.score)}`;
+    box.append(document.createTextNode(context));
+    return;
+  }
+  answer.className = "answer";
+  answer.textContent = r.answer;
+  $("qa-score").textContent = `score ${fmt(r.score)} · characters ${r.start}–${r.end}`;
+  if (r.start > 0) box.append(document.createTextNode(chars.slice(0, r.start).join("")));
+  box.append(el("mark", { class: "answer-span", title: `answer · score ${fmt(r.score)}` },
+                chars.slice(r.start, r.end).join("")));
+  if (r.end < chars.length) box.append(document.createTextNode(chars.slice(r.end).join("")));
 }
 
 // ---- explain: shaded words and the attention grid ----------------------------------------

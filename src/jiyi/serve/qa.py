@@ -1,0 +1,109 @@
+"""`jiyi serve` on a QA run (`jiyi train --task qa`): answers found in a context.
+
+>>> app = create_app(Settings(), QuestionAnswerer("runs/qa"))     # create_app picks QaService
+>>> # POST /v1/ask {"question": "What is the code?",
+>>> #               "context": "The door opens when the code is 4711 and not before."} ->
+>>> # {"question": "What is the code?", "answer": "4711", "start": 32, "end": 36, "score": 0.93}
+
+The rows are `QuestionAnswerer.answer`'s, as `jiyi predict` writes them: `context[start:end] ==
+answer` (code points, as Python slices); when the model abstains `answer` is "" and `start` and
+`end` are null. Several pairs at once: {"questions": [...], "contexts": [...]} -> {"answers":
+[...]}. Concurrent requests share forward passes (the batcher gathers their pairs). /v1/predict
+answers 501 and points at /v1/ask; explanations and a memory are for classification runs: those
+endpoints answer 501 too, and /v1/embed works (the run's encoder).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from pathlib import Path
+from typing import Any
+
+from jiyi.errors import JiyiError
+
+NOT_FOR_QA = "for classification runs; this is a QA run (its answers: POST /v1/ask)."
+ASK_INSTEAD = (
+    'this is a QA run: POST /v1/ask {"question": ..., "context": ...} (or {"questions": [...], '
+    '"contexts": [...]}) for answers.'
+)
+
+
+def is_qa(model: Any) -> bool:
+    """Whether a loaded model is a question answerer (its jiyi.json says task qa)."""
+    return (getattr(model, "meta", None) or {}).get("task") == "qa"
+
+
+class QaService:
+    """A loaded `jiyi.qa.predict.QuestionAnswerer` and what the endpoints do with it (on the
+    batcher's worker thread, like `jiyi.serve.app.Service`, whose attributes it mirrors)."""
+
+    task = "qa"
+    memory = None
+    memory_info = None
+    labelled = False
+    faq = False
+
+    def __init__(self, answerer: Any, memory: Any = None, *, name: str | None = None):
+        if memory is not None:
+            raise JiyiError(
+                "--memory: a memory serves classification runs; this is a QA run. Serve it "
+                "without --memory."
+            )
+        self.answerer = answerer
+        folder = Path(answerer.model.name_or_path)
+        self.name = name or (folder.parent.name if folder.name == "model" else folder.name)
+        self.format = "torch"
+        self.labels: list[str] = []
+        self.max_length = int(answerer.meta["max_length"])
+        self.stride = int(answerer.meta["stride"])
+        self.predict_unavailable = ASK_INSTEAD
+        self.explain_unavailable = f"explanations are {NOT_FOR_QA}"
+        self.embed_unavailable = None
+        self.memory_unavailable = f"a memory is {NOT_FOR_QA}"
+        self.answerer.answer(["warm up"], ["warm up"])
+
+    def predict(self, pairs: list[Any], key: Hashable) -> list[dict[str, Any]]:
+        """`pairs` are (question, context): one answer row each, in order (a long context is
+        read in several windows, as `jiyi predict` does)."""
+        questions = [question for question, _ in pairs]
+        contexts = [context for _, context in pairs]
+        return self.answerer.answer(questions, contexts)
+
+    def embed(self, texts: list[str]) -> dict[str, Any]:
+        from jiyi.inspect.embeddings import Encoder, embed_texts
+
+        model = self.answerer.model
+        encoder = Encoder(model.base_model, self.answerer.tokenizer, str(model.name_or_path))
+        vectors = embed_texts(
+            encoder, texts, pooling="mean", layers="-1", normalize=True,
+            max_length=self.max_length,
+        )  # fmt: skip
+        return {"vectors": vectors.tolist(), "dim": int(vectors.shape[1])}
+
+    def info(self, settings: Any) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "format": self.format,
+            "task": self.task,
+            "labels": self.labels,
+            "max_length": self.max_length,
+            "stride": self.stride,
+            "max_answer_length": int(self.answerer.max_answer_length),
+            "null_threshold": float(self.answerer.null_threshold),
+            "batching": {
+                "enabled": settings.batching,
+                "max_batch_size": settings.max_batch_size,
+                "max_wait_ms": float(settings.max_wait_ms),
+            },
+            "memory": None,
+            "features": {
+                "predict": False,
+                "explain": False,
+                "embed": True,
+                "memory": False,
+                "ask": True,
+            },
+        }
+
+
+__all__ = ["QaService", "is_qa"]
