@@ -170,7 +170,7 @@ def test_page_asks_a_faq_memory(
     with open_page(browser, live.url) as page:
         expect(page.locator("#ask")).to_be_visible()
         expect(page.locator("#info")).to_contain_text("3 rows, FAQ")
-        question = page.get_by_label("Question")
+        question = page.get_by_label("Question", exact=True)
 
         question.fill("good great film")
         page.get_by_role("button", name="Ask").click()

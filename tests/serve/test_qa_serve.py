@@ -350,7 +350,7 @@ def test_page_marks_the_answer_in_the_context(qa_server: Any, browser: Any, tmp_
         expect(page.locator("#text-card")).to_be_hidden()
         expect(page.locator("#attention")).to_be_hidden()
         expect(page.locator("#ask")).to_be_hidden()  # the FAQ box is for a memory
-        page.get_by_label("Context").fill(context)
+        page.get_by_label("Context", exact=True).fill(context)
         page.locator("#qa-question").fill(QUESTION)
         page.get_by_role("button", name="Answer").click()
 
@@ -367,7 +367,7 @@ def test_page_marks_the_answer_in_the_context(qa_server: Any, browser: Any, tmp_
         expect(page.locator("#qa-status")).to_be_empty()
 
         # no answer: said plainly, the context without a mark (Enter in the question submits)
-        page.get_by_label("Context").fill(CONTEXTS[2])
+        page.get_by_label("Context", exact=True).fill(CONTEXTS[2])
         page.locator("#qa-question").press("Enter")
         expect(page.locator("#qa-answer")).to_have_text("No answer in this context.")
         expect(box).to_have_text(CONTEXTS[2])
