@@ -41,6 +41,8 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python examples/demo_zh.py --output bench/results/zh
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_pretrain.py all --output bench/results/pretrain
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_ner.py --output bench/results/ner
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_practice.py all --output bench/results/practice
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_summarize.py --output bench/results/summarize
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_train.py --output bench/results --render-only
 
 lint: install
