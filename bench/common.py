@@ -846,7 +846,7 @@ def _practice_l1(r: dict[str, Any]) -> list[str]:
         "validation rows; test accuracy on all 1,275 test rows. Sparsity: share of the penalised "
         "weights (matrices, not biases or LayerNorm) of the tested model with |w| < 1e-3, and "
         "exactly 0.\n",
-        md_table(["arm", "flags", "test accuracy", "per seed", "|w| < 1e-3", "w = 0"], rows),
+        md_table(["arm", "flags", "test accuracy", "per seed", "\\|w\\| < 1e-3", "w = 0"], rows),
         "",
     ]
 
@@ -871,7 +871,7 @@ def _practice_bias(r: dict[str, Any]) -> list[str]:
         f"**{b['flip_rate']:.2%}** ({b['n_flipped']} texts; 95% {lo:.2%}–{hi:.2%}); mean change "
         f"of the originally predicted class's probability {b['mean_change']:+.4f}, mean absolute "
         f"change {b['mean_abs_change']:.4f}.\n",
-        md_table(["pair", "group", "texts", "flipped", "mean change", "mean |change|"], rows),
+        md_table(["pair", "group", "texts", "flipped", "mean change", "mean \\|change\\|"], rows),
         "",
         "Largest changes:\n",
         *worst,
