@@ -239,6 +239,20 @@ class Run:
             self.say(f"Early stopping: no improvement of {metric} in {patience} evaluations.")
         return stop
 
+    def summary(self, train_seconds: float, **extra: Any) -> dict[str, Any]:
+        """What every workflow's summary starts with (then `extra`): the run, its best step and
+        validation value, steps, training seconds and the weights' sparsity."""
+        state = self.state
+        return {
+            "run_dir": str(self.run_dir),
+            "best_step": state.best_step,
+            "best_validation": state.best_metric,
+            "steps": state.step,
+            "train_seconds": train_seconds,
+            **extra,
+            "sparsity": self.sparsity,
+        }
+
     def checkpoint(self) -> None:
         self.accelerator.wait_for_everyone()
         if self.main:

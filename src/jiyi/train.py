@@ -216,15 +216,7 @@ def train(
 
     accelerator.wait_for_everyone()
     best_model, _ = load_classifier(run_dir / "model")
-    summary: dict[str, Any] = {
-        "run_dir": str(run_dir),
-        "best_step": state.best_step,
-        "best_validation": state.best_metric,
-        "steps": state.step,
-        "train_seconds": train_seconds,
-        "labels": data.labels,
-        "sparsity": run.sparsity,
-    }
+    summary = run.summary(train_seconds, labels=data.labels)
     if "test" in data.splits:
         best_model = accelerator.prepare(best_model)
         test_metrics = write_test_eval(best_model, data, config, accelerator, pad_id, run_dir)

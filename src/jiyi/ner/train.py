@@ -266,15 +266,7 @@ def train_ner(
     )
 
     # --- the best model on the test split -------------------------------------------------------
-    summary: dict[str, Any] = {
-        "run_dir": str(run_dir),
-        "best_step": state.best_step,
-        "best_validation": state.best_metric,
-        "steps": state.step,
-        "train_seconds": train_seconds,
-        "labels": labels,
-        "sparsity": run.sparsity,
-    }
+    summary = run.summary(train_seconds, labels=labels)
     if "test" in splits:
         with quiet_transformers():
             best = AutoModelForTokenClassification.from_pretrained(run_dir / "model")

@@ -232,14 +232,7 @@ def train_qa(
     )
 
     # --- the best model on the test split -------------------------------------------------------
-    summary: dict[str, Any] = {
-        "run_dir": str(run_dir),
-        "best_step": state.best_step,
-        "best_validation": state.best_metric,
-        "steps": state.step,
-        "train_seconds": train_seconds,
-        "sparsity": run.sparsity,
-    }
+    summary = run.summary(train_seconds)
     if "test" in splits:
         accelerator.wait_for_everyone()
         with quiet_transformers():

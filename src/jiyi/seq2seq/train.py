@@ -281,15 +281,7 @@ def train_seq2seq(
     )
 
     # --- the best model on the test split -------------------------------------------------------
-    summary: dict[str, Any] = {
-        "run_dir": str(run_dir),
-        "task": "seq2seq",
-        "best_step": state.best_step,
-        "best_validation": state.best_metric,
-        "steps": state.step,
-        "train_seconds": train_seconds,
-        "sparsity": run.sparsity,
-    }
+    summary = run.summary(train_seconds, task="seq2seq")
     if "test" in splits:
         best = load_saved(run_dir / "model", share_weights=bool(shared)).to(accelerator.device)
         test = splits["test"]
