@@ -248,14 +248,10 @@ class Service:
         }
 
     def embed(self, texts: list[str]) -> dict[str, Any]:
-        from jiyi.inspect.embeddings import Encoder, embed_texts
+        from jiyi.serve.embedding import embed_payload
 
-        encoder = Encoder(self.clf.model.base_model, self.clf.tokenizer, str(self.clf.model_dir))
-        vectors = embed_texts(
-            encoder, texts, pooling="mean", layers="-1", normalize=True,
-            max_length=self.clf.max_length,
-        )  # fmt: skip
-        return {"vectors": vectors.tolist(), "dim": int(vectors.shape[1])}
+        clf = self.clf
+        return embed_payload(clf.model, clf.tokenizer, texts, clf.max_length, str(clf.model_dir))
 
     # -- the memory
 

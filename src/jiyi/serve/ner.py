@@ -65,15 +65,9 @@ class NerService:
         return [{"text": text, **row} for text, row in zip(items, rows, strict=True)]
 
     def embed(self, texts: list[str]) -> dict[str, Any]:
-        from jiyi.inspect.embeddings import Encoder, embed_texts
+        from jiyi.serve.embedding import embed_payload
 
-        model = self.tagger.model
-        encoder = Encoder(model.base_model, self.tagger.tokenizer, str(model.name_or_path))
-        vectors = embed_texts(
-            encoder, texts, pooling="mean", layers="-1", normalize=True,
-            max_length=self.max_length,
-        )  # fmt: skip
-        return {"vectors": vectors.tolist(), "dim": int(vectors.shape[1])}
+        return embed_payload(self.tagger.model, self.tagger.tokenizer, texts, self.max_length)
 
     def info(self, settings: Any) -> dict[str, Any]:
         return {

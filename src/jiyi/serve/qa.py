@@ -70,15 +70,9 @@ class QaService:
         return self.answerer.answer(questions, contexts)
 
     def embed(self, texts: list[str]) -> dict[str, Any]:
-        from jiyi.inspect.embeddings import Encoder, embed_texts
+        from jiyi.serve.embedding import embed_payload
 
-        model = self.answerer.model
-        encoder = Encoder(model.base_model, self.answerer.tokenizer, str(model.name_or_path))
-        vectors = embed_texts(
-            encoder, texts, pooling="mean", layers="-1", normalize=True,
-            max_length=self.max_length,
-        )  # fmt: skip
-        return {"vectors": vectors.tolist(), "dim": int(vectors.shape[1])}
+        return embed_payload(self.answerer.model, self.answerer.tokenizer, texts, self.max_length)
 
     def info(self, settings: Any) -> dict[str, Any]:
         return {
