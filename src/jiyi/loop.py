@@ -14,6 +14,7 @@ import dataclasses
 import itertools
 import math
 import os
+import random
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -301,6 +302,22 @@ def grouped_epochs(
         return iter(shard(batches, accelerator.process_index, world)[position:])
 
     return epoch_batches
+
+
+def carve_validation(examples: list[Any], config: Any, noun: str) -> tuple[list[Any], list[Any]]:
+    """(train, validation) when there is no --validation: a --validation-fraction of the training
+    `examples` (at least one) chosen by --seed, both in file order. `noun` names them in the
+    error when too few are left to train on."""
+    order = list(range(len(examples)))
+    random.Random(config.seed).shuffle(order)
+    cut = max(1, round(config.validation_fraction * len(examples)))
+    if len(examples) - cut < 1:
+        raise JiyiError(f"--train {config.train}: too few {noun} to carve out a validation set.")
+    held = set(order[:cut])
+    return (
+        [ex for i, ex in enumerate(examples) if i not in held],
+        [examples[i] for i in sorted(held)],
+    )
 
 
 def steps_per_epoch(n_examples: int, config: LoopConfig, world: int) -> int:

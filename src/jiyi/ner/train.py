@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,10 @@ import torch
 
 from jiyi.config import TrainConfig
 from jiyi.data.collate import pad_batch, sorted_batches
-from jiyi.errors import JiyiError
 from jiyi.io import atomic_directory, atomic_write_json, atomic_write_text
 from jiyi.loop import (
     build_optimizer,
+    carve_validation,
     grouped_epochs,
     headline,
     mid_epoch_evals,
@@ -73,19 +72,9 @@ def read_splits(config: TrainConfig) -> tuple[dict[str, NerSplit], str, int]:
         name: NerSplit(name, str(data.path), list(data.examples)) for name, data in read.items()
     }
     if "validation" not in splits:  # a seeded slice of the training sentences
-        train = splits["train"].examples
-        order = list(range(len(train)))
-        random.Random(config.seed).shuffle(order)
-        cut = max(1, round(config.validation_fraction * len(train)))
-        if len(train) - cut < 1:
-            raise JiyiError(
-                f"--train {config.train}: too few sentences to carve out a validation set."
-            )
-        held = set(order[:cut])
-        splits["validation"] = NerSplit(
-            "validation", f"{config.train} (held out)", [train[i] for i in sorted(held)]
-        )
-        splits["train"].examples = [ex for i, ex in enumerate(train) if i not in held]
+        train, held = carve_validation(splits["train"].examples, config, "sentences")
+        splits["train"].examples = train
+        splits["validation"] = NerSplit("validation", f"{config.train} (held out)", held)
     repaired = sum(d.repaired for d in read.values())
     for split in splits.values():
         for ex in split.examples:

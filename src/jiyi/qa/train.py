@@ -10,7 +10,6 @@ a question (`jiyi.qa.spans`), and the test evaluation with the best model at the
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from jiyi.errors import JiyiError
 from jiyi.io import atomic_directory, atomic_write_json
 from jiyi.loop import (
     build_optimizer,
+    carve_validation,
     grouped_epochs,
     headline,
     mid_epoch_evals,
@@ -61,19 +61,9 @@ def read_splits(config: TrainConfig) -> dict[str, QASplit]:
             data = read_qa(path, columns=columns, labelled=True, on_bad_rows=config.on_bad_rows)
             splits[name] = QASplit(name, path, data.examples, len(data.skipped))
     if "validation" not in splits:
-        train = splits["train"].examples
-        order = list(range(len(train)))
-        random.Random(config.seed).shuffle(order)
-        cut = max(1, round(config.validation_fraction * len(train)))
-        if len(train) - cut < 1:
-            raise JiyiError(
-                f"--train {config.train}: too few questions to carve out a validation set."
-            )
-        held = set(order[:cut])
-        splits["validation"] = QASplit(
-            "validation", f"{config.train} (held out)", [train[i] for i in sorted(held)]
-        )
-        splits["train"].examples = [ex for i, ex in enumerate(train) if i not in held]
+        train, held = carve_validation(splits["train"].examples, config, "questions")
+        splits["train"].examples = train
+        splits["validation"] = QASplit("validation", f"{config.train} (held out)", held)
     return splits
 
 

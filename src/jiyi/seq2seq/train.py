@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,10 @@ import torch
 
 from jiyi.config import TrainConfig
 from jiyi.data.collate import sorted_batches
-from jiyi.errors import JiyiError
 from jiyi.io import atomic_directory, atomic_write_json, atomic_write_text
 from jiyi.loop import (
     build_optimizer,
+    carve_validation,
     grouped_epochs,
     headline,
     mid_epoch_evals,
@@ -60,17 +59,9 @@ def read_splits(config: TrainConfig) -> dict[str, PairData]:
                 on_bad_rows=config.on_bad_rows,
             )
     if "validation" not in splits:
-        train = splits["train"]
-        order = list(range(len(train.examples)))
-        random.Random(config.seed).shuffle(order)
-        cut = max(1, round(config.validation_fraction * len(order)))
-        if len(order) - cut < 1:
-            raise JiyiError(f"--train {config.train}: too few pairs to carve out a validation set.")
-        held = set(order[:cut])
-        splits["validation"] = PairData(
-            Path(f"{config.train} (held out)"), [train.examples[i] for i in sorted(held)]
-        )
-        train.examples = [ex for i, ex in enumerate(train.examples) if i not in held]
+        train, held = carve_validation(splits["train"].examples, config, "pairs")
+        splits["train"].examples = train
+        splits["validation"] = PairData(Path(f"{config.train} (held out)"), held)
     return splits
 
 
