@@ -14,11 +14,10 @@ classification runs: those endpoints answer 501.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from pathlib import Path
 from typing import Any
 
-from jiyi.errors import JiyiError
 from jiyi.ner.tags import entity_types
+from jiyi.serve.embedding import TaskService
 
 NOT_FOR_NER = "for classification runs; this is a NER run (its entities: POST /v1/predict)."
 
@@ -28,32 +27,19 @@ def is_ner(model: Any) -> bool:
     return (getattr(model, "meta", None) or {}).get("task") == "ner"
 
 
-class NerService:
+class NerService(TaskService):
     """A loaded `jiyi.ner.predict.NerTagger` and what the endpoints do with it (on the batcher's
     worker thread, like `jiyi.serve.app.Service`, whose attributes it mirrors)."""
 
-    task = "ner"
-    memory = None
-    memory_info = None
-    labelled = False
-    faq = False
+    task, kind = "ner", "NER"
 
     def __init__(self, tagger: Any, memory: Any = None, *, name: str | None = None):
-        if memory is not None:
-            raise JiyiError(
-                "--memory: a memory serves classification runs; this is a NER run. Serve it "
-                "without --memory."
-            )
+        super().__init__(tagger.model, tagger.tokenizer, tagger.meta, memory, name)
         self.tagger = tagger
-        folder = Path(tagger.model.name_or_path)
-        self.name = name or (folder.parent.name if folder.name == "model" else folder.name)
-        self.format = "torch"
         self.labels: list[str] = list(tagger.labels)
         self.scheme = str(tagger.scheme)
         self.entity_types = entity_types([self.labels])
-        self.max_length = int(tagger.meta["max_length"])
         self.explain_unavailable = f"explanations are {NOT_FOR_NER}"
-        self.embed_unavailable = None
         self.memory_unavailable = f"a memory is {NOT_FOR_NER}"
         self.tagger.predict_texts(["warm up"])
 
@@ -63,11 +49,6 @@ class NerService:
             return self.tagger.predict_tokens(items)
         rows = self.tagger.predict_texts(items)
         return [{"text": text, **row} for text, row in zip(items, rows, strict=True)]
-
-    def embed(self, texts: list[str]) -> dict[str, Any]:
-        from jiyi.serve.embedding import embed_payload
-
-        return embed_payload(self.tagger.model, self.tagger.tokenizer, texts, self.max_length)
 
     def info(self, settings: Any) -> dict[str, Any]:
         return {

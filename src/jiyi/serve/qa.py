@@ -16,10 +16,9 @@ endpoints answer 501 too, and /v1/embed works (the run's encoder).
 from __future__ import annotations
 
 from collections.abc import Hashable
-from pathlib import Path
 from typing import Any
 
-from jiyi.errors import JiyiError
+from jiyi.serve.embedding import TaskService
 
 NOT_FOR_QA = "for classification runs; this is a QA run (its answers: POST /v1/ask)."
 ASK_INSTEAD = (
@@ -33,32 +32,19 @@ def is_qa(model: Any) -> bool:
     return (getattr(model, "meta", None) or {}).get("task") == "qa"
 
 
-class QaService:
+class QaService(TaskService):
     """A loaded `jiyi.qa.predict.QuestionAnswerer` and what the endpoints do with it (on the
     batcher's worker thread, like `jiyi.serve.app.Service`, whose attributes it mirrors)."""
 
-    task = "qa"
-    memory = None
-    memory_info = None
-    labelled = False
-    faq = False
+    task, kind = "qa", "QA"
 
     def __init__(self, answerer: Any, memory: Any = None, *, name: str | None = None):
-        if memory is not None:
-            raise JiyiError(
-                "--memory: a memory serves classification runs; this is a QA run. Serve it "
-                "without --memory."
-            )
+        super().__init__(answerer.model, answerer.tokenizer, answerer.meta, memory, name)
         self.answerer = answerer
-        folder = Path(answerer.model.name_or_path)
-        self.name = name or (folder.parent.name if folder.name == "model" else folder.name)
-        self.format = "torch"
         self.labels: list[str] = []
-        self.max_length = int(answerer.meta["max_length"])
         self.stride = int(answerer.meta["stride"])
         self.predict_unavailable = ASK_INSTEAD
         self.explain_unavailable = f"explanations are {NOT_FOR_QA}"
-        self.embed_unavailable = None
         self.memory_unavailable = f"a memory is {NOT_FOR_QA}"
         self.answerer.answer(["warm up"], ["warm up"])
 
@@ -68,11 +54,6 @@ class QaService:
         questions = [question for question, _ in pairs]
         contexts = [context for _, context in pairs]
         return self.answerer.answer(questions, contexts)
-
-    def embed(self, texts: list[str]) -> dict[str, Any]:
-        from jiyi.serve.embedding import embed_payload
-
-        return embed_payload(self.answerer.model, self.answerer.tokenizer, texts, self.max_length)
 
     def info(self, settings: Any) -> dict[str, Any]:
         return {
