@@ -3,8 +3,13 @@ free 127.0.0.1 port, around the tiny trained run (plain, with a memory, with a t
 
 from __future__ import annotations
 
+import contextlib
+import os
+import queue
+import re
 import shutil
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -136,6 +141,45 @@ def memory_copy(
         return Path(shutil.copytree(memory_template, tmp_path_factory.mktemp("mem-copy") / "m"))
 
     return copy
+
+
+@contextlib.contextmanager
+def _served(argv: list[str]) -> Iterator[tuple[subprocess.Popen, str, list[str]]]:
+    """`jiyi serve` as its own process (argv after the interpreter, with --port 0): waits for
+    the line that gives its URL; yields (process, url, stderr lines so far); kills it at exit."""
+    env = {k: v for k, v in os.environ.items() if k != "JIYI_TOKEN"} | {"PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, *argv], stderr=subprocess.PIPE, text=True, env=env)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True).start()
+    log: list[str] = []
+    try:
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                assert proc.poll() is None, "".join(log)
+                continue
+            log.append(line)
+            found = re.search(r"jiyi serve: (http://127\.0\.0\.1:\d+)", line)
+            url = found.group(1) if found else None
+        assert url, "".join(log)
+        yield proc, url, log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        time.sleep(0.1)  # the reader thread's last lines: `log` is the whole stderr afterwards
+        while not lines.empty():
+            log.append(lines.get())
+
+
+@pytest.fixture(scope="session")
+def serve_process() -> Callable[[list[str]], contextlib.AbstractContextManager]:
+    """serve_process(argv): a context manager running `python ARGV` (a `jiyi serve` command line)
+    until its URL is printed; yields (process, url, log) and kills the process afterwards."""
+    return _served
 
 
 @pytest.fixture(scope="session")

@@ -8,15 +8,10 @@ the page highlights the entities (Playwright, Debian's chromium; skipped when mi
 from __future__ import annotations
 
 import json
-import os
-import queue
 import random
 import re
 import signal
-import subprocess
 import sys
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -292,35 +287,14 @@ def test_cli_refuses_a_memory_with_a_ner_run(
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_cli_serves_a_ner_run(ner_run: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "JIYI_TOKEN"} | {"PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, "-m", "jiyi.serve.cli", str(ner_run), "--port", "0", "--threads", "1"]
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True).start()
-    log: list[str] = []
-    try:
-        url = None
-        deadline = time.monotonic() + 60
-        while url is None and time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=1)
-            except queue.Empty:
-                assert proc.poll() is None, "".join(log)
-                continue
-            log.append(line)
-            found = re.search(r"jiyi serve: (http://127\.0\.0\.1:\d+)", line)
-            url = found.group(1) if found else None
-        assert url, "".join(log)
+def test_cli_serves_a_ner_run(ner_run: Path, serve_process: Any) -> None:
+    argv = ["-m", "jiyi.serve.cli", str(ner_run), "--port", "0", "--threads", "1"]
+    with serve_process(argv) as (proc, url, log):
         assert "NER model run (torch, entity types LOC, PER)" in log[-1]
         r = httpx.post(f"{url}/v1/predict", json={"texts": [TEXTS[0]]}, timeout=30)
         assert r.status_code == 200 and r.json()["predictions"][0]["entities"], r.text
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) in (0, -signal.SIGTERM)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 # ---- the page ----------------------------------------------------------------------------------

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import queue
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -595,26 +592,9 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_cli_serves_and_drains_on_sigterm(trained_run: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "JIYI_TOKEN"} | {"PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, "-c", SLOW_SERVE, str(trained_run), "--port", "0", "--threads", "1"]
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True).start()
-    log: list[str] = []
-    try:
-        url = None
-        deadline = time.monotonic() + 60
-        while url is None and time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=1)
-            except queue.Empty:
-                assert proc.poll() is None, "".join(log)
-                continue
-            log.append(line)
-            found = re.search(r"jiyi serve: (http://127\.0\.0\.1:\d+)", line)
-            url = found.group(1) if found else None
-        assert url, "".join(log)
+def test_cli_serves_and_drains_on_sigterm(trained_run: Path, serve_process: Any) -> None:
+    argv = ["-c", SLOW_SERVE, str(trained_run), "--port", "0", "--threads", "1"]
+    with serve_process(argv) as (proc, url, log):
         assert httpx.get(f"{url}/readyz", timeout=30).json() == {"status": "ready"}
         result: dict[str, Any] = {}
 
@@ -628,13 +608,6 @@ def test_cli_serves_and_drains_on_sigterm(trained_run: Path) -> None:
         caller.join(20)
         assert result["r"].status_code == 200, result["r"].text
         assert proc.wait(20) in (0, -signal.SIGTERM)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    time.sleep(0.1)
-    while not lines.empty():
-        log.append(lines.get())
     assert "Traceback" not in "".join(log), "".join(log)
 
 
