@@ -1,0 +1,237 @@
+"""The task registry: one light descriptor per task, and nothing else in jiyi knows task names.
+
+A verb asks the registry what a run is and whether it applies:
+
+>>> spec = task_of_run("runs/ner")            # its model/jiyi.json says task ner
+>>> spec.name, spec.service, spec.can("bias")
+('ner', 'ner', False)
+>>> refuse_unless(spec, "bias", "jiyi bias")  # JiyiError, exit 2:
+jiyi bias applies to classification and multilabel runs, not ner (a ner run takes: train, ...).
+
+A task's work (validate its flags, train, predict, evaluate, show metrics) sits in its adapter,
+`jiyi.tasks.<name>` (see `ADAPTER_FUNCTIONS`), imported only when a verb needs it.
+Importing this module imports no torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from jiyi import runs
+from jiyi.errors import JiyiError
+
+# What a run can be asked to do, in the order of the README's capability matrix.
+CAPABILITIES: dict[str, str] = {  # capability -> how the matrix (and a refusal) names it
+    "train": "train",
+    "predict": "predict",
+    "evaluate": "evaluate",
+    "slice_by": "--slice-by",
+    "memory": "--memory",
+    "bias": "bias",
+    "curve": "curve",
+    "compress": "compress",
+    "serve": "serve",
+}
+# Every adapter module defines these (tests/test_tasks.py checks it).
+ADAPTER_FUNCTIONS = (
+    "validate",  # (config: TrainConfig) -> None: the task's own flags; JiyiError names the flag
+    "train",  # (config, console, explicit) -> summary dict ("test" holds the test metrics)
+    "load_predictor",  # (run_or_model, batch_size) -> the task's predictor object
+    "predict",  # (args: Namespace) -> list of JSON-able rows, one per input
+    "evaluate",  # (args: Namespace) -> (metrics, output folder)
+    "show_metrics",  # (metrics, title) -> None: prints them on stderr
+)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task as the verbs see it: its name, metrics, what it supports and who serves it."""
+
+    name: str
+    """The --task value, and the "task" of a run's jiyi.json."""
+    kind: str
+    """How a message names its runs: "a {kind} run"."""
+    metrics: tuple[str, ...]
+    """Scalar metrics it reports; any of them can be --metric."""
+    default_metric: str
+    """The --metric that selects the best model when none is given."""
+    adapter_module: str | None
+    """Module holding the adapter functions (`ADAPTER_FUNCTIONS`); None: nothing to run."""
+    service: str | None = None
+    """The `jiyi serve` service for its runs ("classification", "ner", "qa"), None: not served."""
+    slice_by: bool = False
+    """`jiyi evaluate --slice-by` (per-slice metrics)."""
+    memory: bool = False
+    """A kNN memory (`--memory` of predict, serve and curve)."""
+    bias: bool = False
+    """`jiyi bias` (counterfactual swaps)."""
+    curve: bool = False
+    """`jiyi curve` (learning curves)."""
+    compress: bool = False
+    """`jiyi compress` (int8, ONNX, pruning, distillation)."""
+    hint: str = ""
+    """What to do with such a run instead, appended to its refusals."""
+
+    def can(self, capability: str) -> bool:
+        """Whether the task supports `capability` (a key of `CAPABILITIES`)."""
+        if capability not in CAPABILITIES:
+            raise ValueError(f"unknown capability {capability!r}")  # a bug, not a user error
+        if capability in ("train", "predict", "evaluate"):
+            return self.adapter_module is not None
+        if capability == "serve":
+            return self.service is not None
+        return bool(getattr(self, capability))
+
+
+CLASSIFICATION_METRICS = (
+    "accuracy",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "f1_micro",
+    "f1_weighted",
+    "roc_auc",
+    "ece",
+    "log_loss",
+)
+_TEXT_CLASSIFIER = dict(
+    adapter_module="jiyi.tasks.classification",
+    service="classification",
+    slice_by=True,
+    memory=True,
+    bias=True,
+    curve=True,
+    compress=True,
+)
+
+TASKS: dict[str, TaskSpec] = {
+    spec.name: spec
+    for spec in (
+        TaskSpec(
+            name="classification",
+            kind="text-classification",
+            metrics=CLASSIFICATION_METRICS,
+            default_metric="accuracy",
+            **_TEXT_CLASSIFIER,
+        ),
+        TaskSpec(
+            name="multilabel",
+            kind="multi-label",
+            metrics=(*CLASSIFICATION_METRICS, "hamming_loss"),
+            default_metric="accuracy",
+            **_TEXT_CLASSIFIER,
+        ),
+        TaskSpec(
+            name="ner",
+            kind="NER",
+            metrics=("f1", "precision", "recall", "f1_macro", "token_accuracy"),
+            default_metric="f1",
+            adapter_module="jiyi.tasks.ner",
+            service="ner",
+        ),
+        TaskSpec(
+            name="qa",
+            kind="question-answering",
+            metrics=("f1", "exact_match", "has_ans_f1", "has_ans_exact_match"),
+            default_metric="f1",
+            adapter_module="jiyi.tasks.qa",
+            service="qa",
+        ),
+        TaskSpec(
+            name="seq2seq",
+            kind="seq2seq",
+            metrics=("rougeL", "rouge1", "rouge2", "bleu", "chrf", "exact_match", "loss"),
+            default_metric="rougeL",
+            adapter_module="jiyi.tasks.seq2seq",
+        ),
+    )
+}
+
+# `jiyi pretrain` writes runs too, but they are encoders to fine-tune, not a task: every verb
+# that takes a fine-tuned run refuses them through this descriptor.
+PRETRAINING = TaskSpec(
+    name=runs.PRETRAINING,
+    kind="pretrained-encoder",
+    metrics=("loss", "perplexity"),
+    default_metric="loss",
+    adapter_module=None,
+    hint="fine-tune it first: `jiyi train --model RUN_DIR/model --train FILE ...`",
+)
+
+
+def task_names() -> tuple[str, ...]:
+    """The --task choices, in registry order."""
+    return tuple(TASKS)
+
+
+def get_task(name: str) -> TaskSpec:
+    """The descriptor of a --task value; unknown -> JiyiError listing the tasks."""
+    if name == PRETRAINING.name:
+        return PRETRAINING
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise JiyiError(
+            f"--task {name!r}: unknown task; choose one of {', '.join(TASKS)}."
+        ) from None
+
+
+def task_of_run(run_or_model: str | Path) -> TaskSpec:
+    """The descriptor of a run (or model folder), from its jiyi.json. A folder without one is a
+    text classifier (a plain Hugging Face folder, or a run from before jiyi.json had a task)."""
+    name = runs.task_of(run_or_model)
+    if name is None:
+        return TASKS["classification"]
+    if name == PRETRAINING.name:
+        return PRETRAINING
+    if name not in TASKS:
+        raise JiyiError(
+            f"{runs.model_folder(run_or_model) / runs.META_FILE}: task {name!r} is not one this "
+            f"jiyi knows ({', '.join(TASKS)}); upgrade jiyi or re-train the run."
+        )
+    return TASKS[name]
+
+
+def tasks_with(capability: str) -> list[TaskSpec]:
+    """The registered tasks that support `capability`."""
+    return [spec for spec in TASKS.values() if spec.can(capability)]
+
+
+def refusal_message(spec: TaskSpec, capability: str, verb: str) -> str:
+    """One message: what `verb` applies to, the run's task, and what that task does take."""
+    takers = [s.name for s in tasks_with(capability)]
+    applies = " and ".join([", ".join(takers[:-1]), takers[-1]] if len(takers) > 1 else takers)
+    own = [CAPABILITIES[c] for c in CAPABILITIES if spec.can(c)]
+    takes = f"a {spec.name} run takes: {', '.join(own)}" if own else spec.hint
+    if own and spec.hint:
+        takes += f"; {spec.hint}"
+    return f"{verb} applies to {applies or 'no'} runs, not {spec.name} ({takes})."
+
+
+def refuse_unless(spec: TaskSpec, capability: str, verb: str) -> None:
+    """Raise the one refusal (JiyiError, exit 2) unless `spec` supports `capability`."""
+    if not spec.can(capability):
+        raise JiyiError(refusal_message(spec, capability, verb))
+
+
+def adapter(spec: TaskSpec) -> ModuleType:
+    """The task's adapter module (`ADAPTER_FUNCTIONS`), imported on first use."""
+    if spec.adapter_module is None:
+        raise JiyiError(refusal_message(spec, "predict", f"this verb on {spec.kind} runs"))
+    return importlib.import_module(spec.adapter_module)
+
+
+def capability_matrix() -> str:
+    """The README's capability matrix (task x verb) as a markdown table, from the registry."""
+    head = ["task", *CAPABILITIES.values()]
+    lines = [
+        "| " + " | ".join(f"`{h}`" if h.startswith("--") else h for h in head) + " |",
+        "| " + " | ".join("---" for _ in head) + " |",
+    ]
+    for spec in TASKS.values():
+        cells = ["yes" if spec.can(c) else "no" for c in CAPABILITIES]
+        lines.append("| " + " | ".join([spec.name, *cells]) + " |")
+    return "\n".join(lines) + "\n"
