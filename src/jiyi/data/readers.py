@@ -25,16 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from jiyi.data.sources import (
-    _BOM,
-    _SURROGATE,
     FORMATS,
-    _csv_rows,
-    _datasets_rows,
-    _jsonl_rows,
-    _kind,
-    _parquet_rows,
-    _physical_lines,
-    _text_rows,
+    SURROGATE,
+    UTF8_BOM,
+    csv_rows,
+    datasets_rows,
+    json_kind,
+    jsonl_rows,
+    parquet_rows,
+    physical_lines,
+    text_rows,
 )
 from jiyi.errors import JiyiError
 
@@ -117,13 +117,13 @@ def read_inputs(
     )
     if str(path) == "-":
         raw = sys.stdin.buffer.read()
-        lines = (b.strip() for _, _, b in _physical_lines(raw.removeprefix(_BOM)))
+        lines = (b.strip() for _, _, b in physical_lines(raw.removeprefix(UTF8_BOM)))
         if next((b for b in lines if b), b"").startswith(b"{"):
-            return _collect("stdin", "jsonl", _jsonl_rows(raw), spec, on_bad_rows).examples
-        return _collect("stdin", "txt", _text_rows(raw, text_column), spec, on_bad_rows).examples
+            return _collect("stdin", "jsonl", jsonl_rows(raw), spec, on_bad_rows).examples
+        return _collect("stdin", "txt", text_rows(raw, text_column), spec, on_bad_rows).examples
     p = Path(path)
     if p.suffix.lower() == ".txt" and p.is_file():
-        rows = _text_rows(_read_bytes(p, str(path)), text_column)
+        rows = text_rows(_read_bytes(p, str(path)), text_column)
         return _collect(str(path), "txt", rows, spec, on_bad_rows, p).examples
     return _read(p, str(path), spec, on_bad_rows).examples
 
@@ -141,7 +141,7 @@ def label_list(examples: Sequence[Example], task: str) -> list[str]:
             names.update(ex.label)
         elif ex.label is not None:
             names.add(ex.label)
-    return sorted(names, key=_label_sort_key)
+    return sorted(names, key=label_sort_key)
 
 
 def check_split_labels(train: ReadResult, split: ReadResult, labels: list[str], flag: str) -> None:
@@ -160,7 +160,7 @@ def check_split_labels(train: ReadResult, split: ReadResult, labels: list[str], 
         return
     label, line = next(iter(unknown.items()))
     shown = ", ".join(labels[:20]) + (", ..." if len(labels) > 20 else "")
-    more = sorted(unknown, key=_label_sort_key)[:20]
+    more = sorted(unknown, key=label_sort_key)[:20]
     others = f" ({len(unknown)} unknown labels: {', '.join(more)})" if len(unknown) > 1 else ""
     raise JiyiError(
         f'{flag} {split.path} {_unit(split.path)} {line}: label "{label}" does not occur in the '
@@ -191,7 +191,7 @@ def stratified_split(
         groups.setdefault(key, []).append(i)
     rng = random.Random(seed)
     chosen: set[int] = set()
-    for key in sorted(groups, key=_label_sort_key):
+    for key in sorted(groups, key=label_sort_key):
         idx = groups[key]
         if len(idx) < 2:
             continue
@@ -232,7 +232,7 @@ def _read(path: Path, where: str, spec: _Spec, on_bad_rows: str) -> ReadResult:
     wanted += [c for c, _ in spec.extra_columns if c not in wanted]
     if path.is_dir():
         fmt = "datasets"
-        columns, rows = _datasets_rows(path, where, wanted)
+        columns, rows = datasets_rows(path, where, wanted)
     else:
         fmt = FORMATS.get(path.suffix.lower(), "")
         if not fmt:
@@ -242,14 +242,14 @@ def _read(path: Path, where: str, spec: _Spec, on_bad_rows: str) -> ReadResult:
                 ".csv, .tsv/.tab, .jsonl/.json, .parquet, or a folder saved by datasets."
             )
         if fmt == "parquet":
-            columns, rows = _parquet_rows(path, where, wanted)
+            columns, rows = parquet_rows(path, where, wanted)
         else:
             raw = _read_bytes(path, where)
-            if not raw.removeprefix(_BOM).strip():
+            if not raw.removeprefix(UTF8_BOM).strip():
                 raise JiyiError(f"{where}: the file is empty.")
             if fmt == "jsonl":
                 _reject_json_array(raw, where)
-                parsed = list(_jsonl_rows(raw))
+                parsed = list(jsonl_rows(raw))
                 columns = list(
                     dict.fromkeys(k for _, r in parsed if isinstance(r, dict) for k in r)
                 )
@@ -257,7 +257,7 @@ def _read(path: Path, where: str, spec: _Spec, on_bad_rows: str) -> ReadResult:
                 if not columns:  # every line bad: report the rows, not a "missing column"
                     columns = wanted
             else:
-                columns, rows = _csv_rows(raw, where, "," if fmt == "csv" else "\t")
+                columns, rows = csv_rows(raw, where, "," if fmt == "csv" else "\t")
     needed = [(spec.text_column, "--text-column"), (spec.text_pair_column, "--text-pair-column")]
     if spec.require_labels:
         needed.append((spec.label_column, "--label-column"))
@@ -364,10 +364,10 @@ def _text(record: dict[str, Any], column: str) -> str | None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     if not isinstance(value, str):
-        raise _BadRow(f'text in column "{column}" is {_kind(value)}, expected a string')
+        raise _BadRow(f'text in column "{column}" is {json_kind(value)}, expected a string')
     if "\x00" in value:
         raise _BadRow(f'NUL bytes in column "{column}" (is this a binary file?)')
-    if m := _SURROGATE.search(value):
+    if m := SURROGATE.search(value):
         raise _BadRow(f'column "{column}" holds an undecodable character {m.group()!a}')
     return value if value.strip() else None
 
@@ -388,10 +388,12 @@ def _label_name(value: Any, column: str) -> str | None:
         name = value.strip()
         if _WHOLE_NUMBER.fullmatch(name):
             name = str(int(name.split(".")[0]))
-        if _SURROGATE.search(name) or "\x00" in name:
+        if SURROGATE.search(name) or "\x00" in name:
             raise _BadRow(f'label in column "{column}" holds undecodable or NUL characters')
         return name or None
-    raise _BadRow(f'label in column "{column}" is {_kind(value)}, expected a string or a number')
+    raise _BadRow(
+        f'label in column "{column}" is {json_kind(value)}, expected a string or a number'
+    )
 
 
 def _multilabel(value: Any, column: str, delimiter: str | None) -> tuple[str, ...] | None:
@@ -423,7 +425,7 @@ def _multilabel(value: Any, column: str, delimiter: str | None) -> tuple[str, ..
         names: list[str] = []
         for item in value:
             if isinstance(item, list | tuple | dict):
-                raise _BadRow(f'label in column "{column}" nests {_kind(item)} in its list')
+                raise _BadRow(f'label in column "{column}" nests {json_kind(item)} in its list')
             name = _label_name(item, column)
             if name and name not in names:
                 names.append(name)
@@ -446,7 +448,7 @@ def _read_bytes(path: Path, where: str) -> bytes:
 
 
 def _reject_json_array(raw: bytes, where: str) -> None:
-    if not raw.lstrip(_BOM + b" \t\r\n").startswith(b"["):
+    if not raw.lstrip(UTF8_BOM + b" \t\r\n").startswith(b"["):
         return
     try:
         is_array = isinstance(json.loads(raw.decode("utf-8-sig")), list)
@@ -464,7 +466,12 @@ def _check_task(task: str) -> None:
         raise JiyiError(f"--task {task!r}: the data readers handle {' or '.join(TASKS)}.")
 
 
-def _label_sort_key(name: str) -> tuple[int, float, str]:
+def label_sort_key(name: str) -> tuple[int, float, str]:
+    """Sort key for label names: numbers first, by value, then the rest by name.
+
+    >>> sorted(["neg", "10", "2", "pos"], key=label_sort_key)
+    ['2', '10', 'neg', 'pos']
+    """
     try:
         number = float(name)
     except ValueError:

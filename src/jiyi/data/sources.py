@@ -29,15 +29,15 @@ FORMATS = {
     ".parquet": "parquet",
 }
 _EOL = re.compile(rb"\r\n|\r|\n")  # the line ends csv (newline="") and editors count
-_SURROGATE = re.compile("[\ud800-\udfff]")  # undecodable bytes (surrogateescape) or lone \udXXX
-_BOM = b"\xef\xbb\xbf"
+SURROGATE = re.compile("[\ud800-\udfff]")  # undecodable bytes (surrogateescape) or lone \udXXX
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 # A source yields (line, record) or (line, reason) where the row could not be read at all.
 Rows = Iterator[tuple[int, dict[str, Any] | str]]
 
 
-def _csv_rows(raw: bytes, where: str, delimiter: str) -> tuple[list[str], Rows]:
+def csv_rows(raw: bytes, where: str, delimiter: str) -> tuple[list[str], Rows]:
     """Rows of a CSV/TSV file, numbered by the physical line each starts on (fields may span
     lines). Bytes that are not UTF-8 make their row bad, named with its byte offset."""
     text = raw.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
@@ -47,7 +47,7 @@ def _csv_rows(raw: bytes, where: str, delimiter: str) -> tuple[list[str], Rows]:
 
     def utf8_problem(first: int, last: int) -> str:
         if not lines:
-            lines.extend(_physical_lines(raw))
+            lines.extend(physical_lines(raw))
         for n, offset, data in lines[first - 1 : last]:
             if problem := _utf8_problem(data, offset):
                 return problem if n == first else f"{problem} (on line {n})"
@@ -65,7 +65,7 @@ def _csv_rows(raw: bytes, where: str, delimiter: str) -> tuple[list[str], Rows]:
         raise JiyiError(
             f"{where} line {reader.line_num}: NUL bytes in the header; is this a text file?"
         )
-    if any(_SURROGATE.search(c) for c in header):
+    if any(SURROGATE.search(c) for c in header):
         problem = utf8_problem(1, reader.line_num)
         raise JiyiError(f"{where} line {reader.line_num}: the header is {problem}.")
     columns = [c.strip() for c in header]
@@ -85,7 +85,7 @@ def _csv_rows(raw: bytes, where: str, delimiter: str) -> tuple[list[str], Rows]:
             end = reader.line_num
             if not row:
                 continue  # a blank line
-            if any(_SURROGATE.search(f) for f in row):
+            if any(SURROGATE.search(f) for f in row):
                 yield start, utf8_problem(start, end)
             elif any("\x00" in f for f in row):
                 yield start, "NUL bytes in the row (is this a binary file?)"
@@ -112,8 +112,8 @@ def _csv_rows(raw: bytes, where: str, delimiter: str) -> tuple[list[str], Rows]:
 def _decoded_lines(raw: bytes) -> Iterator[tuple[int, str, bool]]:
     """Non-blank physical lines as (line, text, True), or (line, problem, False) for a line with
     NUL bytes or invalid UTF-8; a BOM at the start of the file is dropped."""
-    for line, offset, data in _physical_lines(raw):
-        if line == 1 and data.startswith(_BOM):
+    for line, offset, data in physical_lines(raw):
+        if line == 1 and data.startswith(UTF8_BOM):
             data, offset = data[3:], offset + 3
         if not data.strip():
             continue
@@ -125,7 +125,7 @@ def _decoded_lines(raw: bytes) -> Iterator[tuple[int, str, bool]]:
             yield line, data.decode("utf-8"), True
 
 
-def _jsonl_rows(raw: bytes) -> Rows:
+def jsonl_rows(raw: bytes) -> Rows:
     for line, text, ok in _decoded_lines(raw):
         if not ok:
             yield line, text
@@ -143,17 +143,17 @@ def _jsonl_rows(raw: bytes) -> Rows:
         else:
             yield (
                 line,
-                f'expected a JSON object like {{"text": ..., "label": ...}}, got {_kind(obj)}',
+                f'expected a JSON object like {{"text": ..., "label": ...}}, got {json_kind(obj)}',
             )
 
 
-def _text_rows(raw: bytes, text_column: str) -> Rows:
+def text_rows(raw: bytes, text_column: str) -> Rows:
     """One text per line (a .txt file or stdin); blank lines are skipped."""
     for line, text, ok in _decoded_lines(raw):
         yield line, ({text_column: text} if ok else text)
 
 
-def _parquet_rows(path: Path, where: str, wanted: list[str]) -> tuple[list[str], Rows]:
+def parquet_rows(path: Path, where: str, wanted: list[str]) -> tuple[list[str], Rows]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -178,7 +178,7 @@ def _parquet_rows(path: Path, where: str, wanted: list[str]) -> tuple[list[str],
     return columns, rows()
 
 
-def _datasets_rows(path: Path, where: str, wanted: list[str]) -> tuple[list[str], Rows]:
+def datasets_rows(path: Path, where: str, wanted: list[str]) -> tuple[list[str], Rows]:
     """Rows of a folder written by `Dataset.save_to_disk`; ClassLabel ids become their names."""
     if (path / "dataset_dict.json").exists():
         try:
@@ -236,10 +236,10 @@ def _datasets_rows(path: Path, where: str, wanted: list[str]) -> tuple[list[str]
     return columns, rows()
 
 
-def _physical_lines(raw: bytes) -> Iterator[tuple[int, int, bytes]]:
+def physical_lines(raw: bytes) -> Iterator[tuple[int, int, bytes]]:
     """(1-based line, byte offset, bytes without the line end), splitting at \\r\\n, \\r, \\n.
 
-    >>> list(_physical_lines(b"a\\r\\nbc\\rd"))
+    >>> list(physical_lines(b"a\\r\\nbc\\rd"))
     [(1, 0, b'a'), (2, 3, b'bc'), (3, 6, b'd')]
     """
     start, line = 0, 1
@@ -261,7 +261,7 @@ def _utf8_problem(data: bytes, offset: int) -> str | None:
     return None
 
 
-def _kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
     kinds = {dict: "an object", list: "a list", tuple: "a list", bool: "a boolean", str: "a string"}
     if value is None:
         return "null"

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from jiyi.data.readers import label_sort_key
 from jiyi.errors import JiyiError
 from jiyi.io import atomic_directory
 from jiyi.memory.index import VectorIndex, choose_kind
@@ -436,8 +437,6 @@ class Memory:
 
     def labels(self) -> list[str]:
         """Label names of the live rows, sorted as training sorts them."""
-        from jiyi.data.readers import _label_sort_key
-
         rows = self.state.rows
         names: set[str] = set()
         for i in rows.live():
@@ -446,7 +445,7 @@ class Memory:
                 names.update(label)
             elif label is not None:
                 names.add(label)
-        return sorted(names, key=_label_sort_key)
+        return sorted(names, key=label_sort_key)
 
     def labelled(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(vectors (N, D), targets (N, C) 0/1, label names) of the live labelled rows."""

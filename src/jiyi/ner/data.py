@@ -29,6 +29,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+from jiyi.data.sources import SURROGATE, json_kind
 from jiyi.errors import JiyiError
 from jiyi.io import atomic_write_text
 from jiyi.ner.tags import Scheme, detect_scheme, entity_types, parse_tag, repair
@@ -37,7 +38,6 @@ CONLL_SUFFIXES = (".conll", ".txt", ".tsv", ".bio", ".iob", ".iob2", ".bioes")
 JSONL_SUFFIXES = (".jsonl", ".json")
 DOCSTART = "-DOCSTART-"
 _COLUMNS = re.compile(r"[ \t]+")
-_SURROGATE = re.compile("[\ud800-\udfff]")  # bytes that are not UTF-8 (surrogateescape)
 _FIX = "Fix it, or pass --on-bad-rows skip to skip the sentence."
 
 
@@ -196,7 +196,7 @@ def _is_jsonl(path: Path, lines: Lines) -> tuple[bool, Lines]:
 
 def _line_problem(text: str) -> str | None:
     """Why a decoded line cannot be read (bytes that are not UTF-8, NUL bytes), or None."""
-    if m := _SURROGATE.search(text):
+    if m := SURROGATE.search(text):
         byte = ord(m.group()) - 0xDC00  # surrogateescape maps byte b to U+DC00 + b
         return (
             f"not valid UTF-8 (byte 0x{byte:02x} at character {m.start() + 1}); save the file as "
@@ -276,7 +276,7 @@ def _jsonl_sentences(
             yield _Bad(
                 n,
                 f'expected a JSON object like {{"{tokens_column}": [...], "{tags_column}": '
-                f"[...]}}, got {_kind(record)}",
+                f"[...]}}, got {json_kind(record)}",
             )
             continue
         if not decided_at:  # the first object: check its keys once for the whole file
@@ -342,23 +342,10 @@ def _jsonl_sentence(
 def _strings(value: Any, key: str) -> list[str]:
     if not isinstance(value, list):
         hint = " (split the text into tokens)" if isinstance(value, str) else ""
-        raise _BadRecord(f'"{key}" is {_kind(value)}, expected a list of strings{hint}')
+        raise _BadRecord(f'"{key}" is {json_kind(value)}, expected a list of strings{hint}')
     for i, item in enumerate(value):
         if not isinstance(item, str):
-            raise _BadRecord(f"{key}[{i}] is {_kind(item)}, expected a string")
-        if "\x00" in item or _SURROGATE.search(item):
+            raise _BadRecord(f"{key}[{i}] is {json_kind(item)}, expected a string")
+        if "\x00" in item or SURROGATE.search(item):
             raise _BadRecord(f"{key}[{i}] holds NUL or undecodable characters")
     return value
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "an object",
-    }.get(type(value), type(value).__name__)

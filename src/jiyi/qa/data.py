@@ -35,14 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from jiyi.data.sources import (
-    _BOM,
-    _SURROGATE,
     FORMATS,
-    _csv_rows,
-    _datasets_rows,
-    _jsonl_rows,
-    _kind,
-    _parquet_rows,
+    SURROGATE,
+    UTF8_BOM,
+    csv_rows,
+    datasets_rows,
+    json_kind,
+    jsonl_rows,
+    parquet_rows,
 )
 from jiyi.errors import JiyiError
 
@@ -139,13 +139,13 @@ def _records(
     path: Path, where: str, columns: Columns, labelled: bool
 ) -> Iterator[tuple[str, dict[str, Any] | str]]:
     if where == "-":
-        return _located("stdin", "line", _jsonl_rows(sys.stdin.buffer.read()))
+        return _located("stdin", "line", jsonl_rows(sys.stdin.buffer.read()))
     if not path.exists():
         raise JiyiError(f"{where}: no such file.")
     wanted = [columns.question, columns.context, columns.id]
     wanted += [columns.answers, "is_impossible"] if labelled else []
     if path.is_dir():
-        names, rows = _datasets_rows(path, where, wanted)
+        names, rows = datasets_rows(path, where, wanted)
         _check_columns(where, names, columns, labelled, "columns")
         return _located(where, "row", rows)
     fmt = FORMATS.get(path.suffix.lower())
@@ -155,24 +155,24 @@ def _records(
             ".json, .jsonl, .csv, .tsv, .parquet, or a folder saved by datasets."
         )
     if fmt == "parquet":
-        names, rows = _parquet_rows(path, where, wanted)
+        names, rows = parquet_rows(path, where, wanted)
         _check_columns(where, names, columns, labelled, "columns")
         return _located(where, "row", rows)
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise JiyiError(f"{where}: cannot read the file ({e.strerror}).") from None
-    if not raw.removeprefix(_BOM).strip():
+    if not raw.removeprefix(UTF8_BOM).strip():
         raise JiyiError(f"{where}: the file is empty.")
     if fmt == "jsonl" and (squad := _squad_document(raw, where)) is not None:
         return _squad_records(squad, raw, where, columns)
     if fmt == "jsonl":
-        parsed = list(_jsonl_rows(raw))
+        parsed = list(jsonl_rows(raw))
         names = list(dict.fromkeys(k for _, r in parsed if isinstance(r, dict) for k in r))
         if names:
             _check_columns(where, names, columns, labelled, "keys")
         return _located(where, "line", iter(parsed))
-    names, rows = _csv_rows(raw, where, "," if fmt == "csv" else "\t")
+    names, rows = csv_rows(raw, where, "," if fmt == "csv" else "\t")
     _check_columns(where, names, columns, labelled, "columns")
     return _located(where, "line", rows)
 
@@ -207,7 +207,9 @@ def _squad_document(raw: bytes, where: str) -> dict[str, Any] | None:
         return None  # not one document: JSON Lines (or broken, which the line reader names)
     if isinstance(doc, dict) and "data" in doc:
         if not isinstance(doc["data"], list):
-            raise JiyiError(f'{where}: "data" is {_kind(doc["data"])}; SQuAD JSON needs a list.')
+            raise JiyiError(
+                f'{where}: "data" is {json_kind(doc["data"])}; SQuAD JSON needs a list.'
+            )
         return doc
     return None
 
@@ -231,7 +233,7 @@ def _squad_records(
                 continue
             for k, qa in enumerate(qas):
                 if not isinstance(qa, dict):
-                    yield f"{at}.qas[{k}]", f"a question is {_kind(qa)}, expected an object"
+                    yield f"{at}.qas[{k}]", f"a question is {json_kind(qa)}, expected an object"
                     continue
                 line = _line_of_id(text, qa.get("id"))
                 here = f"{where} line {line}" if line else f"{at}.qas[{k}]"
@@ -285,8 +287,8 @@ def _text(record: dict[str, Any], column: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         raise _Bad(f'no "{column}"')
     if not isinstance(value, str):
-        raise _Bad(f'"{column}" is {_kind(value)}, expected a string')
-    if "\x00" in value or _SURROGATE.search(value):
+        raise _Bad(f'"{column}" is {json_kind(value)}, expected a string')
+    if "\x00" in value or SURROGATE.search(value):
         raise _Bad(f'"{column}" holds NUL or undecodable characters')
     if not value.strip():
         raise _Bad(f'"{column}" is empty')
@@ -339,12 +341,12 @@ def _answers(value: Any, column: str) -> list[Answer]:
                 raise _Bad(f'{column}[{i}] is not an object with "text" and "answer_start"')
             out.append(_answer(item["text"], item["answer_start"], column, i))
         return out
-    raise _Bad(f'"{column}" is {_kind(value)}, expected answers with text and answer_start')
+    raise _Bad(f'"{column}" is {json_kind(value)}, expected answers with text and answer_start')
 
 
 def _answer(text: Any, start: Any, column: str, i: int) -> Answer:
     if not isinstance(text, str) or not text:
-        raise _Bad(f"{column} text {i + 1} is {_kind(text) if text != '' else 'empty'}")
+        raise _Bad(f"{column} text {i + 1} is {json_kind(text) if text != '' else 'empty'}")
     if isinstance(start, float) and start.is_integer():
         start = int(start)
     if isinstance(start, bool) or not isinstance(start, int) or start < 0:
