@@ -11,9 +11,7 @@ rich are imported inside the functions that use them.
 from __future__ import annotations
 
 import base64
-import io
 import json
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +25,7 @@ from jiyi.evaluate import (
     reliability_bins,
 )
 from jiyi.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from jiyi.render import figure_png, format_value, page_template, shorten_label
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -73,9 +72,9 @@ def write_eval_dir(
 
     pngs: dict[str, bytes] = {}
     if task == "classification":
-        pngs["confusion_matrix.png"] = _png(confusion_matrix_figure(y_true, probs, labels))
-    pngs["roc_curve.png"] = _png(roc_figure(y_true, probs, labels, task))
-    pngs["reliability.png"] = _png(reliability_figure(y_true, probs, task))
+        pngs["confusion_matrix.png"] = figure_png(confusion_matrix_figure(y_true, probs, labels))
+    pngs["roc_curve.png"] = figure_png(roc_figure(y_true, probs, labels, task))
+    pngs["reliability.png"] = figure_png(reliability_figure(y_true, probs, task))
     mistakes = misclassified_rows(y_true, probs, labels, texts, task, thresholds)
 
     paths = {
@@ -150,7 +149,7 @@ def render_html(
     extra: dict | None = None,
 ) -> str:
     """The self-contained report: PNGs inlined as data URIs, every text HTML-escaped (autoescape)."""
-    template = page_template("report.html", filters={"fmt": _fmt})
+    template = page_template("report.html", filters={"fmt": format_value})
     headline = {k: metrics[k] for k in HEADLINE_METRICS if k in metrics}
     images = {
         name.removesuffix(".png").replace("_", " "): "data:image/png;base64,"
@@ -181,21 +180,22 @@ def metrics_table(metrics: dict, title: str = "") -> Table:
         table.add_column(name, justify="right")
     for label, scores in metrics.get("per_class", {}).items():
         table.add_row(
-            str(label), *(_fmt(scores.get(k)) for k in ("precision", "recall", "f1", "support"))
+            str(label),
+            *(format_value(scores.get(k)) for k in ("precision", "recall", "f1", "support")),
         )
     table.add_section()
-    n = _fmt(metrics.get("n"))
+    n = format_value(metrics.get("n"))
     if "f1_macro" in metrics:
         table.add_row(
             "macro avg",
-            _fmt(metrics.get("precision_macro")),
-            _fmt(metrics.get("recall_macro")),
-            _fmt(metrics["f1_macro"]),
+            format_value(metrics.get("precision_macro")),
+            format_value(metrics.get("recall_macro")),
+            format_value(metrics["f1_macro"]),
             n,
         )
     for average in ("micro", "weighted"):
         if f"f1_{average}" in metrics:
-            table.add_row(f"{average} avg", "", "", _fmt(metrics[f"f1_{average}"]), n)
+            table.add_row(f"{average} avg", "", "", format_value(metrics[f"f1_{average}"]), n)
     return table
 
 
@@ -224,10 +224,12 @@ def slice_table(column: str, slices: dict, gaps: dict) -> Table:
         cells = []
         for name in names:
             ci = scores["ci"].get(name) if name in ("accuracy", "f1_macro") else None
-            cells.append(_fmt(scores.get(name)) + (f"\n{ci[0]:.2f}–{ci[1]:.2f}" if ci else ""))
+            cells.append(
+                format_value(scores.get(name)) + (f"\n{ci[0]:.2f}–{ci[1]:.2f}" if ci else "")
+            )
         table.add_row(escape(str(value)), f"{scores['n']}{'*' if scores['small'] else ''}", *cells)
     table.add_section()
-    table.add_row("gap", "", *(_fmt((gaps.get(k) or {}).get("gap")) for k in names))
+    table.add_row("gap", "", *(format_value((gaps.get(k) or {}).get("gap")) for k in names))
     return table
 
 
@@ -245,7 +247,7 @@ def confusion_matrix_figure(y_true: np.ndarray, probs: np.ndarray, labels: list[
     ax = fig.subplots()
     image = ax.imshow(cm, cmap="Blues", interpolation="nearest")
     fig.colorbar(image, ax=ax, shrink=0.8)
-    names = [_short(label) for label in labels]
+    names = [shorten_label(label) for label in labels]
     ax.set_xticks(
         range(c),
         names,
@@ -301,7 +303,7 @@ def roc_figure(
         tprs.append(np.interp(grid, fpr, tpr))
         aucs.append(auc(fpr, tpr))
         if name in shown:
-            label = f"{_short(name)} (AUC = {aucs[-1]:.3f})"
+            label = f"{shorten_label(name)} (AUC = {aucs[-1]:.3f})"
             ax.plot(fpr, tpr, linewidth=1.5, label=label)
     if task == "classification" and c > 2 and tprs:
         # one-vs-rest macro AUC is the mean of the per-class AUCs, defined when every class is
@@ -358,14 +360,6 @@ def reliability_figure(
     return fig
 
 
-def _png(fig: Figure) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    buffer = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buffer, metadata={"Software": "jiyi"})
-    return buffer.getvalue()
-
-
 def _row(
     i: int,
     texts: list[str],
@@ -387,46 +381,8 @@ def _row(
 
 def _caption(metrics: dict) -> str:
     parts = [
-        f"{k} {_fmt(metrics[k])}"
+        f"{k} {format_value(metrics[k])}"
         for k in HEADLINE_METRICS
         if k in metrics and not k.startswith(("precision", "recall", "f1"))
     ]
     return " · ".join(parts)
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, int | np.integer):
-        return str(value)
-    if isinstance(value, float | np.floating):
-        return f"{value:.4f}"
-    return str(value)
-
-
-def _short(label: str, width: int = 24) -> str:
-    """Shorten a long label in the middle, where label families differ least at the ends.
-
-    >>> _short("a_rather_long_label_name_17")
-    'a_rather_lo…abel_name_17'
-    """
-    label = str(label)
-    if len(label) <= width:
-        return label
-    head = (width - 1) // 2
-    return label[:head] + "…" + label[-(width - 1 - head) :]
-
-
-def page_template(name: str, filters: dict[str, Any] | None = None) -> Any:
-    """A jinja2 template shipped in jiyi/templates (autoescaped, strict about undefined names);
-    templates may `{% include %}` each other, e.g. the shared `_base_style.html`."""
-    import jinja2
-
-    def load(template: str) -> str:
-        return resources.files("jiyi").joinpath("templates", template).read_text("utf-8")
-
-    env = jinja2.Environment(
-        loader=jinja2.FunctionLoader(load), autoescape=True, undefined=jinja2.StrictUndefined
-    )
-    env.filters.update(filters or {})
-    return env.get_template(name)

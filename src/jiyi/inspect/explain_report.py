@@ -140,7 +140,7 @@ def render_html(
         for name, data in pngs.items()
         if name in ("attributions.png", "head_importance.png")
     }
-    from jiyi.report import page_template
+    from jiyi.render import page_template
 
     return page_template("explain.html").render(
         document=document,

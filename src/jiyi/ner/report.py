@@ -25,7 +25,7 @@ import numpy as np
 from jiyi.io import atomic_write_bytes, atomic_write_text
 from jiyi.ner.metrics import MISSED, SPURIOUS, type_confusion
 from jiyi.ner.tags import Span, detect_scheme, spans_from_tags
-from jiyi.report import _fmt, _png, _short, page_template
+from jiyi.render import figure_png, format_value, page_template, shorten_label
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -72,7 +72,7 @@ def write_ner_report(
     worst, n_wrong = worst_sentences(tokens, gold, predicted, sources, n_worst)
     shown = {seg["type"] for row in worst for seg in row["gold"] + row["predicted"]}
     colour_types = sorted({*types, *metrics.get("per_type", {}), *shown} - {None})
-    html = page_template("ner_report.html", filters={"fmt": _fmt}).render(
+    html = page_template("ner_report.html", filters={"fmt": format_value}).render(
         title=title,
         headline=headline(metrics),
         per_type=metrics.get("per_type", {}),
@@ -155,8 +155,8 @@ def confusion_figure(types: list[str], counts: np.ndarray) -> Figure:
     ax = fig.subplots()
     image = ax.imshow(counts, cmap="Blues", interpolation="nearest")
     fig.colorbar(image, ax=ax, shrink=0.8, ticks=MaxNLocator(integer=True))
-    rows = [*(_short(t) for t in types), f"{NONE} (spurious)"]
-    columns = [*(_short(t) for t in types), f"{NONE} (missed)"]
+    rows = [*(shorten_label(t) for t in types), f"{NONE} (spurious)"]
+    columns = [*(shorten_label(t) for t in types), f"{NONE} (missed)"]
     ax.set_xticks(range(c), columns, rotation=45, ha="right", fontsize=font)
     ax.set_yticks(range(c), rows, fontsize=font)
     ax.set_xlabel("predicted type")
@@ -271,4 +271,4 @@ def _quiet_png(fig: Figure) -> bytes:
     """The PNG; a type name the font has no glyph for is drawn as boxes, without a warning."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Glyph .* missing from", category=UserWarning)
-        return _png(fig)
+        return figure_png(fig)
