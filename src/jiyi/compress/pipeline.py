@@ -200,7 +200,7 @@ def _step(method: str, src: Path, dst: Path, settings: Settings, files: tuple) -
 
 
 def _save_torch(model: Any, folder: Path) -> None:
-    from jiyi.models import quiet_transformers
+    from jiyi.hf import quiet_transformers
 
     with quiet_transformers():
         model.save_pretrained(str(folder), safe_serialization=True)

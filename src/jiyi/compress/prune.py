@@ -212,7 +212,7 @@ def load_pruned(model_dir: str | Path) -> Any:
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from jiyi.models import quiet_transformers
+    from jiyi.hf import quiet_transformers
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():

@@ -78,7 +78,7 @@ def load_int8(model_dir: Path) -> Any:
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from jiyi.models import quiet_transformers
+    from jiyi.hf import quiet_transformers
 
     config = AutoConfig.from_pretrained(str(model_dir))
     with quiet_transformers():

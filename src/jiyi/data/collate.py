@@ -122,7 +122,7 @@ def encode(
     truncation: str = "head+tail",
 ) -> Encoded:
     """Tokenize texts (and pairs) once, cut each to max_length with the chosen strategy."""
-    from jiyi.models import quiet_transformers
+    from jiyi.hf import quiet_transformers
 
     if not texts:
         return Encoded(np.zeros(0, np.int32), np.zeros(0, np.int8), np.zeros(1, np.int64), 0)

@@ -86,13 +86,8 @@ def train_qa(
     """Fine-tune a span-extraction model; returns a summary (metrics, paths, timings)."""
     from transformers import AutoModelForQuestionAnswering
 
-    from jiyi.models import (
-        _has_safetensors,
-        _refuse_compressed,
-        load_tokenizer,
-        quiet_transformers,
-        resolve_model,
-    )
+    from jiyi.hf import quiet_transformers, use_safetensors
+    from jiyi.models import load_tokenizer, refuse_compressed, resolve_model
 
     run_dir, config, accelerator, console, say = setup(config, explicit, console)
     main = accelerator.is_main_process
@@ -101,7 +96,7 @@ def train_qa(
     # --- data and model: every input error surfaces here ----------------------------------
     splits = read_splits(config)
     model_path = resolve_model(config.model)
-    _refuse_compressed(Path(model_path))
+    refuse_compressed(Path(model_path))
     tokenizer = load_tokenizer(model_path)
     overrides: dict[str, Any] = {}
     if config.dropout is not None:
@@ -112,7 +107,7 @@ def train_qa(
         with quiet_transformers():
             model = AutoModelForQuestionAnswering.from_pretrained(
                 model_path, ignore_mismatched_sizes=True,
-                use_safetensors=_has_safetensors(model_path), **overrides,
+                use_safetensors=use_safetensors(model_path), **overrides,
             )  # fmt: skip
     except (OSError, ValueError) as e:
         raise JiyiError(
