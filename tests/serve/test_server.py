@@ -23,8 +23,9 @@ import pytest
 from conftest import make_texts
 from jiyi.cli import main as run_cli
 from jiyi.serve import cli as serve_cli
-from jiyi.serve.app import STATIC_DIR, Settings, create_app
+from jiyi.serve.app import Settings, create_app
 from jiyi.serve.batcher import BatcherClosed, MicroBatcher, QueueFull
+from jiyi.serve.settings import STATIC_DIR
 
 TEXTS = [t for t, _ in make_texts(12, seed=7)]
 
