@@ -27,11 +27,8 @@ with character offsets (not the FAQ answers of a memory, which are for classific
 """
 
 import asyncio
-import hmac
-import logging
 import mimetypes
 import os
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
@@ -39,23 +36,23 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.security import HTTPBearer
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client import Counter as PromCounter
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from jiyi.errors import JiyiError
-from jiyi.serve.batcher import BatcherClosed, MicroBatcher, QueueFull
+from jiyi.serve.batcher import MicroBatcher
+from jiyi.serve.errors import (
+    ERRORS,
+    NOT_FOUND,
+    NOT_IMPLEMENTED,
+    ApiError,
+    error_response,
+    install_handlers,
+)
+from jiyi.serve.metrics import Metrics
+from jiyi.serve.middleware import AuthMiddleware, BodyMiddleware, GuardMiddleware
 from jiyi.serve.ner import NerService, is_ner
 from jiyi.serve.qa import QaService, is_qa
 from jiyi.serve.schemas import (
@@ -77,57 +74,14 @@ from jiyi.serve.schemas import (
 )
 from jiyi.serve.settings import Settings
 
-log = logging.getLogger("jiyi.serve")
-
 mimetypes.add_type("text/javascript", ".js")  # whatever the OS tables say
 mimetypes.add_type("text/css", ".css")
 API_VERSION = "1"
-DRAIN_LIMIT = 64 << 20  # an oversized body is read (and dropped) up to this, then cut off
 PLACEHOLDER_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>jiyi serve</title></head>
 <body><h1>jiyi serve</h1><p>The model is being served: see <a href="/v1/info">/v1/info</a>
 and the API description at <a href="/openapi.json">/openapi.json</a>.</p></body></html>
 """
-SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
-]
-ERROR_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "body_too_large",
-    422: "invalid_request",
-    429: "queue_full",
-    500: "internal_error",
-    501: "not_implemented",
-    503: "unavailable",
-    504: "timeout",
-}
-
-
-class ApiError(Exception):
-    """An error response: status, a short code and a message for the client."""
-
-    def __init__(
-        self, status: int, message: str, *, code: str | None = None, headers: dict | None = None
-    ):
-        super().__init__(message)
-        self.status = status
-        self.code = code or ERROR_CODES.get(status, "error")
-        self.message = message
-        self.headers = headers or {}
-
-
-def error_response(
-    status: int, message: str, *, code: str | None = None, headers: dict | None = None
-) -> JSONResponse:
-    """The one error shape: {"error": {"code", "message"}}."""
-    body = {"error": {"code": code or ERROR_CODES.get(status, "error"), "message": message}}
-    return JSONResponse(body, status_code=status, headers=headers)
-
 
 # ---- the model side (runs on the worker thread) ---------------------------------------------
 
@@ -310,298 +264,7 @@ class Service:
         }
 
 
-# ---- metrics -----------------------------------------------------------------------------------
-
-
-class Metrics:
-    """Prometheus metrics in the app's own registry (several apps can live in one process)."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.requests = PromCounter(
-            "jiyi_requests", "HTTP requests by endpoint, method and status",
-            ["endpoint", "method", "status"], registry=r,
-        )  # fmt: skip
-        self.latency = Histogram(
-            "jiyi_request_duration_seconds", "Request latency by endpoint", ["endpoint"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-            registry=r,
-        )  # fmt: skip
-        self.batch_size = Histogram(
-            "jiyi_batch_size", "Texts per forward pass",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r,
-        )  # fmt: skip
-        self.batch_seconds = Histogram(
-            "jiyi_batch_duration_seconds", "Seconds per forward pass",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=r,
-        )  # fmt: skip
-        self.queue_depth = Gauge("jiyi_queue_depth", "Texts waiting for the model", registry=r)
-        self.in_flight = Gauge("jiyi_requests_in_flight", "Requests being served", registry=r)
-
-    def batch(self, size: int, seconds: float) -> None:
-        self.batch_size.observe(size)
-        self.batch_seconds.observe(seconds)
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
-
-
-# ---- ASGI middleware -------------------------------------------------------------------------
-
-
-def _endpoint(scope: Scope) -> str:
-    """The route template of a request (bounded label values), or "unmatched"."""
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "unmatched"
-
-
-class GuardMiddleware:
-    """Outermost: metrics for every request, security headers, and the last line of defence:
-    an exception that escaped everything else becomes a JSON 500 (logged, no traceback sent)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics):
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-        started = False
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status, started
-            if message["type"] == "http.response.start":
-                started = True
-                status = int(message["status"])
-                headers = list(message.get("headers", []))
-                present = {k.lower() for k, _ in headers}
-                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in present]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        self.metrics.in_flight.inc()
-        try:
-            await self.app(scope, receive, send_wrapper)
-        except Exception:
-            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
-            if not started:
-                response = error_response(500, "internal error; the server log has the details.")
-                await response(scope, receive, send_wrapper)
-        finally:
-            self.metrics.in_flight.dec()
-            endpoint = _endpoint(scope)
-            self.metrics.requests.labels(endpoint, scope.get("method", ""), str(status)).inc()
-            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
-
-
-def _protected(path: str) -> bool:
-    return path == "/metrics" or path == "/v1" or path.startswith("/v1/")
-
-
-class AuthMiddleware:
-    """Bearer-token auth for /v1/* and /metrics, checked before the body is read; the token is
-    compared in constant time. /, /static/*, /healthz, /readyz and /openapi.json stay open."""
-
-    def __init__(self, app: ASGIApp, token: str):
-        self.app = app
-        self.token = token.encode("utf-8")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not _protected(scope.get("path", "")):
-            await self.app(scope, receive, send)
-            return
-        header = b""
-        for key, value in scope.get("headers", []):
-            if key.lower() == b"authorization":
-                header = value
-                break
-        scheme, _, credentials = header.strip().partition(b" ")
-        if scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self.token):
-            await self.app(scope, receive, send)
-            return
-        if not header:
-            message, challenge = (
-                "missing token: send the header Authorization: Bearer TOKEN.",
-                "Bearer",
-            )
-        else:
-            message, challenge = "wrong token.", 'Bearer error="invalid_token"'
-        response = error_response(401, message, headers={"WWW-Authenticate": challenge})
-        await response(scope, receive, send)
-
-
-def _is_json(content_type: str) -> bool:
-    kind = content_type.split(";", 1)[0].strip().lower()
-    return kind == "application/json" or (
-        kind.startswith("application/") and kind.endswith("+json")
-    )
-
-
-class BodyMiddleware:
-    """Reads a request body whole before the app sees it: 413 past `limit` bytes (by
-    Content-Length or as streamed; the rest is read and dropped, up to DRAIN_LIMIT, so the
-    client gets the answer), and 400 when a JSON body is not valid UTF-8."""
-
-    def __init__(self, app: ASGIApp, limit: int):
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
-            await self.app(scope, receive, send)
-            return
-        headers = {k.lower(): v for k, v in scope.get("headers", [])}
-        declared = headers.get(b"content-length")
-        too_large = (
-            f"the body is larger than --max-body-bytes {self.limit}; send fewer or shorter texts."
-        )
-        try:
-            declared_size = int(declared) if declared is not None else None
-        except ValueError:
-            declared_size = None
-        if declared_size is not None and declared_size > DRAIN_LIMIT:
-            await error_response(413, too_large)(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        over = declared_size is not None and declared_size > self.limit
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # the client went away
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                over = True
-            if not over:
-                chunks.append(chunk)
-            if not message.get("more_body", False) or size > DRAIN_LIMIT:
-                break
-        if over:
-            await error_response(413, too_large)(scope, receive, send)
-            return
-        body = b"".join(chunks)
-        if _is_json(headers.get(b"content-type", b"").decode("latin-1")):
-            try:
-                body.decode("utf-8")
-            except UnicodeDecodeError as e:
-                message_text = f"the body is not valid UTF-8 (byte {e.start}); send UTF-8 JSON."
-                await error_response(400, message_text, code="invalid_utf8")(scope, receive, send)
-                return
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-
-# ---- error handlers ----------------------------------------------------------------------------
-
-
-def _where(loc: tuple) -> str:
-    """("body", "texts", 3) -> "texts[3]"."""
-    out = ""
-    for part in loc[1:] if loc and loc[0] == "body" else loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "the body"
-
-
-def _validation_message(errors: list[dict], request: Request, settings: Settings) -> str:
-    content_type = request.headers.get("content-type", "")
-    if not _is_json(content_type):
-        what = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
-        return f"the body must be JSON sent with Content-Type: application/json (got {what})."
-    hints = {
-        ("texts", "too_long"): f" (--max-texts {settings.max_texts})",
-        ("questions", "too_long"): f" (--max-texts {settings.max_texts})",
-        ("contexts", "too_long"): f" (--max-texts {settings.max_texts})",
-        ("string_too_long",): f" (--max-chars {settings.max_chars})",
-    }
-    parts = []
-    for e in errors[:5]:
-        loc = tuple(e.get("loc", ()))
-        where = _where(loc)
-        msg = str(e.get("msg", "invalid value"))
-        if e.get("type") == "value_error":
-            msg = msg.removeprefix("Value error, ")
-        elif e.get("type") == "string_pattern_mismatch":
-            msg = "the text is empty or only whitespace"
-        elif e.get("type") == "missing" and where == "the body":
-            msg = "a JSON object is required"
-        hint = hints.get((where, e.get("type")), "") or hints.get((e.get("type"),), "")
-        parts.append(f"{where}: {msg}{hint}")
-    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-    return "; ".join(parts) + more + "."
-
-
-def _install_handlers(app: FastAPI, settings: Settings) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.message, code=exc.code, headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = list(exc.errors())
-        bad_json = next((e for e in errors if e.get("type") == "json_invalid"), None)
-        if bad_json is not None:
-            detail = (bad_json.get("ctx") or {}).get("error", "malformed")
-            loc = bad_json.get("loc", ())
-            at = f" at character {loc[1]}" if len(loc) > 1 and isinstance(loc[1], int) else ""
-            message = f"the body is not valid JSON ({detail}{at})."
-            return error_response(400, message, code="invalid_json")
-        return error_response(422, _validation_message(errors, request, settings))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        status = exc.status_code
-        if status == 404:
-            message = f"no such endpoint: {request.method} {request.url.path[:200]}"
-        elif status == 405:
-            message = f"method {request.method} is not allowed on {request.url.path[:200]}"
-        elif status == 400:
-            message = "the body could not be parsed as JSON."
-        else:
-            message = str(exc.detail)
-        headers = dict(exc.headers or {})
-        return error_response(status, message, headers=headers)
-
-    @app.exception_handler(QueueFull)
-    async def _full(request: Request, exc: QueueFull) -> JSONResponse:
-        return error_response(429, str(exc), headers={"Retry-After": str(exc.retry_after)})
-
-    @app.exception_handler(BatcherClosed)
-    async def _closed(request: Request, exc: BatcherClosed) -> JSONResponse:
-        return error_response(503, str(exc), headers={"Retry-After": "1"})
-
-    @app.exception_handler(JiyiError)
-    async def _user_error(request: Request, exc: JiyiError) -> JSONResponse:
-        return error_response(422, str(exc))
-
-
 # ---- the app -----------------------------------------------------------------------------------
-
-ERRORS = {
-    400: {"model": ErrorResponse, "description": "malformed JSON or invalid UTF-8"},
-    401: {"model": ErrorResponse, "description": "missing or wrong token"},
-    413: {"model": ErrorResponse, "description": "body over --max-body-bytes"},
-    422: {"model": ErrorResponse, "description": "invalid input; the message names the field"},
-    429: {"model": ErrorResponse, "description": "queue full; see Retry-After"},
-    503: {"model": ErrorResponse, "description": "shutting down"},
-    504: {"model": ErrorResponse, "description": "over --timeout-s"},
-}
-NOT_FOUND = {404: {"model": ErrorResponse, "description": "no memory loaded"}}
-NOT_IMPLEMENTED = {501: {"model": ErrorResponse, "description": "not available for this model"}}
 
 
 def _static_files(folder: Path) -> dict[str, Path]:
@@ -682,7 +345,7 @@ def create_app(
     app.state.service = service
     app.state.batcher = batcher
     app.state.metrics = metrics
-    _install_handlers(app, settings)
+    install_handlers(app, settings)
     # the token is checked by AuthMiddleware before the body is read; this only documents it
     bearer = HTTPBearer(auto_error=False, description="the server's --token")
     auth = [Depends(bearer)] if settings.token else []
