@@ -304,3 +304,56 @@ def test_warns_on_text_full_of_dropped_pieces(unigram_dir: Path, tmp_path: Path,
     assert len(caplog.records) == 1 and "trimmed" in caplog.records[0].getMessage()
     full_tok = AutoTokenizer.from_pretrained(str(unigram_dir))
     assert warn_unknown_rate(full_tok, unseen, unigram_dir) is None  # not trimmed: no warning
+
+
+def test_compress_cli_on_a_run(trained_run: Path, tiny_data_dir: Path, tmp_path: Path) -> None:
+    """`jiyi compress RUN --method trim-vocab`: the run's train file is the default corpus; the
+    folder is a drop-in classifier whose probabilities equal the original's on that text."""
+    import numpy as np
+
+    from jiyi.cli import main as run_cli
+    from jiyi.predict import load
+
+    out = tmp_path / "trimmed"
+    assert (
+        run_cli(["compress", str(trained_run), "--method", "trim-vocab", "--output", str(out)]) == 0
+    )
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["compress.json", "config.json", "jiyi.json", "model.safetensors",
+                            "tokenizer.json", "tokenizer_config.json", RECORD])  # fmt: skip
+    meta = json.loads((out / "jiyi.json").read_text())
+    step = meta["compress"]["chain"][0]
+    assert step["method"] == "trim-vocab" and meta["task"] == "classification"
+    assert step["corpus"] == [str(tiny_data_dir / "train.csv")] and step["keep"] is None
+    assert step["corpus_texts_segmented_differently"] == 0
+    report = json.loads((out / "compress.json").read_text())
+    original, trimmed = report["results"]
+    assert trimmed["parameters"] < original["parameters"]
+    weights = "model.safetensors"
+    assert (out / weights).stat().st_size < (trained_run / "model" / weights).stat().st_size
+    assert report["agreement_with_original"][1] == 1.0
+    texts = read_corpus([tiny_data_dir / "train.csv"])
+    a, b = load(trained_run).predict_proba(texts), load(out).predict_proba(texts)
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_compress_cli_on_a_model_folder(unigram_dir: Path, tmp_path: Path, capsys) -> None:
+    from jiyi.cli import main as run_cli
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(t + "\n" for t in corpus_texts()))
+    out = tmp_path / "out"
+    argv = ["compress", str(unigram_dir), "--method", "trim-vocab", "--corpus", str(corpus),
+            "--keep", "50", "--output", str(out)]  # fmt: skip
+    assert run_cli(argv) == 0
+    assert "no report" in capsys.readouterr().err
+    assert not (out / "compress.json").exists()  # an encoder: nothing to measure
+    record = json.loads((out / RECORD).read_text())
+    assert record["kept"] == 50 + 6 and record["corpus"] == [str(corpus)]
+    assert run_cli(argv) == 2  # the folder exists now: refused, named
+    assert "--output" in capsys.readouterr().err
+    argv = ["compress", str(unigram_dir), "--method", "trim-vocab", "--corpus", "missing.txt",
+            "--output", str(tmp_path / "o2")]  # fmt: skip
+    assert run_cli(argv) == 2
+    assert "--corpus missing.txt: no such file" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()

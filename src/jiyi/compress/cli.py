@@ -16,6 +16,7 @@ EXAMPLES = """examples:
   jiyi compress runs/rt --method prune-heads --ratio 0.3 --recover-epochs 1 --output runs/rt-pruned
   jiyi compress runs/rt --method distill,prune-heads,onnx-int8 --output runs/rt-small
   jiyi compress runs/rt --output runs/rt-int8 --report-only      # measure again
+  jiyi compress me5-small --method trim-vocab --corpus zh/train.csv zh/test.csv --output me5-zh
   jiyi predict runs/rt-int8 --input texts.txt                      # a drop-in: no extra flag
 """
 
@@ -30,8 +31,13 @@ def cmd_compress(args: argparse.Namespace) -> int:
         write_report,
     )
     from jiyi.compress.report import measure
+    from jiyi.compress.trim_vocab import is_classifier
 
     threads = args.threads or len(os.sched_getaffinity(0))
+    if not Path(args.run_dir).exists():  # an alias such as me5-small
+        from jiyi.models import resolve_model
+
+        args.run_dir = resolve_model(args.run_dir, "RUN_DIR")
     out = Path(args.output)
     if args.report_only:
         if not (out / "jiyi.json").is_file():
@@ -58,14 +64,19 @@ def cmd_compress(args: argparse.Namespace) -> int:
             opset=args.opset,
             train=args.train,
             validation=args.validation,
+            corpus=args.corpus,
+            keep=args.keep,
         )
         made = compress(args.run_dir, methods, out, settings, overwrite=args.overwrite)
         steps = [step for _, _, step in made]
         artifacts = [(m, d) for m, d, _ in made]
         print(f"written: {out}", file=sys.stderr)
+    source = model_dir_of(args.run_dir)
+    if not args.report_only and methods == ["trim-vocab"] and not is_classifier(source):
+        print("no report: the model has no classification head to measure", file=sys.stderr)
+        return 0
     if args.no_report:
         return 0
-    source = model_dir_of(args.run_dir)
     data, texts, gold = report_data(source, args.data)
     rows: list[dict[str, Any]] = []
     for name, folder in [("original", source), *artifacts]:
@@ -103,11 +114,16 @@ def add_parsers(verbs: Any) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a jiyi run directory (or its model/ folder)")
+    p.add_argument(
+        "run_dir",
+        metavar="RUN_DIR",
+        help="a jiyi run directory (or its model/ folder); trim-vocab takes any model folder or "
+        "alias too",
+    )
     p.add_argument(
         "--method",
         metavar="M[,M...]",
-        help="distill, prune-heads, dynamic-int8, bf16, onnx, onnx-int8; a comma list runs in "
+        help="trim-vocab, distill, prune-heads, dynamic-int8, bf16, onnx, onnx-int8; a comma list runs in "
         "order (distill and prune-heads first, one format last)",
     )
     p.add_argument("--output", required=True, metavar="OUT_DIR", help="the compressed model folder")
@@ -144,6 +160,19 @@ def add_parsers(verbs: Any) -> None:
     p.add_argument("--lr", type=float, default=1e-4, help="distill / recovery learning rate")
     p.add_argument("--batch-size", type=int, default=32, help="distill / recovery batch size")
     p.add_argument("--seed", type=int, default=0, help="distill / recovery seed")
+    p.add_argument(
+        "--corpus",
+        nargs="+",
+        metavar="FILE",
+        help="trim-vocab: texts whose vocabulary pieces stay (.txt a text per line, or CSV/JSONL/"
+        "Parquet with a text column; default: the run's train file)",
+    )
+    p.add_argument(
+        "--keep",
+        type=int,
+        metavar="N",
+        help="trim-vocab: keep at most the N most frequent corpus pieces (default: all of them)",
+    )
     p.add_argument("--opset", type=int, default=17, help="onnx: the ONNX opset (default 17)")
     p.add_argument("--threads", type=int, help="threads for every measurement (default: all cores)")
     p.add_argument("--no-report", action="store_true", help="compress only; measure nothing")

@@ -1,5 +1,7 @@
 """`jiyi compress`: run a chain of methods on a fine-tuned model, then measure every artifact.
 
+    trim-vocab  keep the vocabulary pieces a corpus uses (--corpus; the run's train file by
+                default), drop the other embedding rows; same tokens on the corpus
     distill     a student with fewer layers trained on the teacher's soft targets + hard labels
     prune-heads remove the least important attention heads (physically), optional recovery
     dynamic-int8  int8 Linear weights, activations quantized at run time (torch.ao)
@@ -27,7 +29,7 @@ from jiyi.compress.artifacts import copy_support_files, model_dir_of, read_meta,
 from jiyi.errors import JiyiError
 from jiyi.io import atomic_directory, atomic_write_json
 
-METHODS = ("distill", "prune-heads", "dynamic-int8", "bf16", "onnx", "onnx-int8")
+METHODS = ("trim-vocab", "distill", "prune-heads", "dynamic-int8", "bf16", "onnx", "onnx-int8")
 FINAL = ("dynamic-int8", "bf16", "onnx", "onnx-int8")
 
 
@@ -46,6 +48,8 @@ class Settings:
     train: str | None = None
     validation: str | None = None
     max_examples: int = 2000  # validation rows used for head importance
+    corpus: list[str] | None = None  # trim-vocab: the texts whose pieces stay
+    keep: int | None = None  # trim-vocab: at most this many corpus pieces (the most frequent)
 
 
 def parse_methods(spec: str) -> list[str]:
@@ -149,6 +153,11 @@ def _step(method: str, src: Path, dst: Path, settings: Settings, files: tuple) -
             f"--method {method} needs an fp32 PyTorch model."
         )
     train_file, val_file = files
+    if method == "trim-vocab":
+        from jiyi.compress.trim_vocab import trim_step
+
+        corpus = settings.corpus or [_need(train_file, "--corpus", method)]
+        return trim_step(src, dst, meta, corpus, settings.keep)
     model, tokenizer = load_classifier(src)
     step: dict[str, Any] = {"method": method}
     t0 = time.perf_counter()

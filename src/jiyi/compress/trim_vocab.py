@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -98,9 +97,15 @@ def tokenizer_json(model_dir: Path) -> dict[str, Any]:
     file = model_dir / "tokenizer.json"
     if file.is_file():
         return json.loads(file.read_text(encoding="utf-8"))
-    from jiyi.models import load_tokenizer
+    from transformers import AutoTokenizer
 
-    return json.loads(load_tokenizer(str(model_dir)).backend_tokenizer.to_str())
+    from jiyi.hf import quiet_transformers
+
+    with quiet_transformers():
+        tok = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=False)
+    if not getattr(tok, "is_fast", False):
+        raise JiyiError(f"{model_dir}: trim-vocab needs a fast (Rust) tokenizer; this one is slow.")
+    return json.loads(tok.backend_tokenizer.to_str())
 
 
 def backend(spec: dict[str, Any]) -> Any:
@@ -256,10 +261,15 @@ def load_any(model_dir: Path) -> Any:
     import transformers
     from transformers import AutoConfig, AutoModel
 
-    from jiyi.models import quiet_transformers
+    from jiyi.hf import quiet_transformers
 
     if not any(model_dir.glob("*.safetensors")):
         raise JiyiError(f"{model_dir}: no .safetensors weights (jiyi never loads pickles).")
+    if json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("jiyi_pruned_heads"):
+        raise JiyiError(
+            f"{model_dir}: its attention heads are pruned; trim the vocabulary first "
+            "(--method trim-vocab,prune-heads)."
+        )
     config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=False)
     names = getattr(config, "architectures", None) or []
     cls = getattr(transformers, names[0], None) if names else None
@@ -345,8 +355,8 @@ def trim_into(
     `dst` (the caller makes it atomic). Returns the record also written to `dst/trim_vocab.json`
     (without `new_to_old`)."""
     from jiyi.compress.artifacts import copy_support_files
+    from jiyi.hf import quiet_transformers
     from jiyi.io import atomic_write_json
-    from jiyi.models import quiet_transformers
 
     src = Path(src)
     if keep is not None and keep < 1:
@@ -419,6 +429,33 @@ def trim_vocab(
     src = model_dir_of(model_dir)
     with atomic_directory(output) as tmp:
         return trim_into(src, tmp, texts, keep=keep, characters=characters, corpus=corpus)
+
+
+def trim_step(
+    src: Path, dst: Path, meta: dict[str, Any], corpus: Sequence[str], keep: int | None
+) -> dict[str, Any]:
+    """`jiyi compress --method trim-vocab`: one step of the compress chain; `dst` is written
+    whole (model, tokenizer, trim_vocab.json, jiyi.json with the chain) or not at all."""
+    import time
+
+    from jiyi.compress.artifacts import write_meta
+    from jiyi.io import atomic_directory
+
+    texts = read_corpus(corpus, text_column=meta.get("text_column") or "text")
+    t0 = time.perf_counter()
+    with atomic_directory(dst) as tmp:
+        record = trim_into(src, tmp, texts, keep=keep, corpus=corpus)
+        step = {"method": "trim-vocab", **record}
+        meta_out = write_meta(tmp, meta, "torch", step, src)
+    step["seconds"] = round(time.perf_counter() - t0, 1)
+    step["format"] = meta_out["format"]
+    return step
+
+
+def is_classifier(model_dir: Path) -> bool:
+    """A folder with a sequence-classification head (what the compress report measures)."""
+    config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    return any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or [])
 
 
 def normalized(tok: Any, text: str) -> str:
@@ -575,20 +612,16 @@ def warn_unknown_rate(tokenizer: Any, enc: Any, model_dir: str | Path) -> float 
     return rate
 
 
-def copy_record(src: Path, dst: Path) -> None:
-    """Carry `trim_vocab.json` along when a trimmed folder is re-saved."""
-    if (Path(src) / RECORD).is_file():
-        shutil.copy2(Path(src) / RECORD, Path(dst) / RECORD)
-
-
 __all__ = [
     "CONFIG_KEY",
     "RECORD",
     "apply_freeze",
     "base_for_training",
     "freeze_embeddings",
+    "is_classifier",
     "read_corpus",
     "segmentation_drift",
+    "trim_step",
     "trim_vocab",
     "warn_unknown_rate",
 ]
