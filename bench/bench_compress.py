@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-JIYI = [sys.executable, "-m", "jiyi"]
+from common import JIYI, read_json
+
 METHODS: dict[str, list[str]] = {
     "dynamic-int8": ["--method", "dynamic-int8"],
     "bf16": ["--method", "bf16"],
@@ -113,6 +114,32 @@ def verdicts(rows: list[dict[str, Any]]) -> dict[str, str]:
             )
         out[r["name"]] = "; ".join(checks)
     return out
+
+
+def render_section(folder: Path) -> str:
+    """This benchmark's section of RESULTS.md, from FOLDER/compress.json ("" when absent)."""
+    r = read_json(folder / "compress.json")
+    if r is None:
+        return ""
+    lines = [
+        "## Compression: `jiyi compress` (bench/bench_compress.py)\n",
+        f"MiniLM fine-tuned on Rotten Tomatoes (the `jiyi` row's run); test file `{r['data']}`; "
+        "every artifact measured in one process, one after another, warm. Speed-ups are "
+        "against the original in the same table. `agree` = same label as the original.\n",
+    ]
+    for threads, t in r["threads"].items():
+        lines += [f"### {threads} thread(s)\n", t["table"], ""]
+        lines += [
+            "| model | agree |",
+            "| --- | ---: |",
+            *(f"| {row['name']} | {row['agreement']:.1%} |" for row in t["rows"][1:]),
+            "",
+        ]
+    first = next(iter(r["threads"].values()))["rows"]
+    lines += ["Targets (2 threads):\n", *(f"- {k}: {v}" for k, v in verdicts(first).items()), ""]
+    lines += [f"Command: `{r['command']}`; compression steps: "]
+    lines += [f"- {k}: `{v['command']}` ({v['seconds']} s)" for k, v in r["steps"].items()]
+    return "\n".join([*lines, ""])
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import cpu_model, md_table, read_csv, usable_cores, versions, write_json
+from common import cpu_model, md_table, read_csv, read_json, usable_cores, versions, write_json
 
 TEXT = (
     "an intelligent, beautifully acted drama whose quiet second half never quite earns the "
@@ -186,6 +186,48 @@ def main() -> int:
     write_json(out / "explain.json", report)
     print(f"\nwritten: {out / 'explain.json'}", file=sys.stderr)
     return 0
+
+
+# --- RESULTS.md --------------------------------------------------------------------------------
+
+
+def render_section(folder: Path) -> str:
+    """This benchmark's section of RESULTS.md (IG timing, deletion test) from FOLDER/explain.json;
+    "" when it has not run."""
+    r = read_json(folder / "explain.json")
+    if r is None:
+        return ""
+    lines = ["## Inspection: `jiyi explain` (bench/bench_explain.py)\n"]
+    t = r.get("timing")
+    if t:
+        lines += [
+            f"One {t['tokens']}-token text, the benchmark's MiniLM run, integrated gradients with "
+            f"{t['steps']} steps, {t['threads']} threads; best and median of the timed runs.\n",
+            "| what | best (s) | median (s) |",
+            "| --- | ---: | ---: |",
+        ]
+        for key, name in (
+            ("ig_internal_batch_16", "IG, internal batch 16"),
+            ("ig_internal_batch_50", "IG, internal batch 50"),
+            ("explain_text", "everything for one text (4 methods + deletion test)"),
+        ):
+            lines.append(f"| {name} | {t[key]['best']:.2f} | {t[key]['median']:.2f} |")
+        lines.append(f"\nTarget: IG under {t['target_s']:g} s for one 64-token text.\n")
+    f = r.get("faithfulness")
+    if f:
+        lines += [
+            f"Deletion test (AOPC over k = 1..K top-attributed tokens removed, against k random "
+            f"tokens), {f['n_texts']} Rotten Tomatoes test texts:\n",
+            "| method | AOPC | random AOPC | margin ± s.e. | beats random on |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for name, m in f["methods"].items():
+            lines.append(
+                f"| {name} | {m['aopc']:.4f} | {m['random_aopc']:.4f} | "
+                f"{m['margin']:+.4f} ± {m['margin_stderr'] or 0:.4f} | {100 * m['win_rate']:.0f}% |"
+            )
+        lines.append("")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -35,9 +35,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import md_table, mean_std, per_class_sample, read_csv, usable_cores, write_csv
+from common import (
+    JIYI,
+    md_table,
+    mean_std,
+    per_class_sample,
+    read_csv,
+    read_json,
+    usable_cores,
+    write_csv,
+)
 
-JIYI = [sys.executable, "-m", "jiyi"]
 FEWSHOT = {"per_class": 16, "validation_per_class": 32, "epochs": 10, "batch_size": 8, "lr": 5e-5}
 TOPIC = {"train_per_class": 300, "validation_per_class": 50, "test_per_class": 200, "new": 16}
 
@@ -292,6 +300,16 @@ def main(argv: list[str] | None = None) -> int:
     file.write_text(json.dumps(results, indent=2))
     print(render(results))
     return 0
+
+
+def render_section(folder: Path) -> str:
+    """This benchmark's section of RESULTS.md, from FOLDER/memory.json ("" when absent)."""
+    r = read_json(folder / "memory.json")
+    if r is None:
+        return ""
+    lines = ["## Memory: kNN-augmented and memory-only (bench/bench_memory.py)\n", render(r), ""]
+    lines.append(f"Command: `{r.get('command', '')}` ({r.get('seconds')} s).\n")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

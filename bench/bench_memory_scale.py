@@ -23,6 +23,7 @@ import argparse
 import datetime as dt
 import gc
 import hashlib
+import json
 import platform
 import resource
 import shlex
@@ -553,6 +554,38 @@ def main(argv: list[str] | None = None) -> None:
     md = render(res)
     (args.output / "memory_scale.md").write_text(md, encoding="utf-8")
     print(md, end="")
+
+
+def render_section(folder: Path) -> str:
+    """This benchmark's section of RESULTS.md: FOLDER/memory_scale.md one heading level down, and
+    a note when index.py's defaults changed since ("" when absent)."""
+    scale = folder / "memory_scale.md"
+    if not scale.is_file():
+        return ""
+    body = [
+        ("##" + line if line.startswith("#") else line)
+        for line in scale.read_text().splitlines()
+        if not line.startswith("# ")  # its title: the section heading replaces it
+    ]
+    lines = ["## Memory at scale (bench/bench_memory_scale.py)\n", *body, ""]
+    return "\n".join(lines + defaults_note(folder / "memory_scale.json"))
+
+
+def defaults_note(path: Path) -> list[str]:
+    """Say so when index.py's defaults changed after the scale run (its table marks the old)."""
+    if not path.is_file():
+        return []
+    used = json.loads(path.read_text()).get("index_py", {}).get("defaults", {})
+    changed = {k: (v, DEFAULTS.get(k)) for k, v in used.items() if DEFAULTS.get(k) != v}
+    if not changed:
+        return []
+    what = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
+    return [
+        f"Defaults changed after this run, from its results: {what} (nprobe 0 = nlist / 32, "
+        "and IVF now makes 4·sqrt(N) cells where this run made sqrt(N), the nlist=1000 above). "
+        "The rows marked (default) are the old defaults; the new HNSW default is the "
+        "ef_search=256 row.\n"
+    ]
 
 
 if __name__ == "__main__":

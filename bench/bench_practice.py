@@ -27,10 +27,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import per_class_sample, read_csv, run_checked, subset, usable_cores, write_csv
+from common import (
+    JIYI,
+    md_table,
+    per_class_sample,
+    read_csv,
+    read_parts,
+    repo_relative,
+    run_checked,
+    subset,
+    usable_cores,
+    write_csv,
+)
 from common import write_json as save_json
 
-JIYI = [sys.executable, "-m", "jiyi"]
 PARTS = ("curve", "l1", "bias")
 CURVE = {"seeds": 3, "epochs": 1, "min_steps": 60, "batch_size": 32, "lr": 1e-4,
          "max_length": 64, "target": 0.85, "fit_up_to": 0.25, "validation_rows": 500}  # fmt: skip
@@ -191,6 +201,120 @@ def main(argv: list[str] | None = None) -> int:
         save_json(out / f"{part}.json", result)
         print(f"[{part}] done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     return 0
+
+
+# --- RESULTS.md --------------------------------------------------------------------------------
+
+
+def render_section(folder: Path) -> str:
+    """This benchmark's section of RESULTS.md from FOLDER/PART.json (curve, l1, bias), paths
+    relative to the repository; "" when no part has run."""
+    parts = read_parts(folder, PARTS)
+    if not parts:
+        return ""
+    lines = ["## How much data, L1, bias (bench/bench_practice.py)\n"]
+    if "curve" in parts:
+        lines += _practice_curve(parts["curve"])
+    if "l1" in parts:
+        lines += _practice_l1(parts["l1"])
+    if "bias" in parts:
+        lines += _practice_bias(parts["bias"])
+    return repo_relative("\n".join(lines))
+
+
+def _practice_curve(r: dict[str, Any]) -> list[str]:
+    s = r["settings"]
+    rows = [
+        [f"{b['n']:,}", f"{b['mean']:.4f} ± {b.get('std') or 0:.4f}", str(b.get("seeds", ""))]
+        for b in r.get("by_size") or []
+    ]
+    lines = [
+        "### Learning curve: MiniLM on Rotten Tomatoes\n",
+        f"`{r['command']}` ({r['seconds'] / 60:.0f} min). Validation accuracy on "
+        f"{s.get('validation_rows', 1276):,} rows of the validation split (the same rows for "
+        f"every point); {s['seeds']} seeds per size (each seed draws its own nested, "
+        f"stratified subsets); {s['epochs']} epoch with at least {s['min_steps']} steps, batch "
+        f"{s['batch_size']}, lr {s['lr']}, max length {s['max_length']}.\n",
+        md_table(["training examples", "accuracy mean ± std", "seeds"], rows),
+        "",
+        f"Summary line: {r.get('summary')}\n",
+    ]
+    fit = r.get("fit")
+    if fit:
+        lines.append(
+            "Fit on all sizes: a = {:.4f}, b = {:.3f}, c = {:.3f} (95% intervals in curve.json; "
+            "{}).\n".format(fit["a"]["value"], fit["b"]["value"], fit["c"]["value"],
+                             fit.get("uncertainty"))
+        )  # fmt: skip
+    ex = r["extrapolation"]
+    if ex["checks"]:
+        sizes = ", ".join(f"{n:,}" for n in ex["fit_sizes"])
+        lines += [
+            f"Extrapolation: the power law refitted on the sizes up to "
+            f"{s['fit_up_to']:.0%} only ({sizes} examples), predicting the larger sizes:\n",
+            md_table(
+                ["examples", "measured mean", "predicted", "95% band", "error (points)", "inside"],
+                [
+                    [f"{c['n']:,}", f"{c['measured_mean']:.4f}", f"{c['predicted']:.4f}",
+                     f"{c['low']:.4f}–{c['high']:.4f}", f"{c['error_points']:+.2f}",
+                     "yes" if c["inside"] else "no"]
+                    for c in ex["checks"]
+                ],
+            ),
+            "",
+        ]  # fmt: skip
+    if r.get("plot"):
+        lines.append(f"Plot: `{r['plot']}` (copied to `docs/rt-curve.png`).\n")
+    return lines
+
+
+def _practice_l1(r: dict[str, Any]) -> list[str]:
+    s = r["settings"]
+    rows = []
+    for arm, a in r["arms"].items():
+        per_seed = ", ".join(f"{v['accuracy']:.4f}" for v in a["seeds"].values())
+        rows.append([arm, " ".join(a["flags"]), f"{a['accuracy_mean']:.4f} ± "
+                     f"{a['accuracy_std']:.4f}", per_seed, f"{a['near_zero']:.2%}",
+                     f"{a['exact_zero']:.2%}"])  # fmt: skip
+    return [
+        "### L1 vs weight decay vs neither, few-shot\n",
+        f"MiniLM, {s['per_class']} training examples per class drawn per seed (seeds "
+        f"{', '.join(map(str, s['seeds']))}), {s['epochs']} epochs, batch {s['batch_size']}, lr "
+        f"{s['lr']}, max length {s['max_length']}; best epoch by accuracy on {s['validation_rows']} "
+        "validation rows; test accuracy on all 1,275 test rows. Sparsity: share of the penalised "
+        "weights (matrices, not biases or LayerNorm) of the tested model with |w| < 1e-3, and "
+        "exactly 0.\n",
+        md_table(["arm", "flags", "test accuracy", "per seed", "\\|w\\| < 1e-3", "w = 0"], rows),
+        "",
+    ]
+
+
+def _practice_bias(r: dict[str, Any]) -> list[str]:
+    b = r["bias"]
+    lo, hi = b["flip_rate_ci95"]
+    rows = [
+        [pair, p["group"], str(p["n"]), str(p["n_flipped"]), f"{p['mean_change']:+.4f}",
+         f"{p['mean_abs_change']:.4f}"]
+        for pair, p in list(b["by_pair"].items())[:12]
+    ]  # fmt: skip
+    worst = [
+        f"- {w['change']:+.3f} ({w['label']} → {w['counterfactual_label']}): "
+        f"“{w['text'][:110]}” → “{w['counterfactual'][:110]}”"
+        for w in b["worst"][:5]
+    ]
+    return [
+        "### Counterfactual bias probe: the MiniLM Rotten Tomatoes run\n",
+        f"`{r['command']}` ({r['seconds']:.0f} s), the default English swap list. "
+        f"{b['n_affected']:,} of {b['n_texts']:,} test texts hold a listed term. Flip rate "
+        f"**{b['flip_rate']:.2%}** ({b['n_flipped']} texts; 95% {lo:.2%}–{hi:.2%}); mean change "
+        f"of the originally predicted class's probability {b['mean_change']:+.4f}, mean absolute "
+        f"change {b['mean_abs_change']:.4f}.\n",
+        md_table(["pair", "group", "texts", "flipped", "mean change", "mean \\|change\\|"], rows),
+        "",
+        "Largest changes:\n",
+        *worst,
+        "",
+    ]
 
 
 if __name__ == "__main__":

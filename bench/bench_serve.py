@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from common import read_json
+
 CLIENTS = (1, 8, 64)
 REQUESTS = {1: 150, 8: 60, 64: 16}  # per client: bounded in count (and so in time)
 
@@ -263,6 +265,24 @@ def render(r: dict[str, Any]) -> str:
             f"RSS {s['rss_mb_start']} → {s['rss_mb_end']} MB ({s['rss_growth']:+.1%})."
         )
     return "\n".join(lines)
+
+
+def render_section(folder: Path) -> str:
+    """This benchmark's section of RESULTS.md, from FOLDER/serve.json ("" when absent)."""
+    r = read_json(folder / "serve.json")
+    if r is None:
+        return ""
+    return "\n".join(
+        [
+            "## Serving: `jiyi serve` under load (bench/bench_serve.py)\n",
+            f"Single-text POST /v1/predict from {r.get('client', 'python')} clients on loopback "
+            f"(one connection each); server and load generator share the machine's cores; server "
+            f"threads {r['threads']}.\n",
+            render(r),
+            "",
+            f"Command: `{r['command']}`\n",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -257,5 +257,16 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_section(folder: Path) -> str:
+    """This benchmark's section of RESULTS.md: FOLDER/summarize.md under its RESULTS.md heading
+    ("" when absent)."""
+    path = folder / "summarize.md"
+    if not path.is_file():
+        return ""
+    text = path.read_text(encoding="utf-8")
+    heading = "## Extractive summarization: `jiyi summarize` (bench/bench_summarize.py)"
+    return text.replace("## Extractive summarization (`jiyi summarize`)", heading) + "\n"
+
+
 if __name__ == "__main__":
     main()

@@ -25,30 +25,40 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
+import results_md
 from common import (
+    JIYI,
     agreement,
+    cpu_model,
+    export_dataset,
+    fmt,
     matmul_peak_gflops,
+    md_table,
     mean_std,
     parameter_counts,
     per_class_sample,
     read_csv,
-    render,
+    read_json,
     run_checked,
+    run_worker,
     subset,
     timed,
     token_lengths,
     train_tokens,
     usable_cores,
+    verdict,
+    versions,
+    worker_env,
     write_csv,
     write_json,
 )
+from train_hf import trainer_row
 
 ROWS = ("a", "b", "jiyi", "jiyi_bf16", "infer", "fewshot")
 TITLES = {
@@ -75,7 +85,6 @@ FULL = {
 QUICK = {"train": 512, "validation": 256, "test": 256, "fewshot_seeds": [0], "fewshot_epochs": 2}
 FEWSHOT = {"per_class": 16, "batch_size": 8, "augment_copies": 4, "augment_rate": 0.1}
 INFER_REPEATS = 3
-JIYI = [sys.executable, "-m", "jiyi"]  # the CLI, in this interpreter
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -84,99 +93,6 @@ RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
 
 def worker_peak(cfg: dict[str, Any]) -> dict[str, Any]:
     return matmul_peak_gflops(cfg["threads"])
-
-
-def worker_hf(cfg: dict[str, Any], variant: str) -> dict[str, Any]:
-    """The HF Trainer, set up as examples/pytorch/text-classification/run_classification.py does."""
-    import numpy as np
-    import torch
-    from datasets import Dataset
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        Trainer,
-        TrainingArguments,
-        default_data_collator,
-        set_seed,
-    )
-
-    from jiyi.models import resolve_model
-
-    torch.set_num_threads(cfg["threads"])
-    hp, dynamic = cfg["hparams"], variant == "b"
-    splits = {s: read_csv(p) for s, p in cfg["data"].items()}
-    labels = sorted({r["label"] for r in splits["train"]})
-    label2id = {label: i for i, label in enumerate(labels)}
-    model_path = resolve_model("minilm")
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-
-    def tokenize(batch: dict[str, list[Any]]) -> dict[str, Any]:
-        padding = False if dynamic else "max_length"
-        enc = tokenizer(
-            batch["text"], padding=padding, truncation=True, max_length=hp["max_length"]
-        )
-        enc["label"] = [label2id[y] for y in batch["label"]]
-        return enc
-
-    data = {
-        s: Dataset.from_dict(
-            {"text": [r["text"] for r in rows], "label": [r["label"] for r in rows]}
-        ).map(tokenize, batched=True, remove_columns=["text", "label"])
-        for s, rows in splits.items()
-    }
-    set_seed(hp["seed"])
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id
-    )
-    args = TrainingArguments(
-        output_dir=str(Path(cfg["output"]) / "runs" / f"hf_{variant}"),
-        num_train_epochs=cfg["epochs"],
-        per_device_train_batch_size=hp["batch_size"],
-        learning_rate=hp["lr"],
-        warmup_steps=hp["warmup_ratio"],  # a float < 1 is a ratio of the total steps in 5.x
-        weight_decay=hp["weight_decay"],
-        eval_strategy="epoch",
-        save_strategy="no",
-        logging_strategy="epoch",
-        report_to=[],
-        seed=hp["seed"],
-        use_cpu=True,
-        disable_tqdm=True,
-        train_sampling_strategy="group_by_length" if dynamic else "random",
-    )
-
-    def accuracy(pred: Any) -> dict[str, float]:
-        return {"accuracy": float((np.argmax(pred.predictions, -1) == pred.label_ids).mean())}
-
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=data["train"],
-        eval_dataset=data["validation"],
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer) if dynamic else default_data_collator,
-        compute_metrics=accuracy,
-    )
-    t0 = time.perf_counter()
-    trainer.train()
-    train_seconds = time.perf_counter() - t0
-    pred = trainer.predict(data["test"])
-    lengths = token_lengths(tokenizer, [r["text"] for r in splits["train"]], hp["max_length"])
-    steps = trainer.state.global_step
-    return {
-        "system": TITLES[variant],
-        "test_accuracy": accuracy(pred)["accuracy"],
-        "train_seconds": train_seconds,
-        "steps": steps,
-        "validations": sum("eval_accuracy" in h for h in trainer.state.log_history),
-        "validation_accuracy": [
-            h["eval_accuracy"] for h in trainer.state.log_history if "eval_accuracy" in h
-        ],
-        "train_tokens": train_tokens(lengths, cfg["epochs"], steps, hp["batch_size"]),
-        "params": parameter_counts(model),
-        "eval_batch_size": args.per_device_eval_batch_size,
-    }
 
 
 def worker_jiyi(cfg: dict[str, Any], row: str = "jiyi") -> dict[str, Any]:
@@ -381,11 +297,7 @@ def jiyi_train(
 def prepare_data(out: Path, quick: bool, env: dict[str, str]) -> dict[str, Any]:
     """Export Rotten Tomatoes with jiyi, then write the (sub)sets every row reads."""
     export = out / "data" / "export"
-    shutil.rmtree(export, ignore_errors=True)
-    cmd = [*JIYI, "data", "export", "rotten-tomatoes", "--output", str(export)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"`{shlex.join(cmd)}` failed ({proc.returncode}):\n{proc.stderr.strip()}")
+    export_dataset("rotten-tomatoes", export, env)
     sizes = QUICK if quick else FULL
     paths, counts = {}, {}
     for split in ("train", "validation", "test"):
@@ -397,25 +309,10 @@ def prepare_data(out: Path, quick: bool, env: dict[str, str]) -> dict[str, Any]:
 
 
 def run_row(name: str, out: Path, env: dict[str, str]) -> dict[str, Any]:
-    """Run one worker in a fresh process; its ROW.json, or the error that stopped it."""
-    result_file, log_file = out / f"{name}.json", out / "logs" / f"{name}.log"
-    result_file.unlink(missing_ok=True)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--output", str(out)]
-    t0 = time.perf_counter()
-    with open(log_file, "w", encoding="utf-8") as log:
-        rc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
-    wall = time.perf_counter() - t0
-    if rc == 0 and result_file.is_file():
-        return json.loads(result_file.read_text())
-    tail = log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-20:]
-    result = {
-        "error": f"worker exited {rc}",
-        "log": str(log_file),
-        "log_tail": tail,
-        "wall_seconds": wall,
-    }
-    write_json(result_file, result)
+    """Run one worker in a fresh process; its ROW.json, or the error that stopped it (written)."""
+    result = run_worker(__file__, name, out, env)
+    if "error" in result:
+        write_json(out / f"{name}.json", result)
     return result
 
 
@@ -423,8 +320,8 @@ def worker_main(name: str, out: Path) -> int:
     cfg = json.loads((out / "bench_config.json").read_text())
     workers = {
         "peak": worker_peak,
-        "a": lambda c: worker_hf(c, "a"),
-        "b": lambda c: worker_hf(c, "b"),
+        "a": lambda c: {"system": TITLES["a"], **trainer_row(c, "a")},
+        "b": lambda c: {"system": TITLES["b"], **trainer_row(c, "b")},
         "jiyi": worker_jiyi,
         "jiyi_bf16": lambda c: worker_jiyi(c, "jiyi_bf16"),
         "infer": worker_infer,
@@ -480,22 +377,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         return worker_main(args.worker, out)
     if args.render_only:
-        report = render(json.loads((out / "bench_config.json").read_text()), out)
+        report = render(out)
         Path(args.results_md).write_text(report, encoding="utf-8")
         return 0
 
     only = [r.strip() for r in args.only.split(",") if r.strip()]
     if unknown := sorted(set(only) - set(ROWS)):
         parser.error(f"--only: unknown rows {', '.join(unknown)}; choose from {', '.join(ROWS)}")
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": str(args.threads),
-        "MKL_NUM_THREADS": str(args.threads),
-        "TOKENIZERS_PARALLELISM": "false",
-        "JIYI_NO_PROGRESS": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.setdefault("HF_HUB_OFFLINE", "1")
+    env = worker_env(args.threads)
     out.mkdir(parents=True, exist_ok=True)
     epochs = 1 if args.quick else args.epochs
     sizes = QUICK if args.quick else FULL
@@ -521,11 +410,247 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
-    report = render(cfg, out)
+    report = render(out)
     for path in (Path(args.results_md), out / "RESULTS.md"):
         path.write_text(report, encoding="utf-8")
     print(report)
     return 0
+
+
+# --- RESULTS.md: this benchmark's header and tables, every other benchmark's section, failures --
+
+
+def render(out: Path) -> str:
+    """bench/RESULTS.md from the results in `out`: this benchmark's header and tables (from
+    OUT/bench_config.json and every OUT/ROW.json), then the section of every other benchmark
+    (`results_md.SECTIONS`), then the rows that failed."""
+    rows = {
+        p.stem: json.loads(p.read_text())
+        for p in sorted(out.glob("*.json"))
+        if p.stem != "bench_config"
+    }
+    parts = [
+        render_header(json.loads((out / "bench_config.json").read_text()), rows),
+        render_section(out),
+        *results_md.render_sections(out),
+        render_failures(rows),
+    ]
+    return "\n".join(part for part in parts if part).rstrip() + "\n"
+
+
+def render_section(folder: Path) -> str:
+    """The fine-tuning, inference and few-shot tables, from FOLDER/ROW.json ("" when none)."""
+    rows = {name: read_json(folder / f"{name}.json") for name in ("peak", *ROWS)}
+    peak = (rows["peak"] or {}).get("gflops")
+    lines = render_training({k: r for k, r in rows.items() if r is not None}, peak)
+    lines += render_infer(rows["infer"]) + render_fewshot(rows["fewshot"])
+    return "\n".join(lines)
+
+
+def render_header(cfg: dict[str, Any], rows: dict[str, Any]) -> str:
+    hp, n = cfg["hparams"], cfg["n_rows"]
+    ver = versions()
+    parts = []
+    if cfg["quick"]:
+        parts.append(
+            "> **Quick smoke run, not the benchmark.** Subsets of the data (train "
+            f"{n['train']}, validation {n['validation']}, test {n['test']}), {cfg['epochs']:g} epoch, "
+            "few-shot with 1 seed and 2 epochs, on a shared machine: the numbers only show "
+            "that every row runs. Run `make bench` for the real table.\n"
+        )
+    parts += [
+        "# Fine-tuning benchmark: jiyi vs the Hugging Face Trainer and pipeline\n",
+        f"- Command: `{cfg['command']}`",
+        f"- Date: {cfg['started']}; rows finished: "
+        + ", ".join(f"`{k}` {r.get('finished', 'failed')}" for k, r in rows.items()),
+        f"- Machine: {usable_cores()} cores, {cpu_model()}; torch threads {cfg['threads']} in every run",
+        f"- Versions: python {ver['python']}, torch {ver['torch']}, transformers {ver['transformers']}, "
+        f"jiyi {ver['jiyi']}",
+        f"- Model: MiniLM (all-MiniLM-L6-v2). Data: Rotten Tomatoes via `jiyi data export` — train "
+        f"{n['train']}, validation {n['validation']}, test {n['test']} rows",
+        f"- Settings: {cfg['epochs']:g} epoch{'' if cfg['epochs'] == 1 else 's'}, batch {hp['batch_size']}, lr {hp['lr']}, max length "
+        f"{hp['max_length']}, warmup {hp['warmup_ratio']:.0%}, weight decay {hp['weight_decay']}, seed "
+        f"{hp['seed']}, fp32, validation once per epoch; jiyi with `--truncation head` like the Trainer",
+    ]
+    peak = rows.get("peak", {}).get("gflops")
+    if peak:
+        p = rows["peak"]
+        parts.append(
+            f"- fp32 matmul peak: **{peak:.1f} GFLOP/s** ({p['n']}×{p['n']} matmul, "
+            f"{p['threads']} threads, {p['seconds']:.1f} s)"
+        )
+    parts.append("")
+    return "\n".join(parts)
+
+
+def render_failures(rows: dict[str, Any]) -> str:
+    parts = []
+    errors = {k: v for k, v in rows.items() if "error" in v}
+    if errors:
+        parts.append("## Rows that failed\n")
+        for name, r in errors.items():
+            tail = "\n".join(r.get("log_tail", [])[-8:])
+            parts.append(f"- `{name}`: {r['error']} (log `{r.get('log')}`)\n\n```\n{tail}\n```\n")
+    return "\n".join(parts)
+
+
+def render_training(rows: dict[str, Any], peak: float | None) -> list[str]:
+    done = {
+        k: rows[k] for k in ("a", "b", "jiyi", "jiyi_bf16") if k in rows and "error" not in rows[k]
+    }
+    if not done:
+        return []
+    jiyi = done.get("jiyi")
+    table = []
+    for r in done.values():
+        tok_s = r["train_tokens"] / r["train_seconds"]
+        mfu = 6 * r["params"]["non_embedding"] * tok_s / (peak * 1e9) if peak else None
+        ratio = jiyi["train_seconds"] / r["train_seconds"] if jiyi else None
+        table.append(
+            [
+                r["system"],
+                fmt(r["test_accuracy"], ".4f"),
+                fmt(r["train_seconds"], ".1f"),
+                fmt(ratio, ".2f") + ("×" if ratio else ""),
+                fmt(tok_s, ",.0f"),
+                fmt(mfu and 100 * mfu, ".1f") + ("%" if mfu else ""),
+                r["steps"],
+                r["validations"],
+            ]
+        )
+    lines = [
+        "## Fine-tuning\n",
+        md_table(
+            [
+                "system",
+                "test accuracy",
+                "train s",
+                "jiyi time ÷ this",
+                "real tokens/s",
+                "MFU",
+                "steps",
+                "validations",
+            ],
+            table,
+        ),
+        "",
+    ]
+    lines.append(
+        "Train s: wall time of `trainer.train()` / jiyi's training loop, validation passes "
+        "included. Real tokens: non-pad tokens of the training texts seen. MFU: 6 × "
+        f"{next(iter(done.values()))['params']['non_embedding']:,} non-embedding parameters × "
+        "real tokens/s ÷ the matmul peak.\n"
+    )
+    if peak and any(
+        6 * r["params"]["non_embedding"] * r["train_tokens"] / r["train_seconds"] > peak * 1e9
+        for r in done.values()
+    ):
+        lines.append(
+            "MFU above 100% means the peak was measured low (the 2048² matmul shared the cores, "
+            "or runs slower than the model's smaller matmuls): read the column as relative only.\n"
+        )
+    if jiyi:
+        lines.append("Targets:\n")
+        for key, limit in (("a", 0.5), ("b", 0.85)):
+            if key in done:
+                ratio = jiyi["train_seconds"] / done[key]["train_seconds"]
+                diff = 100 * (jiyi["test_accuracy"] - done[key]["test_accuracy"])
+                lines.append(
+                    f"- jiyi time ≤ {limit}× Trainer ({key}): {ratio:.2f}× — {verdict(ratio <= limit)}"
+                )
+                lines.append(
+                    f"- jiyi accuracy no worse than Trainer ({key}) by more than 0.5 points: "
+                    f"{diff:+.2f} points — {verdict(diff >= -0.5)}"
+                )
+        bf16 = done.get("jiyi_bf16")
+        if bf16 and "b" in done:
+            ratio = bf16["train_seconds"] / done["b"]["train_seconds"]
+            diff = 100 * (bf16["test_accuracy"] - done["b"]["test_accuracy"])
+            lines.append(
+                f"- not a like-for-like row: jiyi `--bf16` takes {ratio:.2f}× Trainer (b)'s "
+                f"time (fp32), at {diff:+.2f} points of test accuracy"
+            )
+        lines.append("")
+    return lines
+
+
+def render_infer(r: dict[str, Any] | None) -> list[str]:
+    if not r or "error" in r:
+        return []
+    names = {
+        "jiyi_api": "jiyi `load(run).predict(texts)` (Python API)",
+        "jiyi_cli": "`jiyi predict` CLI (whole process: start-up, load, read, write)",
+        "pipeline_default": "`pipeline('text-classification')`, default batch size",
+        "pipeline_bs64": "`pipeline('text-classification')`, batch_size=64",
+    }
+    api = r["jiyi_api"]["texts_per_second"]
+    table = [
+        [
+            label,
+            r[k]["batch_size"],
+            fmt(r[k]["best_seconds"], ".2f"),
+            fmt(r[k]["texts_per_second"], ",.0f"),
+            fmt(api / r[k]["texts_per_second"], ".2f") + "×",
+            fmt(100 * r[k]["same_label_as_jiyi_api"], ".1f") + "%",
+            fmt(r[k]["accuracy"], ".4f"),
+        ]
+        for k, label in names.items()
+    ]
+    lines = [
+        f"## Inference ({r['n_texts']} test texts, same model folder)\n",
+        md_table(
+            [
+                "predictor",
+                "batch",
+                "seconds",
+                "texts/s",
+                "jiyi API speed ÷ this",
+                "same label as jiyi",
+                "accuracy",
+            ],
+            table,
+        ),
+        "",
+        f"Best of {r['repeats']} timed calls after a warm-up, inside one process (the CLI: one "
+        "run, timed from outside). The pipeline gets `truncation=True, max_length=64`.\n",
+        "Targets:\n",
+    ]
+    for k in ("pipeline_default", "pipeline_bs64"):
+        speed = api / r[k]["texts_per_second"]
+        lines.append(f"- jiyi ≥ 2× faster than {names[k]}: {speed:.2f}× — {verdict(speed >= 2)}")
+        same = r[k]["same_label_as_jiyi_api"]
+        lines.append(
+            f"- identical labels vs {names[k]}: {100 * same:.1f}% — {verdict(same == 1.0)}"
+        )
+    return [*lines, ""]
+
+
+def render_fewshot(r: dict[str, Any] | None) -> list[str]:
+    if not r or "error" in r:
+        return []
+    s = r["settings"]
+    table = []
+    for key, label in (
+        ("plain", "jiyi"),
+        ("augmented", f"jiyi `--augment all --augment-copies {s['augment_copies']}`"),
+    ):
+        m = r["summary"][key]
+        secs = [x["train_seconds"] for x in r["runs"] if x["augmented"] == (key == "augmented")]
+        table.append(
+            [
+                label,
+                f"{m['mean']:.4f} ± {m['std']:.4f}",
+                ", ".join(f"{a:.4f}" for a in m["accuracies"]),
+                fmt(sum(secs) / len(secs), ".1f"),
+            ]
+        )
+    return [
+        f"## Few-shot ({s['per_class']} examples per class, seeds {s['seeds']}, {s['epochs']} epochs, "
+        f"batch {s['batch_size']})\n",
+        md_table(["system", "test accuracy mean ± std", "per seed", "train s (mean)"], table),
+        "",
+        "The seed draws the examples and seeds the run; validation is this benchmark's validation set.\n",
+    ]
 
 
 def command_line() -> str:

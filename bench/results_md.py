@@ -1,0 +1,39 @@
+"""The sections of bench/RESULTS.md after bench_train.py's own, in the order they appear.
+
+Each benchmark renders its own section from its output folder: `render_section(folder) -> str`,
+"" when it has not run there. `bench_train.py` writes RESULTS.md: its header and tables, then
+these sections (each from `--output`/FOLDER, the folder `make bench` gives that benchmark), then
+the rows that failed. A new benchmark adds one line here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import bench_compress
+import bench_explain
+import bench_memory
+import bench_memory_scale
+import bench_ner
+import bench_practice
+import bench_pretrain
+import bench_serve
+import bench_summarize
+
+SECTIONS: list[tuple[str, Callable[[Path], str]]] = [
+    ("explain", bench_explain.render_section),
+    ("memory", bench_memory.render_section),
+    ("memory_scale", bench_memory_scale.render_section),
+    ("compress", bench_compress.render_section),
+    ("pretrain", bench_pretrain.render_section),
+    ("ner", bench_ner.render_section),
+    ("practice", bench_practice.render_section),
+    ("summarize", bench_summarize.render_section),
+    ("serve", bench_serve.render_section),
+]
+
+
+def render_sections(results: Path) -> list[str]:
+    """The section of every benchmark in SECTIONS that has run under `results`, in order."""
+    return [text for folder, render in SECTIONS if (text := render(results / folder))]
