@@ -11,7 +11,6 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from jiyi import __version__
 from jiyi.config import TrainConfig, add_dataclass_flags, build_config
@@ -30,186 +29,59 @@ EXAMPLES = """examples:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from jiyi.tasks import adapter, get_task
     from jiyi.train import train
 
     config = build_config(TrainConfig, vars(args), args.config)
     explicit = {k for k, v in vars(args).items() if v is not None}
     summary = train(config, explicit=explicit)
-    if summary.get("task") == "seq2seq" and "test" in summary:
-        from jiyi.seq2seq.predict import print_metrics
-
-        print_metrics(summary.pop("test"), f"test ({summary['test_file']})")
-        print(f"written: {Path(summary['run_dir']) / 'eval'}", file=sys.stderr)
-    elif "test" in summary and "per_type" in summary["test"]:  # ner
-        from rich.console import Console
-
-        from jiyi.ner.metrics import ner_table
-
-        Console(stderr=True).print(ner_table(summary.pop("test"), f"test ({summary['test_file']})"))
-        print(f"report: {Path(summary['run_dir']) / 'eval' / 'report.html'}", file=sys.stderr)
-    elif "test" in summary:
-        _print_metrics(summary.pop("test"), f"test ({summary['test_file']})")
-        print(f"report: {Path(summary['run_dir']) / 'eval' / 'report.html'}", file=sys.stderr)
+    if "test" in summary:
+        adapter(get_task(summary["task"])).show_metrics(
+            summary.pop("test"), f"test ({summary['test_file']})"
+        )
+        eval_dir = Path(summary["run_dir"]) / "eval"
+        report = eval_dir / "report.html"
+        print(f"report: {report}" if report.is_file() else f"written: {eval_dir}", file=sys.stderr)
     print(json.dumps(summary, default=str))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from jiyi.evaluate_run import evaluate_run
+    from jiyi.tasks import adapter, refuse_unless, task_of_run
 
-    if _run_task(args.run_dir) == "seq2seq":
-        from jiyi.seq2seq.predict import evaluate_command
-
-        return evaluate_command(args)
-    if _run_task(args.run_dir) == "qa":
-        from jiyi.qa.metrics import metrics_line
-        from jiyi.qa.predict import evaluate_qa_run
-
-        if getattr(args, "slice_by", None):
-            raise JiyiError("--slice-by applies to classification and multilabel runs, not qa.")
-        metrics, out_dir = evaluate_qa_run(
-            args.run_dir, args.data, output=args.output, on_bad_rows=args.on_bad_rows,
-            batch_size=args.batch_size,
-        )  # fmt: skip
-        print(metrics_line(metrics, args.data), file=sys.stderr)
-        print(f"written: {out_dir}", file=sys.stderr)
-        return 0
-    if _run_task(args.run_dir) == "ner":
-        from rich.console import Console
-
-        if args.slice_by:
-            raise JiyiError("--slice-by applies to classification and multilabel runs, not ner.")
-
-        from jiyi.ner.metrics import ner_table
-        from jiyi.ner.predict import evaluate_ner_run
-
-        metrics, out_dir = evaluate_ner_run(
-            args.run_dir, args.data, output=args.output, on_bad_rows=args.on_bad_rows,
-            batch_size=args.batch_size,
-        )  # fmt: skip
-        Console(stderr=True).print(ner_table(metrics, args.data))
-        print(f"written: {out_dir}", file=sys.stderr)
-        return 0
-
-    metrics, out_dir = evaluate_run(
-        args.run_dir,
-        args.data,
-        output=args.output,
-        on_bad_rows=args.on_bad_rows,
-        text_column=args.text_column,
-        label_column=args.label_column,
-        batch_size=args.batch_size,
-        slice_by=args.slice_by,
-    )
-    _print_metrics(metrics, args.data)
+    spec = task_of_run(args.run_dir)
+    refuse_unless(spec, "evaluate", "jiyi evaluate")
     if args.slice_by:
-        from rich.console import Console
-
-        from jiyi.report import slice_table
-
-        for column, slices in metrics["slices"].items():
-            Console(stderr=True).print(slice_table(column, slices, metrics["slice_gaps"][column]))
+        refuse_unless(spec, "slice_by", "--slice-by")
+    task = adapter(spec)
+    metrics, out_dir = task.evaluate(args)
+    task.show_metrics(metrics, args.data)
     print(f"written: {out_dir}", file=sys.stderr)
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from jiyi.data.readers import read_inputs
-    from jiyi.predict import load
+    from jiyi.io import write_predictions
+    from jiyi.tasks import DEFAULT_TASK, adapter, refuse_unless, task_of_run
 
     if args.run_dir is None and args.memory is None:
         raise JiyiError("predict: give RUN_DIR, --memory MEM_DIR, or both.")
     if args.memory is None and (args.model or args.neighbours):
         flag = "--model" if args.model else "--neighbours"
         raise JiyiError(f"{flag} goes with --memory MEM_DIR.")
-    meta: dict[str, Any] = {}
-    if args.run_dir is not None and args.memory is None and _run_task(args.run_dir) == "ner":
-        return _predict_ner(args)
-    if args.run_dir is not None and args.memory is None and _run_task(args.run_dir) == "qa":
-        from jiyi.qa.predict import predict_rows
-
-        rows = predict_rows(args.run_dir, args.input, batch_size=args.batch_size)
-        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-        _write_predictions(args.output, lines, len(rows))
-        return 0
-    if args.run_dir is not None and args.memory is None and _run_task(args.run_dir) == "seq2seq":
-        from jiyi.seq2seq.predict import predict_command
-
-        return predict_command(args)
-    if args.run_dir is not None:
-        clf = load(args.run_dir, batch_size=args.batch_size)
-        meta = clf.meta
-    text_column = args.text_column or meta.get("text_column", "text")
-    pair_column = args.text_pair_column or meta.get("text_pair_column")
-    try:
-        examples = read_inputs(args.input, text_column=text_column, text_pair_column=pair_column)
-    except JiyiError as e:
-        raise JiyiError(f"--input {e}") from None
-    texts = [e.text for e in examples]
-    pairs = [e.text_pair or "" for e in examples] if pair_column else None
+    spec = DEFAULT_TASK if args.run_dir is None else task_of_run(args.run_dir)
+    refuse_unless(spec, "predict", "jiyi predict")
     if args.memory is not None:
-        from jiyi.memory.cli import predict_with_memory
-
-        rows = predict_with_memory(args, texts, pairs)
-    else:
-        rows = clf.predict(texts, pairs) if texts else []
-    lines = "".join(
-        json.dumps({"text": t, **r}, ensure_ascii=False) + "\n"
-        for t, r in zip(texts, rows, strict=True)
-    )
-    _write_predictions(args.output, lines, len(rows))
+        refuse_unless(spec, "memory", "--memory")
+    write_predictions(args.output, adapter(spec).predict(args))
     return 0
-
-
-def _write_predictions(output: str, lines: str, n: int) -> None:
-    """JSON lines to stdout ("-") or, atomically, to a file."""
-    from jiyi.io import atomic_write_text
-
-    if output == "-":
-        sys.stdout.write(lines)
-    else:
-        atomic_write_text(output, lines)
-        print(f"{n} predictions written to {output}", file=sys.stderr)
 
 
 def _run_task(run_dir: str) -> str | None:
-    folder = Path(run_dir)
-    meta = (folder / "model" if (folder / "model").is_dir() else folder) / "jiyi.json"
-    return json.loads(meta.read_text("utf-8")).get("task") if meta.is_file() else None
+    """Kept for `jiyi.serve.cli` until it asks `jiyi.runs.task_of` itself."""
+    from jiyi.runs import task_of
 
-
-def _predict_ner(args: argparse.Namespace) -> int:
-    """A NER run: raw text (one per line, or a text column) -> entities with character offsets;
-    CoNLL files or JSONL with a `tokens` list -> tags and entities with token indices."""
-    from jiyi.data.readers import read_inputs
-    from jiyi.ner.data import read_ner
-    from jiyi.ner.predict import NerTagger
-
-    tagger = NerTagger(args.run_dir, batch_size=args.batch_size)
-    path = Path(args.input)
-    pretokenised = path.suffix.lower() in (".conll", ".bio", ".iob", ".iob2", ".bioes")
-    if not pretokenised and path.suffix.lower() in (".jsonl", ".json") and path.is_file():
-        with open(path, encoding="utf-8-sig") as f:
-            first = next((line for line in f if line.strip()), "{}")
-        try:
-            row = json.loads(first)
-        except ValueError:
-            row = None
-        pretokenised = isinstance(row, dict) and "tokens" in row
-    if pretokenised:
-        sentences = [ex.tokens for ex in read_ner(path, labelled=None).examples]
-        rows = tagger.predict_tokens(sentences) if sentences else []
-    else:
-        try:
-            texts = [
-                e.text for e in read_inputs(args.input, text_column=args.text_column or "text")
-            ]
-        except JiyiError as e:
-            raise JiyiError(f"--input {e}") from None
-        rows = [{"text": t, **r} for t, r in zip(texts, tagger.predict_texts(texts), strict=True)]
-    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    _write_predictions(args.output, lines, len(rows))
-    return 0
+    return task_of(run_dir)
 
 
 def cmd_data_list(args: argparse.Namespace) -> int:
@@ -240,14 +112,6 @@ def cmd_env(args: argparse.Namespace) -> int:
         for key, value in report.items():
             print(f"- {key}: {value}")
     return 0
-
-
-def _print_metrics(metrics: dict[str, Any], title: str) -> None:
-    from rich.console import Console
-
-    from jiyi.report import metrics_table
-
-    Console(stderr=True).print(metrics_table(metrics, title=title))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,15 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from jiyi.errors import JiyiError
-from jiyi.evaluate import METRIC_NAMES
+from jiyi.tasks import TASKS, TaskSpec, adapter, get_task, task_names
 
-TASKS = ("classification", "multilabel", "ner", "qa", "seq2seq")
-# qa: exact match and F1 as the SQuAD v2 script defines them (jiyi.qa.metrics)
-METRIC_NAMES.setdefault("qa", ("f1", "exact_match", "has_ans_f1", "has_ans_exact_match"))
-# seq2seq: generated text against the targets (jiyi.seq2seq.metrics), or the teacher-forced loss
-METRIC_NAMES.setdefault(
-    "seq2seq", ("rougeL", "rouge1", "rouge2", "bleu", "chrf", "exact_match", "loss")
-)
 TRUNCATIONS = ("head", "tail", "head+tail")
 
 
@@ -193,30 +186,27 @@ class TrainConfig(LoopConfig):
     """seq2seq: never generate an n-gram of this size twice in one output (default: off)."""
 
     def __post_init__(self) -> None:
+        check_choice("--task", self.task, task_names())
+        spec = get_task(self.task)
         if self.metric is None:
-            self.metric = "f1" if self.task in ("ner", "qa") else "accuracy"
-            self.metric = "rougeL" if self.task == "seq2seq" else self.metric
-        if self.stride is None and self.task == "qa":  # half of the smallest context room
-            self.stride = min(128, max(0, self.max_length - self.max_length // 2 - 3) // 2)
+            self.metric = spec.default_metric
+        adapter(spec).defaults(self)  # e.g. qa's --stride: half of the smallest context room
         if self.stride is None:
             self.stride = min(32, max(0, (self.max_length - 2) // 4))
         self.validate()
 
     def validate(self, *, require_paths: bool = False) -> None:
         """Reject contradictory or impossible settings, naming the flag at fault."""
-        check_choice("--task", self.task, TASKS)
+        check_choice("--task", self.task, task_names())
+        spec = get_task(self.task)
         if self.tag_scheme is not None:
             check_choice("--tag-scheme", self.tag_scheme, ("BIO", "BIOES"))
         assert self.stride is not None
         if self.stride < 0:
             raise JiyiError(f"--stride must be >= 0, got {self.stride}.")
-        if self.task == "ner" and self.stride >= self.max_length - 2:
-            raise JiyiError(
-                f"--stride {self.stride} must be smaller than --max-length {self.max_length} - 2."
-            )
         check_choice("--truncation", self.truncation, TRUNCATIONS)
         check_choice("--on-bad-rows", self.on_bad_rows, ("error", "skip"))
-        check_choice("--metric", self.metric, METRIC_NAMES[self.task])
+        check_choice("--metric", self.metric, spec.metrics)
         self.validate_loop()
         for flag, value in (
             ("--eval-batch-size", self.eval_batch_size),
@@ -235,72 +225,24 @@ class TrainConfig(LoopConfig):
             )
         if not 0 < self.augment_rate <= 1:
             raise JiyiError(f"--augment-rate must be in (0, 1], got {self.augment_rate}.")
-        if self.label_delimiter is not None and self.task != "multilabel":
-            raise JiyiError("--label-delimiter only applies to --task multilabel.")
-        if self.task == "qa":
-            self.validate_qa()
-        self.validate_seq2seq()
+        self.refuse_other_tasks_flags(spec)
+        adapter(spec).validate(self)  # the task's own flags (jiyi.tasks.<task>.validate)
         if require_paths:
             if not self.train and not self.resume:
                 raise JiyiError("--train is required: the file of labelled training examples.")
             if not self.output:
                 raise JiyiError("--output is required: the run directory to write.")
 
-    def validate_seq2seq(self) -> None:
-        """The seq2seq flags: only with --task seq2seq, and consistent with each other."""
-        if self.task != "seq2seq":
-            for flag, given in (
-                ("--decoder", self.decoder is not None),
-                ("--share-weights", self.share_weights),
-                ("--num-beams", self.num_beams != 1),
-                ("--length-penalty", self.length_penalty is not None),
-                ("--max-new-tokens", self.max_new_tokens is not None),
-                ("--no-repeat-ngram-size", self.no_repeat_ngram_size is not None),
-            ):
-                if given:
-                    raise JiyiError(f"{flag} only applies to --task seq2seq.")
-            return
-        for flag, value, least in (
-            ("--max-target-length", self.max_target_length, 2),
-            ("--num-beams", self.num_beams, 1),
-            ("--max-new-tokens", 1 if self.max_new_tokens is None else self.max_new_tokens, 1),
-            ("--no-repeat-ngram-size", self.no_repeat_ngram_size or 0, 0),
-        ):
-            if value < least:
-                raise JiyiError(f"{flag} must be at least {least}, got {value}.")
-        if self.length_penalty is not None and self.num_beams == 1:
-            raise JiyiError(
-                "--length-penalty only applies to beam search: give --num-beams N > 1 with it."
-            )
-        if self.source_column == self.target_column:
-            raise JiyiError(
-                f"--source-column and --target-column are both {self.source_column!r}: name "
-                "the column of the source text and the column of the target text."
-            )
-        if self.augment not in (None, "none"):
-            raise JiyiError("--augment applies to classification; --task seq2seq has none.")
-
-    def validate_qa(self) -> None:
-        """--task qa: a window must have room for the context (the question takes at most half
-        of --max-length), and the settings that would move answer offsets are refused."""
-        assert self.stride is not None
-        room = self.max_length - self.max_length // 2 - 3
-        if self.stride >= room:
-            raise JiyiError(
-                f"--stride {self.stride} must be smaller than {room}, the context tokens a window "
-                f"of --max-length {self.max_length} holds next to a question of half its length; "
-                "lower --stride or raise --max-length."
-            )
-        if self.max_answer_length < 1:
-            raise JiyiError(
-                f"--max-answer-length must be at least 1, got {self.max_answer_length}."
-            )
-        if self.null_threshold != self.null_threshold:  # NaN
-            raise JiyiError("--null-threshold must be a number, got nan.")
-        if self.augment not in (None, "none"):
-            raise JiyiError(
-                "--augment does not apply to --task qa: editing the words would move the answers."
-            )
+    def refuse_other_tasks_flags(self, spec: TaskSpec) -> None:
+        """A flag only another task reads (its `TaskSpec.own_flags`), given with this --task, is
+        refused: `--num-beams 4 --task ner` -> "--num-beams only applies to --task seq2seq"."""
+        defaults = {f.name: f.default for f in fields(self)}
+        for other in TASKS.values():
+            if other.name == spec.name:
+                continue
+            for name in other.own_flags:
+                if getattr(self, name) != defaults[name]:
+                    raise JiyiError(f"{flag_name(name)} only applies to --task {other.name}.")
 
 
 def check_choice(flag: str, value: Any, choices: tuple[str, ...]) -> None:

@@ -45,6 +45,19 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     )
 
 
+def write_predictions(output: str, rows: list[dict[str, Any]]) -> None:
+    """`jiyi predict`'s output: one JSON line per row, to stdout ("-") or, atomically, to a file
+    (then a count on stderr)."""
+    import sys
+
+    lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    if output == "-":
+        sys.stdout.write(lines)
+    else:
+        atomic_write_text(output, lines)
+        print(f"{len(rows)} predictions written to {output}", file=sys.stderr)
+
+
 def append_jsonl(path: str | os.PathLike, obj: dict[str, Any]) -> None:
     """Append one JSON line. A line is written with a single write() call, so a kill leaves at
     most a final partial line, which readers of metrics.jsonl skip."""

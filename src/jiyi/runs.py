@@ -60,6 +60,15 @@ def model_dir(run_or_model: str | Path, flag: str = "RUN_DIR") -> Path:
     return folder
 
 
+def eval_dir(run_or_model: str | Path, output: str | Path | None = None) -> Path:
+    """Where `jiyi evaluate` writes: `output` when given, else RUN_DIR/eval (also when given
+    RUN_DIR/model)."""
+    if output:
+        return Path(output)
+    folder = Path(run_or_model)
+    return (folder.parent if folder.name == MODEL_DIR else folder) / RUN_FORMAT["eval"]
+
+
 def not_a_run_message(path: str | Path, flag: str = "RUN_DIR") -> str:
     where = f"{flag} {path}" if flag else str(path)
     if not Path(path).exists():

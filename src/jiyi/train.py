@@ -16,7 +16,7 @@ import torch
 
 from jiyi.config import TrainConfig, load_yaml_config
 from jiyi.data.collate import pad_batch, sorted_batches
-from jiyi.io import atomic_directory, atomic_write_json
+from jiyi.io import atomic_directory
 from jiyi.loop import (
     build_optimizer,
     grouped_epochs,
@@ -28,8 +28,9 @@ from jiyi.loop import (
     steps_per_epoch,
     weight_sparsity,
 )
-from jiyi.predict import JIYI_META, forward_probs
+from jiyi.predict import forward_probs
 from jiyi.prepare import PreparedData, Split, augment_train, read_data, tokenize_splits
+from jiyi.runs import write_meta
 
 
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor, multilabel: bool) -> torch.Tensor:
@@ -73,27 +74,27 @@ def evaluate_split(
 def train(
     config: TrainConfig, console: Any = None, explicit: set[str] = frozenset()
 ) -> dict[str, Any]:
-    """Fine-tune `config.model` on `config.train`; returns a summary (metrics, paths, timings).
+    """Fine-tune `config.model` on `config.train` for its task; returns a summary (metrics,
+    paths, timings; `task`, and `test` with the test metrics when --test is given).
 
     `explicit` names the settings given on the command line (they may override a resumed run's)."""
-    from jiyi.models import load_for_classification, resolve_model, save_model
+    from jiyi.tasks import adapter, get_task
 
     saved = Path(config.output or "") / "config.yaml"
     task = config.task
     if config.resume and saved.is_file():  # a resumed run keeps its task
         task = load_yaml_config(str(saved), TrainConfig).get("task", task)
-    if task == "ner":
-        from jiyi.ner.train import train_ner
+    spec = get_task(task)
+    summary = adapter(spec).train(config, console, explicit)
+    return {"task": spec.name, **summary}
 
-        return train_ner(config, console, explicit)
-    if task == "qa":
-        from jiyi.qa.train import train_qa
 
-        return train_qa(config, console, explicit)
-    if task == "seq2seq":
-        from jiyi.seq2seq.train import train_seq2seq
+def train_classifier(
+    config: TrainConfig, console: Any = None, explicit: set[str] = frozenset()
+) -> dict[str, Any]:
+    """Fine-tune for classification or multilabel (`jiyi.tasks.classification.train`)."""
+    from jiyi.models import load_for_classification, resolve_model, save_model
 
-        return train_seq2seq(config, console, explicit)
     run_dir, config, accelerator, console, say = setup(config, explicit, console)
     main = accelerator.is_main_process
     multilabel = config.task == "multilabel"
@@ -169,7 +170,7 @@ def train(
             }
             if thresholds is not None:
                 meta["thresholds"] = [float(t) for t in thresholds]
-            atomic_write_json(tmp / JIYI_META, meta)
+            write_meta(tmp, meta)
 
     def run_eval() -> bool:
         """Validate, keep the best model; True when early stopping says stop."""
@@ -238,8 +239,8 @@ def write_test_eval(
     run_dir: Path,
 ) -> dict[str, Any]:
     from jiyi.evaluate import classification_metrics, multilabel_metrics
-    from jiyi.predict import read_meta
     from jiyi.report import write_eval_dir
+    from jiyi.runs import read_meta
 
     test = data.splits["test"]
     _, probs, _ = evaluate_split(model, test, data.labels, config, accelerator, pad_id)

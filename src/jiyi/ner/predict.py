@@ -12,16 +12,15 @@ the predicted tag over its words.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from jiyi.errors import JiyiError
 from jiyi.ner.align import encode_words, split_words
 from jiyi.ner.tags import spans_from_tags
+from jiyi.runs import eval_dir, open_run
 
 
 class NerTagger:
@@ -32,17 +31,7 @@ class NerTagger:
 
         from jiyi.models import load_tokenizer, quiet_transformers
 
-        folder = Path(run_or_model_dir)
-        if (folder / "model" / "config.json").is_file():
-            folder = folder / "model"
-        meta_file = folder / "jiyi.json"
-        self.meta: dict[str, Any] = (
-            json.loads(meta_file.read_text("utf-8")) if meta_file.is_file() else {}
-        )
-        if self.meta.get("task") != "ner":
-            raise JiyiError(
-                f"{folder}: not a NER run (its jiyi.json says task {self.meta.get('task')!r})."
-            )
+        folder, self.meta = open_run(run_or_model_dir, "ner", "NER")
         with quiet_transformers():
             self.model = AutoModelForTokenClassification.from_pretrained(str(folder)).eval()
         self.tokenizer = load_tokenizer(str(folder))
@@ -134,9 +123,6 @@ def evaluate_ner_run(
     predicted = [tags for tags, _ in tagger.tag_words([ex.tokens for ex in split.examples])]
     metrics = ner_metrics(split.gold, predicted, strict=strict, scheme=tagger.scheme)
     metrics["repaired"] = repaired
-    folder = Path(run_dir)
-    out_dir = (
-        Path(output) if output else (folder if folder.name != "model" else folder.parent) / "eval"
-    )
+    out_dir = eval_dir(run_dir, output)
     write_ner_eval(out_dir, metrics, split, predicted)
     return metrics, out_dir

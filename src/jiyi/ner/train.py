@@ -35,7 +35,7 @@ from jiyi.ner.align import IGNORE, WordWindows, encode_words, merge_windows
 from jiyi.ner.data import NerExample, read_ner
 from jiyi.ner.metrics import ner_metrics
 from jiyi.ner.tags import convert, entity_types, label_list
-from jiyi.predict import JIYI_META
+from jiyi.runs import write_meta
 
 
 @dataclass
@@ -225,7 +225,7 @@ def train_ner(
                 "step": state.step,
                 "validation": {k: v for k, v in metrics.items() if k != "confusion"},
             }
-            atomic_write_json(tmp / JIYI_META, meta)
+            write_meta(tmp, meta)
 
     def run_eval() -> bool:
         metrics, _ = evaluate_split(val_split)

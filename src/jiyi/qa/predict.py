@@ -27,6 +27,7 @@ from jiyi.qa.data import Columns, QAExample, read_qa
 from jiyi.qa.metrics import score_question, squad_metrics
 from jiyi.qa.spans import AnswerSpan, decode_answers
 from jiyi.qa.windows import QAWindows, encode_windows
+from jiyi.runs import eval_dir, open_run
 
 
 @torch.inference_mode()
@@ -100,18 +101,7 @@ class QuestionAnswerer:
 
         from jiyi.models import load_tokenizer, quiet_transformers
 
-        folder = Path(run_or_model_dir)
-        if (folder / "model" / "config.json").is_file():
-            folder = folder / "model"
-        meta_file = folder / "jiyi.json"
-        self.meta: dict[str, Any] = (
-            json.loads(meta_file.read_text("utf-8")) if meta_file.is_file() else {}
-        )
-        if self.meta.get("task") != "qa":
-            raise JiyiError(
-                f"{folder}: not a question-answering run (its jiyi.json says task "
-                f"{self.meta.get('task')!r})."
-            )
+        folder, self.meta = open_run(run_or_model_dir, "qa", "question-answering")
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         with quiet_transformers():
             model = AutoModelForQuestionAnswering.from_pretrained(str(folder), use_safetensors=True)
@@ -203,9 +193,6 @@ def evaluate_qa_run(
     spans = qa.spans([ex.question for ex in examples], [ex.context for ex in examples])
     metrics, rows = evaluate_answers(examples, spans)
     metrics["skipped"] = len(read.skipped)
-    folder = Path(run_dir)
-    out_dir = (
-        Path(output) if output else (folder if folder.name != "model" else folder.parent) / "eval"
-    )
+    out_dir = eval_dir(run_dir, output)
     write_qa_eval(out_dir, metrics, rows)
     return metrics, out_dir

@@ -20,7 +20,7 @@ import torch
 from jiyi.config import TrainConfig
 from jiyi.data.collate import pad_batch
 from jiyi.errors import JiyiError
-from jiyi.io import atomic_directory, atomic_write_json
+from jiyi.io import atomic_directory
 from jiyi.loop import (
     build_optimizer,
     carve_validation,
@@ -32,11 +32,10 @@ from jiyi.loop import (
     start_run,
     steps_per_epoch,
 )
-from jiyi.predict import JIYI_META
 from jiyi.qa.data import Columns, QAExample, read_qa
-from jiyi.qa.metrics import metrics_line
 from jiyi.qa.predict import answer_questions, evaluate_answers, write_qa_eval
 from jiyi.qa.windows import QAWindows, encode_windows, training_span
+from jiyi.runs import write_meta
 
 
 @dataclass
@@ -187,7 +186,7 @@ def train_qa(
                 "step": state.step,
                 "validation": metrics,
             }
-            atomic_write_json(tmp / JIYI_META, meta)
+            write_meta(tmp, meta)
 
     def run_eval() -> bool:
         metrics, _ = evaluate_split(accelerator.unwrap_model(model), val_split)
@@ -227,8 +226,7 @@ def train_qa(
         if main:
             write_qa_eval(run_dir / "eval", metrics, rows)
             run.log({"event": "test", **headline(metrics)})
-        say(metrics_line(metrics, f"test ({config.test})"))
-        summary["test_metrics"] = metrics
+        summary["test"] = metrics  # printed by `jiyi train` through the task's adapter
         summary["test_file"] = config.test
     if run.tb:
         run.tb.close()

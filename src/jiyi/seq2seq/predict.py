@@ -11,16 +11,10 @@
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
-from jiyi.errors import JiyiError
-
-
-def model_folder(run_or_model_dir: str | Path) -> Path:
-    folder = Path(run_or_model_dir)
-    return folder / "model" if (folder / "model" / "config.json").is_file() else folder
+from jiyi.runs import eval_dir, open_run
 
 
 class Seq2SeqGenerator:
@@ -30,15 +24,7 @@ class Seq2SeqGenerator:
         from jiyi.models import load_tokenizer
         from jiyi.seq2seq.modeling import load_saved
 
-        folder = model_folder(run_or_model_dir)
-        meta_file = folder / "jiyi.json"
-        self.meta: dict[str, Any] = (
-            json.loads(meta_file.read_text("utf-8")) if meta_file.is_file() else {}
-        )
-        if self.meta.get("task") != "seq2seq":
-            raise JiyiError(
-                f"{folder}: not a seq2seq run (its jiyi.json says task {self.meta.get('task')!r})."
-            )
+        folder, self.meta = open_run(run_or_model_dir, "seq2seq", "seq2seq")
         self.model = load_saved(folder, share_weights=self.meta.get("share_weights", False))
         self.tokenizer = load_tokenizer(str(folder))
         self.batch_size = batch_size
@@ -114,10 +100,7 @@ def evaluate_seq2seq_run(
         batch_size=batch_size, device=next(model.parameters()).device,
     )  # fmt: skip
     metrics["skipped"] = len(pairs.skipped)
-    folder = Path(run_dir)
-    out_dir = (
-        Path(output) if output else (folder if folder.name != "model" else folder.parent) / "eval"
-    )
+    out_dir = eval_dir(run_dir, output)
     write_seq2seq_eval(out_dir, metrics, pairs.examples, predictions)
     return metrics, out_dir
 
@@ -138,32 +121,3 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
         *("-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in values)
     )
     Console(stderr=True).print(table)
-
-
-def predict_command(args: Any) -> int:
-    """`jiyi predict RUN_DIR` on a seq2seq run: one JSON line {"source", "prediction"} per input."""
-    from jiyi.cli import _write_predictions
-
-    rows = predict_rows(
-        args.run_dir, args.input, source_column=args.text_column, batch_size=args.batch_size
-    )
-    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    _write_predictions(args.output, lines, len(rows))
-    return 0
-
-
-def evaluate_command(args: Any) -> int:
-    """`jiyi evaluate RUN_DIR --data FILE` on a seq2seq run (--text-column / --label-column name
-    the source / target columns when they differ from the run's)."""
-    import sys
-
-    if getattr(args, "slice_by", None):
-        raise JiyiError("--slice-by applies to classification and multilabel runs, not seq2seq.")
-    metrics, out_dir = evaluate_seq2seq_run(
-        args.run_dir, args.data, output=args.output, on_bad_rows=args.on_bad_rows,
-        source_column=args.text_column, target_column=args.label_column,
-        batch_size=args.batch_size,
-    )  # fmt: skip
-    print_metrics(metrics, str(args.data))
-    print(f"written: {out_dir}", file=sys.stderr)
-    return 0

@@ -31,7 +31,7 @@ from jiyi.loop import (
     start_run,
     steps_per_epoch,
 )
-from jiyi.predict import JIYI_META
+from jiyi.runs import write_meta
 from jiyi.seq2seq.data import (
     IGNORE,
     EncodedPairs,
@@ -246,7 +246,7 @@ def train_seq2seq(
                 "step": state.step,
                 "validation": metrics,
             }
-            atomic_write_json(tmp / JIYI_META, meta)
+            write_meta(tmp, meta)
 
     def run_eval() -> bool:
         metrics, _ = evaluate_pairs(

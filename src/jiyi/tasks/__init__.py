@@ -9,6 +9,7 @@ imports no torch; an adapter is imported by `adapter(spec)` when a verb needs it
 from jiyi.tasks.registry import (
     ADAPTER_FUNCTIONS,
     CAPABILITIES,
+    DEFAULT_TASK,
     PRETRAINING,
     TASKS,
     TaskSpec,
@@ -25,6 +26,7 @@ from jiyi.tasks.registry import (
 __all__ = [
     "ADAPTER_FUNCTIONS",
     "CAPABILITIES",
+    "DEFAULT_TASK",
     "PRETRAINING",
     "TASKS",
     "TaskSpec",

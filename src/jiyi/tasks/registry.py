@@ -37,6 +37,7 @@ CAPABILITIES: dict[str, str] = {  # capability -> how the matrix (and a refusal)
 }
 # Every adapter module defines these (tests/test_tasks.py checks it).
 ADAPTER_FUNCTIONS = (
+    "defaults",  # (config: TrainConfig) -> None: fill the task's defaults of unset flags
     "validate",  # (config: TrainConfig) -> None: the task's own flags; JiyiError names the flag
     "train",  # (config, console, explicit) -> summary dict ("test" holds the test metrics)
     "load_predictor",  # (run_or_model, batch_size) -> the task's predictor object
@@ -72,6 +73,8 @@ class TaskSpec:
     """`jiyi curve` (learning curves)."""
     compress: bool = False
     """`jiyi compress` (int8, ONNX, pruning, distillation)."""
+    own_flags: tuple[str, ...] = ()
+    """TrainConfig fields only this task reads: given with another --task, they are refused."""
     hint: str = ""
     """What to do with such a run instead, appended to its refusals."""
 
@@ -122,6 +125,7 @@ TASKS: dict[str, TaskSpec] = {
             kind="multi-label",
             metrics=(*CLASSIFICATION_METRICS, "hamming_loss"),
             default_metric="accuracy",
+            own_flags=("label_delimiter",),
             **_TEXT_CLASSIFIER,
         ),
         TaskSpec(
@@ -146,6 +150,14 @@ TASKS: dict[str, TaskSpec] = {
             metrics=("rougeL", "rouge1", "rouge2", "bleu", "chrf", "exact_match", "loss"),
             default_metric="rougeL",
             adapter_module="jiyi.tasks.seq2seq",
+            own_flags=(
+                "decoder",
+                "share_weights",
+                "num_beams",
+                "length_penalty",
+                "max_new_tokens",
+                "no_repeat_ngram_size",
+            ),
         ),
     )
 }
@@ -160,6 +172,10 @@ PRETRAINING = TaskSpec(
     adapter_module=None,
     hint="fine-tune it first: `jiyi train --model RUN_DIR/model --train FILE ...`",
 )
+
+
+# The task of a folder without jiyi.json (a plain Hugging Face folder) and of memory-only work.
+DEFAULT_TASK = TASKS["classification"]
 
 
 def task_names() -> tuple[str, ...]:
@@ -184,7 +200,7 @@ def task_of_run(run_or_model: str | Path) -> TaskSpec:
     text classifier (a plain Hugging Face folder, or a run from before jiyi.json had a task)."""
     name = runs.task_of(run_or_model)
     if name is None:
-        return TASKS["classification"]
+        return DEFAULT_TASK
     if name == PRETRAINING.name:
         return PRETRAINING
     if name not in TASKS:
