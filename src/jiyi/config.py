@@ -108,6 +108,10 @@ class TrainConfig(LoopConfig):
 
     model: str = "minilm"
     """Model to fine-tune: the alias `minilm`, a local Hugging Face folder, or a Hub id (online only)."""
+    trim_vocab: bool = False
+    """Classification: before fine-tuning, trim the model's vocabulary to the pieces of the run's texts (train, validation, test); the other embedding rows are dropped (most of a multilingual model) and those texts get the same tokens. The trimmed base is RUN_DIR/trimmed-base."""
+    freeze_embeddings: bool = False
+    """Classification: freeze the embedding layer (word, position and token-type embeddings and their LayerNorm): no gradient, left out of the optimizer; faster CPU steps with a large vocabulary."""
     train: str | None = None
     """Training data: CSV, TSV, JSONL, Parquet or a `datasets` folder."""
     validation: str | None = None
@@ -226,6 +230,12 @@ class TrainConfig(LoopConfig):
         if not 0 < self.augment_rate <= 1:
             raise JiyiError(f"--augment-rate must be in (0, 1], got {self.augment_rate}.")
         self.refuse_other_tasks_flags(spec)
+        for flag, given in (
+            ("--trim-vocab", self.trim_vocab),
+            ("--freeze-embeddings", self.freeze_embeddings),
+        ):
+            if given and spec.adapter_module != "jiyi.tasks.classification":
+                raise JiyiError(f"{flag} applies to --task classification and multilabel for now.")
         adapter(spec).validate(self)  # the task's own flags (jiyi.tasks.<task>.validate)
         if require_paths:
             if not self.train and not self.resume:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from jiyi.compress.trim_vocab import warn_unknown_rate
 from jiyi.data.collate import encode, pad_batch, sorted_batches
 
 JIYI_META = "jiyi.json"  # beside config.json in a model folder: task, thresholds, max_length, ...
@@ -89,6 +90,7 @@ class Classifier:
     def predict_proba(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
         """(N, C) probabilities in input order."""
         enc = encode(self.tokenizer, list(texts), pairs, self.max_length, self.truncation)
+        warn_unknown_rate(self.tokenizer, enc, self.model_dir)  # a trimmed vocabulary's [UNK]s
         rows, probs = forward_probs(
             self.model,
             enc,

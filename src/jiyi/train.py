@@ -93,6 +93,7 @@ def train_classifier(
     config: TrainConfig, console: Any = None, explicit: set[str] = frozenset()
 ) -> dict[str, Any]:
     """Fine-tune for classification or multilabel (`jiyi.tasks.classification.train`)."""
+    from jiyi.compress.trim_vocab import apply_freeze, base_for_training
     from jiyi.models import load_for_classification, resolve_model, save_model
 
     run_dir, config, accelerator, console, say = setup(config, explicit, console)
@@ -102,9 +103,11 @@ def train_classifier(
     # --- data: every input error surfaces here, before the run directory is touched ----------
     data: PreparedData = read_data(config)
     model_path = resolve_model(config.model)
+    model_path = base_for_training(model_path, config, data, run_dir, accelerator, say)
     model, tokenizer = load_for_classification(
         model_path, data.labels, multilabel=multilabel, dropout=config.dropout
     )
+    apply_freeze(model, config, say)
     augment_train(data, config, tokenizer, model)
     tokenize_splits(data, tokenizer, config)
     train_split, val_split = data.splits["train"], data.splits["validation"]

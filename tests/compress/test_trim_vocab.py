@@ -357,3 +357,73 @@ def test_compress_cli_on_a_model_folder(unigram_dir: Path, tmp_path: Path, capsy
     assert run_cli(argv) == 2
     assert "--corpus missing.txt: no such file" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists()
+
+
+def test_train_trim_vocab_and_freeze_embeddings(
+    tiny_model_dir: Path, tiny_data_dir: Path, tmp_path: Path, caplog
+) -> None:
+    """`jiyi train --trim-vocab --freeze-embeddings`: the run fine-tunes a base trimmed to its
+    texts (RUN_DIR/trimmed-base), its model/ is the trimmed standard folder, the embedding layer
+    did not move, and predicting text full of dropped pieces warns."""
+    from safetensors.torch import load_file
+
+    from conftest import train_argv
+    from jiyi.cli import main as run_cli
+    from jiyi.predict import load
+
+    run = tmp_path / "run"
+    assert run_cli(train_argv(tiny_model_dir, tiny_data_dir, run, "--trim-vocab",
+                              "--freeze-embeddings")) == 0  # fmt: skip
+    record = json.loads((run / "trimmed-base" / RECORD).read_text())
+    assert record["corpus"] == [
+        str(tiny_data_dir / f"{s}.csv") for s in ("train", "validation", "test")
+    ]
+    assert (
+        record["corpus_texts"] == 240 + 60 + 60 and record["kept"] < record["original_vocab_size"]
+    )
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert config["vocab_size"] == record["kept"] and config[CONFIG_KEY]["kept"] == record["kept"]
+    base = load_file(str(run / "trimmed-base" / "model.safetensors"))
+    tuned = load_file(str(run / "model" / "model.safetensors"))
+
+    def before(key: str) -> torch.Tensor:  # the base folder is a BertModel: no "bert." prefix
+        return base[key.removeprefix("bert.")]
+
+    for name in ("word_embeddings.weight", "position_embeddings.weight", "LayerNorm.weight"):
+        key = next(k for k in tuned if k.endswith(f"embeddings.{name}"))
+        assert torch.equal(tuned[key], before(key)), key  # frozen
+    moved = next(k for k in tuned if k.endswith("attention.self.query.weight"))
+    assert not torch.equal(tuned[moved], before(moved))  # trained
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["accuracy"] >= 0.7  # the synthetic task is still learnt
+
+    caplog.set_level(logging.WARNING, logger="jiyi")
+    clf = load(run)
+    clf.predict([t for t, _ in make_texts(10, seed=3)])
+    assert not caplog.records
+    clf.predict(["zebra quokka xylophone jubilant", "good film"])
+    assert len(caplog.records) == 1 and "[UNK]" in caplog.records[0].getMessage()
+
+
+def test_freeze_leaves_the_embeddings_out_of_the_optimizer(tiny_model_dir: Path) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    from jiyi.compress.trim_vocab import freeze_embeddings
+    from jiyi.loop import param_groups
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_model_dir), num_labels=2)
+    frozen = freeze_embeddings(model)
+    embeddings = list(model.bert.embeddings.parameters())
+    assert frozen == sum(p.numel() for p in embeddings) and len(embeddings) == 5
+    in_optimizer = {id(p) for g in param_groups(model, 0.01) for p in g["params"]}
+    assert not in_optimizer & {id(p) for p in embeddings}
+    assert len(in_optimizer) == sum(p.requires_grad for p in model.parameters()) > 0
+
+
+def test_train_flags_refused_for_other_tasks() -> None:
+    from jiyi.config import TrainConfig
+
+    with pytest.raises(JiyiError, match="--trim-vocab applies to --task classification"):
+        TrainConfig(task="ner", trim_vocab=True)
+    with pytest.raises(JiyiError, match="--freeze-embeddings applies"):
+        TrainConfig(task="qa", freeze_embeddings=True)
