@@ -405,16 +405,13 @@ def summary_table(summary: dict[str, Any]) -> Any:
 def cmd_bias(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from jiyi.compress.artifacts import model_dir_of
     from jiyi.data.readers import read_inputs
-    from jiyi.predict import load, read_meta
+    from jiyi.predict import load
+    from jiyi.runs import model_dir, read_meta
+    from jiyi.tasks import refuse_unless, task_of_run
 
-    meta = read_meta(model_dir_of(args.run_dir))
-    if meta.get("task") in ("ner", "pretraining"):
-        raise JiyiError(
-            f"{args.run_dir}: a {meta['task']} run. Bias probes need a text-classification run "
-            f"(`jiyi train`, --task classification or multilabel)."
-        )
+    meta = read_meta(model_dir(args.run_dir))
+    refuse_unless(task_of_run(args.run_dir), "bias", "jiyi bias")
     swap_file = args.swap or default_swaps_path()
     table = read_swaps(swap_file, one_way=args.one_way)
     text_column = args.text_column or meta.get("text_column") or "text"

@@ -32,6 +32,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     )
     from jiyi.compress.report import measure
     from jiyi.compress.trim_vocab import is_classifier
+    from jiyi.tasks import refuse_unless, task_of_run
 
     threads = args.threads or len(os.sched_getaffinity(0))
     if not Path(args.run_dir).exists():  # an alias such as me5-small
@@ -51,6 +52,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
         if not args.method:
             raise JiyiError("--method is required (or --report-only to measure an existing one).")
         methods = parse_methods(args.method)
+        if methods != ["trim-vocab"]:  # trim-vocab suits any encoder, the others classifiers
+            refuse_unless(task_of_run(args.run_dir), "compress", "jiyi compress")
         settings = Settings(
             ratio=args.ratio,
             recover_epochs=args.recover_epochs,

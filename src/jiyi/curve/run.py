@@ -301,8 +301,9 @@ def run_curve(config: TrainConfig, options: CurveOptions, console: Any = None) -
 
 
 def _check_options(config: TrainConfig, options: CurveOptions) -> None:
-    if config.task == "ner":
-        raise JiyiError("--task ner: jiyi curve handles classification and multilabel.")
+    from jiyi.tasks import get_task, refuse_unless
+
+    refuse_unless(get_task(config.task), "curve", "jiyi curve")
     if not config.train:
         raise JiyiError("--train is required: the labelled examples the subsets are drawn from.")
     if not config.validation:
