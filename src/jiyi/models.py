@@ -149,12 +149,7 @@ def load_classifier(model_dir: str | Path) -> tuple[Any, Any]:
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise JiyiError(f"{model_dir}: no config.json; expected a jiyi run's model folder.")
-    meta_file = model_dir / "jiyi.json"
-    task = (
-        json.loads(meta_file.read_text(encoding="utf-8")).get("task")
-        if meta_file.is_file()
-        else None
-    )
+    task = read_meta(model_dir).get("task")
     if task not in (None, "classification", "multilabel"):
         what = "pretrained encoder" if task == "pretraining" else f"{task} model"
         raise JiyiError(

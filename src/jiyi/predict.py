@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from jiyi import runs
 from jiyi.compress.trim_vocab import warn_unknown_rate
 from jiyi.data.collate import encode, pad_batch, sorted_batches
-
-JIYI_META = "jiyi.json"  # beside config.json in a model folder: task, thresholds, max_length, ...
+from jiyi.runs import read_meta
 
 
 @torch.inference_mode()
@@ -57,21 +56,13 @@ def forward_probs(
     return np.asarray(rows, dtype=np.int64), probs
 
 
-def read_meta(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / JIYI_META
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
-    return {}
-
-
 class Classifier:
     """A fine-tuned model folder (or run directory) ready to predict."""
 
     def __init__(self, path: str | Path, *, batch_size: int = 64, threads: int | None = None):
-        from jiyi.compress.artifacts import model_dir_of
         from jiyi.models import load_classifier
 
-        model_dir = model_dir_of(path)
+        model_dir = runs.model_dir(path)
         if threads:
             torch.set_num_threads(threads)
         self.model_dir = model_dir

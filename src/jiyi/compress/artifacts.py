@@ -23,6 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from jiyi import runs
 from jiyi.errors import JiyiError
 from jiyi.runs import read_meta
 
@@ -32,11 +33,7 @@ WEIGHT_FILES = ("model.safetensors", "model.onnx", "model.onnx.data")
 
 def model_dir_of(path: str | Path) -> Path:
     """RUN_DIR or RUN_DIR/model (or a compressed folder) -> the folder holding config.json."""
-    path = Path(path)
-    folder = path / "model" if (path / "model" / "config.json").is_file() else path
-    if not (folder / "config.json").is_file():
-        raise JiyiError(f"{path}: not a jiyi run directory or model folder (no config.json).")
-    return folder
+    return runs.model_dir(path, flag="")
 
 
 def weights_sha256(model_dir: Path) -> str:
@@ -62,15 +59,13 @@ def write_meta(
     dst: Path, source_meta: dict[str, Any], fmt: str, step: dict[str, Any], source_dir: Path
 ) -> dict[str, Any]:
     """jiyi.json of a compressed folder: the source's, with the format and the chain so far."""
-    from jiyi.io import atomic_write_json
-
     chain = [*source_meta.get("compress", {}).get("chain", []), step]
     origin = source_meta.get("compress", {}).get("origin") or {
         "path": str(source_dir.resolve()),
         "weights_sha256": weights_sha256(source_dir),
     }
     meta = {**source_meta, "format": fmt, "compress": {"origin": origin, "chain": chain}}
-    atomic_write_json(dst / "jiyi.json", meta)
+    runs.write_meta(dst, meta)
     return meta
 
 

@@ -32,6 +32,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     )
     from jiyi.compress.report import measure
     from jiyi.compress.trim_vocab import is_classifier
+    from jiyi.runs import META_FILE
     from jiyi.tasks import refuse_unless, task_of_run
 
     threads = args.threads or len(os.sched_getaffinity(0))
@@ -41,7 +42,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         args.run_dir = resolve_model(args.run_dir, "RUN_DIR")
     out = Path(args.output)
     if args.report_only:
-        if not (out / "jiyi.json").is_file():
+        if not (out / META_FILE).is_file():
             raise JiyiError(f"--output {out}: no compressed model to measure (no jiyi.json).")
         meta = read_meta(out)
         steps = meta.get("compress", {}).get("chain", [])

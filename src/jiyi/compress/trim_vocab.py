@@ -423,10 +423,10 @@ def trim_vocab(
 ) -> dict[str, Any]:
     """Trim a Hugging Face model folder (or a jiyi run) to the pieces of `texts`; write the
     trimmed folder to `output` whole or not at all. Returns the trimming record."""
-    from jiyi.compress.artifacts import model_dir_of
+    from jiyi import runs
     from jiyi.io import atomic_directory
 
-    src = model_dir_of(model_dir)
+    src = runs.model_dir(model_dir, flag="")
     with atomic_directory(output) as tmp:
         return trim_into(src, tmp, texts, keep=keep, characters=characters, corpus=corpus)
 

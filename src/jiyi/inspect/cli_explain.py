@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from jiyi.errors import JiyiError
+from jiyi.runs import run_meta
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -25,7 +25,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise JiyiError("--data is the labelled file of --head-importance; pass that flag too.")
     if args.faithfulness and args.input is None:
         raise JiyiError("--faithfulness is measured over a file: pass --input FILE.")
-    text_column = args.text_column or _run_meta(args.run_dir).get("text_column") or "text"
+    text_column = args.text_column or run_meta(args.run_dir).get("text_column") or "text"
     texts = [args.text] if args.text is not None else _read_texts(args.input, text_column)
     if not texts:
         raise JiyiError(f"--input {args.input}: no texts in the file.")
@@ -58,14 +58,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
     print(f"written: {', '.join(sorted(paths))} in {args.output}", file=sys.stderr)
     print(f"open: {paths['explain.html']}", file=sys.stderr)
     return 0
-
-
-def _run_meta(run_dir: str) -> dict[str, Any]:
-    """RUN_DIR/model/jiyi.json (or MODEL_DIR/jiyi.json), {} when absent."""
-    for path in (Path(run_dir) / "model" / "jiyi.json", Path(run_dir) / "jiyi.json"):
-        if path.is_file():
-            return json.loads(path.read_text(encoding="utf-8"))
-    return {}
 
 
 def _read_texts(path: str, text_column: str) -> list[str]:

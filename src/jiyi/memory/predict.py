@@ -275,10 +275,10 @@ def check_model_flag(memory: Memory, model: str | None) -> None:
 
 def is_classifier_run(path: str | Path) -> bool:
     """Whether `path` is a fine-tuned classification run (or its model folder)."""
-    from jiyi.compress.artifacts import model_dir_of
+    from jiyi.runs import model_dir
 
     try:
-        config = model_dir_of(path) / "config.json"
+        config = model_dir(path) / "config.json"
     except JiyiError:
         return False
     try:

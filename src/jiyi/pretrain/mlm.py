@@ -26,6 +26,7 @@ from jiyi.io import atomic_directory, atomic_write_json
 from jiyi.loop import build_optimizer, run_loop, setup, start_run
 from jiyi.pretrain.corpus import Batch, CorpusStream
 from jiyi.pretrain.masking import Masker
+from jiyi.runs import PRETRAINING, write_meta
 
 PRESET_CONFIGS: dict[str, dict[str, int]] = {
     "tiny": {
@@ -276,10 +277,10 @@ def pretrain(
         with atomic_directory(run_dir / "model") as tmp, quiet_transformers():
             model.save_pretrained(str(tmp), safe_serialization=True)
             tokenizer.save_pretrained(str(tmp))
-            atomic_write_json(
-                tmp / "jiyi.json",
+            write_meta(
+                tmp,
                 {
-                    "task": "pretraining",
+                    "task": PRETRAINING,
                     "objective": "masked-lm",
                     "max_length": config.max_length,
                     "base_model": config.from_model,
