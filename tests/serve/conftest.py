@@ -21,7 +21,10 @@ import httpx
 import pytest
 
 from jiyi.cli import main as run_cli
-from jiyi.serve.app import Settings, create_app
+from jiyi.serve.app import create_app
+from jiyi.serve.classification import ClassificationService
+from jiyi.serve.service import Service
+from jiyi.serve.settings import Settings
 
 TOKEN = "test-token-0123456789abcdef"
 
@@ -184,12 +187,12 @@ def serve_process() -> Callable[[list[str]], contextlib.AbstractContextManager]:
 
 @pytest.fixture(scope="session")
 def start_server() -> Iterator[Callable[..., LiveServer]]:
-    """start_server(settings, classifier, memory=None) -> a started LiveServer, stopped at the
-    end of the session (or earlier by the test)."""
+    """start_server(settings, service) -> a started LiveServer, stopped at the end of the
+    session (or earlier by the test)."""
     started: list[LiveServer] = []
 
-    def start(settings: Settings, classifier: Any, memory: Any = None, **kw: Any) -> LiveServer:
-        server = LiveServer(create_app(settings, classifier, memory), **kw).start()
+    def start(settings: Settings, service: Service, **kw: Any) -> LiveServer:
+        server = LiveServer(create_app(settings, service), **kw).start()
         started.append(server)
         return server
 
@@ -202,7 +205,7 @@ def start_server() -> Iterator[Callable[..., LiveServer]]:
 @pytest.fixture(scope="session")
 def server(start_server: Callable[..., LiveServer], classifier: Any) -> LiveServer:
     """The tiny run, no memory, no token; 20 ms to gather a batch."""
-    return start_server(Settings(max_wait_ms=20), classifier)
+    return start_server(Settings(max_wait_ms=20), ClassificationService(classifier))
 
 
 @pytest.fixture(scope="session")
@@ -213,9 +216,9 @@ def mem_server(
     /v1/ask answers)."""
     from jiyi.memory.knn import Memory
 
-    return start_server(Settings(), classifier, Memory.open(memory_copy()))
+    return start_server(Settings(), ClassificationService(classifier, Memory.open(memory_copy())))
 
 
 @pytest.fixture(scope="session")
 def token_server(start_server: Callable[..., LiveServer], classifier: Any) -> LiveServer:
-    return start_server(Settings(token=TOKEN), classifier)
+    return start_server(Settings(token=TOKEN), ClassificationService(classifier))

@@ -25,7 +25,8 @@ import pytest
 from conftest import FILLER, build_tiny_bert
 from jiyi.cli import main as run_cli
 from jiyi.serve import cli as serve_cli
-from jiyi.serve.app import Settings
+from jiyi.serve.ner import NerService
+from jiyi.serve.settings import Settings
 
 PEOPLE = ["alice", "bob", "carol", "dave"]
 PLACES = [["paris"], ["london"], ["new", "york"]]
@@ -91,7 +92,7 @@ def tagger(ner_run: Path) -> Any:
 
 @pytest.fixture(scope="module")
 def ner_server(start_server: Any, tagger: Any) -> Any:
-    return start_server(Settings(max_wait_ms=20, max_texts=8, max_chars=300), tagger)
+    return start_server(Settings(max_wait_ms=20, max_texts=8, max_chars=300), NerService(tagger))
 
 
 def error_of(response: httpx.Response, status: int) -> dict[str, str]:

@@ -21,7 +21,8 @@ import httpx
 import pytest
 
 from conftest import build_faq_memory
-from jiyi.serve.app import Settings
+from jiyi.serve.classification import ClassificationService
+from jiyi.serve.settings import Settings
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright")
 expect = sync_api.expect
@@ -127,7 +128,7 @@ def test_page_with_a_token_shows_errors_inline_and_the_nearest_examples(
     from jiyi.memory.knn import Memory
 
     settings = Settings(token=TOKEN, max_chars=80)
-    live = start_server(settings, classifier, Memory.open(memory_copy()))
+    live = start_server(settings, ClassificationService(classifier, Memory.open(memory_copy())))
     with open_page(browser, live.url) as page:
         # 401: the page asks for the token, then keeps it for the session
         expect(page.locator("#token-form")).to_be_visible()
@@ -166,7 +167,7 @@ def test_page_asks_a_faq_memory(
     from jiyi.memory.knn import Memory
 
     mem = build_faq_memory(tiny_model_dir, tmp_path)
-    live = start_server(Settings(), classifier, Memory.open(mem))
+    live = start_server(Settings(), ClassificationService(classifier, Memory.open(mem)))
     with open_page(browser, live.url) as page:
         expect(page.locator("#ask")).to_be_visible()
         expect(page.locator("#info")).to_contain_text("3 rows, FAQ")

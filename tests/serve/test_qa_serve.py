@@ -28,7 +28,8 @@ import pytest
 from conftest import FILLER, build_tiny_bert
 from jiyi.cli import main as run_cli
 from jiyi.serve import cli as serve_cli
-from jiyi.serve.app import Settings
+from jiyi.serve.qa import QaService
+from jiyi.serve.settings import Settings
 
 CODES = ["alpha", "bravo", "delta", "echo", "kilo", "lima", "oscar", "tango"]
 QUESTION = "what is the code?"
@@ -85,7 +86,7 @@ def answerer(qa_run: Path) -> Any:
 
 @pytest.fixture(scope="module")
 def qa_server(start_server: Any, answerer: Any) -> Any:
-    return start_server(Settings(max_wait_ms=20, max_texts=8, max_chars=300), answerer)
+    return start_server(Settings(max_wait_ms=20, max_texts=8, max_chars=300), QaService(answerer))
 
 
 def error_of(response: httpx.Response, status: int) -> dict[str, str]:

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from jiyi.serve.app import Settings
+from jiyi.serve.classification import ClassificationService
+from jiyi.serve.settings import Settings
 
 schemathesis = pytest.importorskip("schemathesis")
 from schemathesis.checks import not_a_server_error  # noqa: E402
@@ -40,7 +41,7 @@ def fuzz_server(start_server: Any, classifier: Any, memory_copy: Callable[[], Pa
     from jiyi.memory.knn import Memory
 
     settings = Settings(max_texts=8, max_chars=300, max_wait_ms=2, timeout_s=60)
-    return start_server(settings, classifier, Memory.open(memory_copy()))
+    return start_server(settings, ClassificationService(classifier, Memory.open(memory_copy())))
 
 
 def test_generated_requests_never_get_a_server_error(fuzz_server: Any) -> None:

@@ -23,9 +23,10 @@ import pytest
 from conftest import make_texts
 from jiyi.cli import main as run_cli
 from jiyi.serve import cli as serve_cli
-from jiyi.serve.app import Settings, create_app
+from jiyi.serve.app import create_app
 from jiyi.serve.batcher import BatcherClosed, MicroBatcher, QueueFull
-from jiyi.serve.settings import STATIC_DIR
+from jiyi.serve.classification import ClassificationService
+from jiyi.serve.settings import STATIC_DIR, Settings
 
 TEXTS = [t for t, _ in make_texts(12, seed=7)]
 
@@ -189,7 +190,9 @@ def test_page_probes_and_metrics(server: Any) -> None:
 
 
 def test_readyz_says_503_until_the_app_has_started(classifier: Any) -> None:
-    app = create_app(Settings(), classifier)  # its lifespan has not run: no worker yet
+    app = create_app(
+        Settings(), ClassificationService(classifier)
+    )  # its lifespan has not run: no worker yet
 
     async def go() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
@@ -306,7 +309,7 @@ def test_unexpected_errors_are_a_json_500_without_traceback(
                 raise RuntimeError("secret internal detail")
             return classifier.predict(texts)
 
-    server = start_server(Settings(), Broken())
+    server = start_server(Settings(), ClassificationService(Broken()))
     with server.client() as c:
         e = error_of(c.post("/v1/predict", json={"texts": ["explode"]}), 500)
         assert e["code"] == "internal_error" and "secret" not in e["message"]
@@ -436,7 +439,7 @@ def test_full_queue_answers_429_with_retry_after(
     start_server: Any, classifier: Any, slow: Any
 ) -> None:
     settings = Settings(max_queue=2, batching=False, max_wait_ms=0)
-    server = start_server(settings, slow(classifier, 1.0))
+    server = start_server(settings, ClassificationService(slow(classifier, 1.0)))
 
     async def go() -> tuple[httpx.Response, list[httpx.Response]]:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
@@ -455,7 +458,7 @@ def test_full_queue_answers_429_with_retry_after(
 
 
 def test_slow_request_answers_504(start_server: Any, classifier: Any, slow: Any) -> None:
-    server = start_server(Settings(timeout_s=0.3), slow(classifier, 1.0))
+    server = start_server(Settings(timeout_s=0.3), ClassificationService(slow(classifier, 1.0)))
     with server.client() as c:
         start = time.monotonic()
         e = error_of(c.post("/v1/predict", json={"texts": ["a"]}), 504)
@@ -466,7 +469,7 @@ def test_slow_request_answers_504(start_server: Any, classifier: Any, slow: Any)
 
 
 def test_shutdown_drains_requests_in_flight(start_server: Any, classifier: Any, slow: Any) -> None:
-    server = start_server(Settings(), slow(classifier, 1.0))
+    server = start_server(Settings(), ClassificationService(slow(classifier, 1.0)))
     result: dict[str, Any] = {}
 
     def call() -> None:
@@ -516,7 +519,8 @@ def test_cors_is_off_by_default_and_on_for_named_origins(
     origin = {"Origin": "http://elsewhere.example"}
     r = httpx.post(f"{server.url}/v1/predict", json={"texts": ["a"]}, headers=origin)
     assert "access-control-allow-origin" not in r.headers
-    cors = start_server(Settings(cors_origins=["http://elsewhere.example"]), classifier)
+    settings = Settings(cors_origins=["http://elsewhere.example"])
+    cors = start_server(settings, ClassificationService(classifier))
     r = httpx.post(f"{cors.url}/v1/predict", json={"texts": ["a"]}, headers=origin)
     assert r.headers["access-control-allow-origin"] == "http://elsewhere.example"
     cors.stop()
@@ -545,6 +549,31 @@ def test_cli_refuses_a_public_address_without_a_token(
     assert "--max-texts 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("task", "advice"),
+    [
+        ("seq2seq", "Run `jiyi predict {run}` for its seq2seq outputs"),
+        ("pretraining", "jiyi train"),
+    ],
+)
+def test_cli_refuses_a_run_whose_task_is_not_served(
+    task: str, advice: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The registry says seq2seq and pretraining runs have no service: one message naming the
+    task and what to do instead, exit 2, before anything is loaded (the stub has no weights)."""
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "config.json").write_text("{}", encoding="utf-8")
+    (run / "model" / "jiyi.json").write_text(json.dumps({"task": task}), encoding="utf-8")
+    assert run_cli(["serve", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"not {task}" in err and advice.format(run=run) in err, err
+    assert "classification, multilabel, ner and qa runs" in err
+    assert serve_cli.main([str(run), "--memory", str(tmp_path)]) == 2  # the task comes first
+    assert f"not {task}" in capsys.readouterr().err
+
+
 # ---- a compressed model -----------------------------------------------------------------------
 
 
@@ -561,7 +590,7 @@ def test_onnx_int8_model_is_served_like_the_original(start_server: Any, onnx_int
     from jiyi.predict import load
 
     compressed = load(onnx_int8)
-    server = start_server(Settings(), compressed)
+    server = start_server(Settings(), ClassificationService(compressed))
     with server.client() as c:
         info = c.get("/v1/info").json()
         assert info["format"] == "onnx" and info["labels"] == ["neg", "pos"]

@@ -126,7 +126,7 @@ def make_server(app: Any, *, timeout_s: float, log_level: str = "info") -> Any:
 
 
 def settings_from(args: argparse.Namespace, token: str | None) -> Any:
-    from jiyi.serve.app import Settings
+    from jiyi.serve.settings import Settings
 
     return Settings(
         max_batch_size=args.max_batch_size,
@@ -141,29 +141,6 @@ def settings_from(args: argparse.Namespace, token: str | None) -> Any:
         token=token,
         cors_origins=list(args.cors_origin or []),
     )
-
-
-def load_model(run_dir: str, threads: int | None = None) -> Any:
-    """A run's model for serving: a `NerTagger` for a NER run (its jiyi.json says task ner), a
-    `QuestionAnswerer` for a QA run (task qa), otherwise a `Classifier` (any format)."""
-    from jiyi.cli import _run_task
-
-    task = _run_task(run_dir)
-    if task in ("ner", "qa"):
-        import torch
-
-        if threads:
-            torch.set_num_threads(threads)
-        if task == "ner":
-            from jiyi.ner.predict import NerTagger
-
-            return NerTagger(run_dir)
-        from jiyi.qa.predict import QuestionAnswerer
-
-        return QuestionAnswerer(run_dir)
-    from jiyi.predict import load
-
-    return load(run_dir, threads=threads)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -181,35 +158,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from jiyi.serve.app import create_app
-    from jiyi.serve.ner import is_ner
-    from jiyi.serve.qa import is_qa
+    from jiyi.serve.services import load_service, service_class
 
     settings = settings_from(args, token)
+    service_class(args.run_dir, memory=bool(args.memory))  # refuse before loading anything
     print(f"loading {args.run_dir} ...", file=sys.stderr)
-    classifier = load_model(args.run_dir, threads=args.threads)
-    if args.memory and (is_ner(classifier) or is_qa(classifier)):
-        kind = "NER" if is_ner(classifier) else "QA"
-        raise JiyiError(
-            f"--memory: a memory serves classification runs; {args.run_dir} is a {kind} run. "
-            "Serve it without --memory."
-        )
-    memory = None
-    if args.memory:
-        from jiyi.memory.knn import Memory
-
-        memory = Memory.open(args.memory)
-    app = create_app(settings, classifier, memory, name=Path(args.run_dir).resolve().name)
+    service = load_service(
+        args.run_dir,
+        args.memory or None,
+        threads=args.threads,
+        name=Path(args.run_dir).resolve().name,
+    )
+    app = create_app(settings, service)
     sock = bind(args.host, args.port)
-    service = app.state.service
-    if service.task == "ner":
-        types = ", ".join(service.entity_types)
-        shown = [f"NER model {service.name} ({service.format}, entity types {types})"]
-    elif service.task == "qa":
-        shown = [f"QA model {service.name} ({service.format}, answers at POST /v1/ask)"]
-    else:
-        shown = [f"model {service.name} ({service.format}, {len(service.labels)} labels)"]
-    if memory is not None:
-        shown.append(f"memory {args.memory} ({len(memory)} rows)")
+    shown = [service.describe()]
+    if service.memory is not None:
+        shown.append(f"memory {args.memory} ({len(service.memory)} rows)")
     batching = (
         f"batches of up to {settings.max_batch_size} texts within {settings.max_wait_ms:g} ms"
         if settings.batching

@@ -1,6 +1,6 @@
 """`jiyi serve` on a QA run (`jiyi train --task qa`): answers found in a context.
 
->>> app = create_app(Settings(), QuestionAnswerer("runs/qa"))     # create_app picks QaService
+>>> app = create_app(Settings(), QaService(QuestionAnswerer("runs/qa")))
 >>> # POST /v1/ask {"question": "What is the code?",
 >>> #               "context": "The door opens when the code is 4711 and not before."} ->
 >>> # {"question": "What is the code?", "answer": "4711", "start": 32, "end": 36, "score": 0.93}
@@ -13,12 +13,14 @@ answers 501 and points at /v1/ask; explanations and a memory are for classificat
 endpoints answer 501 too, and /v1/embed works (the run's encoder).
 """
 
-from __future__ import annotations
-
 from collections.abc import Hashable
 from typing import Any
 
-from jiyi.serve.embedding import TaskService
+from jiyi.serve.errors import NOT_IMPLEMENTED, ApiError
+from jiyi.serve.routes import Api, add_embed, add_explain, add_memory
+from jiyi.serve.schemas import QaAnswer, QaAnswers, QaInfoResponse
+from jiyi.serve.service import Service, batching_info
+from jiyi.serve.settings import Settings
 
 NOT_FOR_QA = "for classification runs; this is a QA run (its answers: POST /v1/ask)."
 ASK_INSTEAD = (
@@ -27,26 +29,31 @@ ASK_INSTEAD = (
 )
 
 
-def is_qa(model: Any) -> bool:
-    """Whether a loaded model is a question answerer (its jiyi.json says task qa)."""
-    return (getattr(model, "meta", None) or {}).get("task") == "qa"
-
-
-class QaService(TaskService):
-    """A loaded `jiyi.qa.predict.QuestionAnswerer` and what the endpoints do with it (on the
-    batcher's worker thread, like `jiyi.serve.app.Service`, whose attributes it mirrors)."""
+class QaService(Service):
+    """A loaded `jiyi.qa.predict.QuestionAnswerer` and what the endpoints do with it."""
 
     task, kind = "qa", "QA"
+    info_model = QaInfoResponse
 
     def __init__(self, answerer: Any, memory: Any = None, *, name: str | None = None):
-        super().__init__(answerer.model, answerer.tokenizer, answerer.meta, memory, name)
+        super().__init__(answerer, memory, name=name)
         self.answerer = answerer
-        self.labels: list[str] = []
+        self.max_length = int(answerer.meta["max_length"])
         self.stride = int(answerer.meta["stride"])
         self.predict_unavailable = ASK_INSTEAD
         self.explain_unavailable = f"explanations are {NOT_FOR_QA}"
         self.memory_unavailable = f"a memory is {NOT_FOR_QA}"
         self.answerer.answer(["warm up"], ["warm up"])
+
+    @staticmethod
+    def load_predictor(run_dir: str, threads: int | None = None) -> Any:
+        import torch
+
+        from jiyi.qa.predict import QuestionAnswerer
+
+        if threads:
+            torch.set_num_threads(threads)
+        return QuestionAnswerer(run_dir)
 
     def predict(self, pairs: list[Any], key: Hashable) -> list[dict[str, Any]]:
         """`pairs` are (question, context): one answer row each, in order (a long context is
@@ -55,7 +62,7 @@ class QaService(TaskService):
         contexts = [context for _, context in pairs]
         return self.answerer.answer(questions, contexts)
 
-    def info(self, settings: Any) -> dict[str, Any]:
+    def info(self, settings: Settings) -> dict[str, Any]:
         return {
             "model": self.name,
             "format": self.format,
@@ -65,11 +72,7 @@ class QaService(TaskService):
             "stride": self.stride,
             "max_answer_length": int(self.answerer.max_answer_length),
             "null_threshold": float(self.answerer.null_threshold),
-            "batching": {
-                "enabled": settings.batching,
-                "max_batch_size": settings.max_batch_size,
-                "max_wait_ms": float(settings.max_wait_ms),
-            },
+            "batching": batching_info(settings),
             "memory": None,
             "features": {
                 "predict": False,
@@ -80,5 +83,39 @@ class QaService(TaskService):
             },
         }
 
+    def describe(self) -> str:
+        return f"QA model {self.name} ({self.format}, answers at POST /v1/ask)"
 
-__all__ = ["QaService", "is_qa"]
+    def add_routes(self, api: Api) -> None:
+        """POST /v1/predict answers 501 (pointing at /v1/ask); the shared routes (/v1/embed
+        works, explanations and the memory ones answer 501); POST /v1/ask answers questions."""
+        QaRequest = api.requests.qa
+
+        @api.app.post(
+            "/v1/predict",
+            summary="Not for a QA run: its answers come from POST /v1/ask",
+            **api.v1(NOT_IMPLEMENTED),
+        )
+        async def predict() -> dict[str, Any]:
+            raise ApiError(501, self.predict_unavailable)
+
+        add_explain(api, self)
+        add_embed(api, self)
+        add_memory(api, self)
+
+        @api.app.post(
+            "/v1/ask",
+            response_model=QaAnswer | QaAnswers,
+            summary="Answer questions from their contexts: a span of the context, or none",
+            **api.v1(),
+        )
+        async def ask_qa(req: QaRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+            # pairs from concurrent requests share forward passes (the batcher gathers them)
+            if req.questions is not None:
+                pairs = list(zip(req.questions, req.contexts, strict=True))
+                return {"answers": await api.submit(pairs, key="qa")}
+            (row,) = await api.submit([(req.question, req.context)], key="qa")
+            return row
+
+
+__all__ = ["QaService"]

@@ -1,0 +1,235 @@
+"""`jiyi serve` on a classification or multi-label run (any format: PyTorch, ONNX, int8),
+optionally with a memory (`jiyi memory build`).
+
+>>> service = ClassificationService(jiyi.load("runs/rt"), Memory.open("runs/rt-mem"))
+>>> app = create_app(Settings(), service)
+>>> # POST /v1/predict {"texts": ["a moving, funny film"]} ->
+>>> # {"predictions": [{"label": "pos", "score": 0.93, "probabilities": {...}}]}
+
+With a labelled memory, predictions are kNN-augmented as `jiyi predict --memory` makes them
+(`neighbours` lists the nearest rows); with answers in it (--payload), POST /v1/ask answers
+from the nearest stored question. /v1/explain needs the PyTorch model and captum, /v1/embed the
+PyTorch model: with an ONNX or int8 model they answer 501.
+"""
+
+from collections import Counter
+from collections.abc import Hashable
+from pathlib import Path
+from typing import Any
+
+from jiyi.errors import JiyiError
+from jiyi.serve.errors import ApiError
+from jiyi.serve.routes import Api, add_embed, add_explain, add_faq, add_memory
+from jiyi.serve.schemas import InfoResponse, PredictResponse
+from jiyi.serve.service import Service, batching_info
+from jiyi.serve.settings import Settings
+
+
+class ClassificationService(Service):
+    """A loaded classifier (any format: PyTorch, ONNX, int8), optionally with a memory, and what
+    each endpoint does with them.
+
+    The constructor does the slow, failure-prone work up front (tuning kNN-augmented
+    prediction, loading the memory's encoder, a first forward pass), so a bad model or memory
+    fails before the port is bound.
+    """
+
+    kind = "text-classification"
+    info_model = InfoResponse
+    takes_memory = True
+
+    def __init__(self, classifier: Any, memory: Any = None, *, name: str | None = None):
+        meta = dict(getattr(classifier, "meta", {}) or {})
+        if meta.get("text_pair_column"):
+            raise JiyiError(
+                f"{classifier.model_dir}: this run was trained on text pairs; jiyi serve "
+                "handles single texts."
+            )
+        super().__init__(classifier, memory, name=name, folder=Path(classifier.model_dir))
+        self.clf = classifier
+        self.format = str(meta.get("format", "torch"))
+        self.task = str(
+            meta.get("task") or ("multilabel" if classifier.multilabel else "classification")
+        )
+        self.max_length = int(classifier.max_length)
+        self.encoder_path = str(classifier.model_dir)
+        self.labelled = memory is not None and bool(memory.labels())
+        manifest = memory.manifest if memory is not None else {}
+        self.faq = memory is not None and bool(
+            manifest.get("payload_columns") or manifest.get("answer_column") or "ask" in manifest
+        )
+        self.explain_unavailable = self._explain_unavailable()
+        self.embed_unavailable = (
+            None
+            if self.format == "torch"
+            else f"embeddings need the PyTorch model; this one is {self.format}."
+        )
+        self._augmented: Any = None
+        self._augmented_seq: Any = None
+        if memory is not None:
+            _ = memory.encoder  # load it now (and check its fingerprint)
+        if self.labelled:
+            self._augmenter()
+        self.labels = list(classifier.labels)
+        self._refresh_info()
+        self.clf.predict(["warm up"])
+
+    @staticmethod
+    def load_predictor(run_dir: str, threads: int | None = None) -> Any:
+        from jiyi.predict import load
+
+        return load(run_dir, threads=threads)
+
+    def _explain_unavailable(self) -> str | None:
+        if self.format != "torch":
+            return (
+                f"explanations need the PyTorch model; this one is {self.format} (serve the "
+                "original run to explain)."
+            )
+        try:
+            import captum.attr  # noqa: F401
+        except ImportError:
+            return "explanations need captum, which is not installed: pip install 'jiyi[inspect]'."
+        return None
+
+    # -- predictions
+
+    def _augmenter(self) -> Any:
+        """The kNN-augmented predictor, rebuilt when the memory changed (rows added here or by
+        another process): labels, k, temperature and λ as `jiyi predict --memory` has them."""
+        from jiyi.memory.predict import AugmentedPredictor
+
+        self.memory.refresh()
+        seq = self.memory.state.seq
+        if self._augmented is None or seq != self._augmented_seq:
+            self._augmented = AugmentedPredictor(self.clf, self.memory)
+            if self._augmented_seq is not None:
+                self._refresh_info()  # rows came from elsewhere (another process)
+            self._augmented_seq = seq
+        return self._augmented
+
+    def predict(self, texts: list[str], neighbours: Hashable) -> list[dict[str, Any]]:
+        if self.labelled:
+            return self._augmenter().predict(texts, neighbours=int(neighbours or 0))
+        return self.clf.predict(texts)
+
+    # -- explanations and embeddings
+
+    def explain(self, text: str, steps: int) -> dict[str, Any]:
+        import numpy as np
+
+        from jiyi.inspect.explain import explain_text
+
+        record = explain_text(
+            self.clf, text, n_steps=steps, keep_maps=True, max_k=1, n_random=1
+        )  # the deletion test is not returned: keep it to its minimum
+        scores = record["scores"]["words"]["integrated_gradients"]
+        maps = record["attention"]["maps"]
+        return {
+            "label": record["predicted"],
+            "probabilities": record["probabilities"],
+            "words": [
+                {"word": w["text"], "score": float(s)}
+                for w, s in zip(record["words"], scores, strict=True)
+            ],
+            "tokens": record["tokens"],
+            "attention": {
+                "layers": record["attention"]["layers"],
+                "heads": record["attention"]["heads"],
+                "maps": None if maps is None else np.round(np.asarray(maps, float), 4).tolist(),
+            },
+        }
+
+    # -- the memory
+
+    def query(self, texts: list[str], k: int) -> dict[str, Any]:
+        return {"results": self.memory.query(texts, k=k)}
+
+    def add(
+        self,
+        texts: list[str],
+        labels: list[Any] | None,
+        payload: list[Any] | None,
+        ids: list[str] | None,
+    ) -> dict[str, Any]:
+        new_ids = self.memory.add(texts, labels=labels, payload=payload, ids=ids)
+        self._refresh_info()
+        return {"ids": new_ids, "rows": len(self.memory)}
+
+    def ask(self, question: str, top_k: int) -> dict[str, Any]:
+        from jiyi.memory.faq import ask
+
+        r = ask(self.memory, [question], top_k=top_k)[0]
+        keys = ("answered", "answer", "score", "matched_question", "id", "threshold")
+        return {k: r[k] for k in keys} | {"alternatives": r["alternatives"]}
+
+    def _refresh_info(self) -> None:
+        """What /v1/info shows of the memory and the labels, computed on the worker thread
+        (the event loop reads the result, never the memory while it changes)."""
+        if self.memory is None:
+            return
+        from jiyi.memory.classify import extend_labels
+
+        names = self.memory.labels()
+        self.labelled = bool(names)
+        rows = self.memory.state.rows
+        counts: Counter[str] = Counter()
+        for i in rows.live():
+            label = rows.labels[i]
+            counts.update(label if isinstance(label, list) else [] if label is None else [label])
+        self.labels = extend_labels(self.clf.labels, names) if names else list(self.clf.labels)
+        self.memory_info = {
+            "rows": len(self.memory),
+            "labels": dict(sorted(counts.items())),
+            "faq": self.faq,
+        }
+
+    def info(self, settings: Settings) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "format": self.format,
+            "task": self.task,
+            "labels": self.labels,
+            "max_length": self.max_length,
+            "batching": batching_info(settings),
+            "memory": self.memory_info,
+            "features": {
+                "predict": True,
+                "explain": self.explain_unavailable is None,
+                "embed": self.embed_unavailable is None,
+                "memory": self.memory is not None,
+                "ask": self.faq,
+            },
+        }
+
+    def describe(self) -> str:
+        return f"model {self.name} ({self.format}, {len(self.labels)} labels)"
+
+    # -- the routes
+
+    def add_routes(self, api: Api) -> None:
+        """POST /v1/predict (labels; kNN-augmented with a labelled memory, `neighbours` lists
+        the nearest rows), then the shared routes, all of which apply."""
+        PredictRequest = api.requests.predict
+
+        @api.app.post(
+            "/v1/predict",
+            response_model=PredictResponse,
+            response_model_exclude_none=True,
+            **api.v1(),
+        )
+        async def predict(req: PredictRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+            if req.neighbours and not self.labelled:
+                raise ApiError(
+                    422,
+                    "neighbours: listing neighbours needs a labelled memory (serve with --memory).",
+                )
+            return {"predictions": await api.submit(req.texts, key=req.neighbours)}
+
+        add_explain(api, self)
+        add_embed(api, self)
+        add_memory(api, self)
+        add_faq(api, self)
+
+
+__all__ = ["ClassificationService"]
