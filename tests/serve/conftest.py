@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from serve_helpers import CHROMIUM
 
 from jiyi.cli import main as run_cli
 from jiyi.serve.app import create_app
@@ -93,6 +94,18 @@ class SlowClassifier:
     def predict(self, texts: list[str], pairs: Any = None) -> list[dict]:
         time.sleep(self.delay)
         return self._classifier.predict(texts, pairs)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless chromium through playwright (the page tests); skips without either."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright")
+    if not CHROMIUM.exists():
+        pytest.skip("needs chromium at /usr/bin/chromium")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield chromium
+        chromium.close()
 
 
 @pytest.fixture(scope="session")

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import signal
 import sys
-from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from serve_helpers import batches, error_of, fuzz
 
 from conftest import FILLER, build_tiny_bert
 from jiyi.cli import main as run_cli
@@ -36,7 +33,6 @@ TEXTS = [
     "北京 and london, then 东京",  # CJK characters are words of their own
     "it was the story",
 ]
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def sentences(n: int, seed: int) -> list[tuple[list[str], list[str]]]:
@@ -93,24 +89,6 @@ def tagger(ner_run: Path) -> Any:
 @pytest.fixture(scope="module")
 def ner_server(start_server: Any, tagger: Any) -> Any:
     return start_server(Settings(max_wait_ms=20, max_texts=8, max_chars=300), NerService(tagger))
-
-
-def error_of(response: httpx.Response, status: int) -> dict[str, str]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
-    assert "Traceback" not in response.text
-    return body["error"]
-
-
-def batches(live: Any) -> tuple[float, float]:
-    """(forward passes, texts in them) so far, from /metrics."""
-    text = httpx.get(f"{live.url}/metrics").text
-    count, total = (
-        float(re.search(rf"^jiyi_batch_size_{name} (\S+)$", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
-        for name in ("count", "sum")
-    )
-    return count, total
 
 
 # ---- the API ------------------------------------------------------------------------------------
@@ -229,51 +207,12 @@ def test_openapi_describes_the_ner_api(ner_server: Any, server: Any) -> None:
 def test_generated_requests_never_get_a_server_error(ner_server: Any) -> None:
     """Schemathesis on the NER server's own /openapi.json (fewer examples than the classification
     run's test_schemathesis.py: the operations are the same)."""
-    schemathesis = pytest.importorskip("schemathesis")
-    import requests
-    from hypothesis import HealthCheck, Phase, given, settings
-    from hypothesis.errors import Unsatisfiable
-    from schemathesis.specs.openapi.checks import (
-        content_type_conformance,
-        response_schema_conformance,
-        status_code_conformance,
-    )
-
+    pytest.importorskip("schemathesis")
     # not schemathesis's not_a_server_error: a documented 501 is this run's answer to explain
-    # and the memory endpoints; any other 5xx is a problem (below)
-    checks = [status_code_conformance, content_type_conformance, response_schema_conformance]
-    schema = schemathesis.openapi.from_url(f"{ner_server.url}/openapi.json")
-    session = requests.Session()
-    statuses: Counter[int] = Counter()
-    problems: list[str] = []
-
-    def send(case: Any) -> None:
-        response = case.call(base_url=ner_server.url, session=session, timeout=60)
-        label = f"{case.method} {case.path}"
-        statuses[response.status_code] += 1
-        try:
-            case.validate_response(response, checks=checks)
-        except (Exception, BaseExceptionGroup) as e:  # schemathesis raises a FailureGroup
-            problems.append(f"{label} -> {response.status_code}: {str(e)[:400]}")
-        if response.status_code >= 500 and response.status_code != 501:
-            problems.append(f"{label} -> {response.status_code}: {response.text[:300]}")
-        elif response.status_code >= 400:
-            try:
-                error = response.json()["error"]
-                assert isinstance(error["code"], str) and isinstance(error["message"], str)
-            except (ValueError, KeyError, TypeError, AssertionError):
-                problems.append(f"{label} -> {response.status_code}: {response.text[:200]}")
-
-    for operation in [result.ok() for result in schema.get_all_operations()]:
-        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
-            run = settings(
-                max_examples=10, deadline=None, database=None, derandomize=True,
-                phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck),
-            )(given(case=operation.as_strategy(generation_mode=mode))(send))  # fmt: skip
-            with suppress(Unsatisfiable):
-                run()
-    assert not problems, "\n".join(problems[:20])
-    assert statuses[200] >= 10 and statuses[501] >= 4, dict(statuses)
+    # and the memory endpoints; any other 5xx is a problem
+    found = fuzz(ner_server.url, 10, expected_5xx=frozenset({501}))
+    assert not found.problems, "\n".join(found.problems[:20])
+    assert found.statuses[200] >= 10 and found.statuses[501] >= 4, dict(found.statuses)
 
 
 # ---- the command -----------------------------------------------------------------------------
@@ -299,17 +238,6 @@ def test_cli_serves_a_ner_run(ner_run: Path, serve_process: Any) -> None:
 
 
 # ---- the page ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright")
-    if not CHROMIUM.exists():
-        pytest.skip("needs chromium at /usr/bin/chromium")
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield chromium
-        chromium.close()
 
 
 def test_page_highlights_the_entities(ner_server: Any, browser: Any, tmp_path: Path) -> None:

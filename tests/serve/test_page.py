@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from serve_helpers import CHROMIUM
 
 from conftest import build_faq_memory
 from jiyi.serve.classification import ClassificationService
@@ -27,7 +28,6 @@ from jiyi.serve.settings import Settings
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright")
 expect = sync_api.expect
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs chromium at /usr/bin/chromium")
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,14 +36,6 @@ LAYERS, HEADS = 2, 4  # the tiny BERT of tests/conftest.py
 TIMEOUT_MS = 60_000  # explain runs integrated gradients on the CPU
 TOKEN = "page-test-token"
 LABEL = re.compile(r"^(neg|pos)$")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield chromium
-        chromium.close()
 
 
 @contextmanager

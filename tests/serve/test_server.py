@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import signal
 import sys
 import threading
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from serve_helpers import error_of, metric
 
 from conftest import make_texts
 from jiyi.cli import main as run_cli
@@ -29,23 +29,6 @@ from jiyi.serve.classification import ClassificationService
 from jiyi.serve.settings import STATIC_DIR, Settings
 
 TEXTS = [t for t, _ in make_texts(12, seed=7)]
-
-
-def error_of(response: httpx.Response, status: int) -> dict[str, str]:
-    """The JSON error of a response that must have `status`: {"code", "message"}, no traceback."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
-    assert "Traceback" not in response.text and 'File "' not in response.text
-    return body["error"]
-
-
-def metric(text: str, name: str) -> float:
-    """The value of one sample line of a Prometheus text page."""
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    assert match, f"{name} not in /metrics"
-    return float(match.group(1))
 
 
 # ---- the micro-batcher on its own --------------------------------------------------------------
