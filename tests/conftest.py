@@ -202,6 +202,67 @@ def trained_run(
     return out
 
 
+@pytest.fixture(scope="session")
+def ner_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(tiny BERT for NER, folder of train/validation/test.conll): people and places among filler
+    words; some test sentences are long enough to need several windows."""
+    from task_data import make_sentences, ner_vocab_corpus, write_conll
+
+    root = tmp_path_factory.mktemp("ner")
+    model = build_tiny_bert(root / "model", ner_vocab_corpus())
+    data = root / "data"
+    data.mkdir()
+    write_conll(data / "train.conll", make_sentences(300, 1))
+    write_conll(data / "validation.conll", make_sentences(60, 2))
+    write_conll(data / "test.conll", make_sentences(60, 3, long_every=10))
+    return model, data
+
+
+@pytest.fixture(scope="session")
+def ner_run(ner_setup: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished NER run (with --test, so eval/ is written), shared read-only by the NER
+    tests; a test that changes it works on a copy (`copy_tree`)."""
+    from jiyi.cli import main
+    from task_data import NER_FLAGS
+
+    model, data = ner_setup
+    out = tmp_path_factory.mktemp("ner-run") / "run"
+    argv = ["train", "--task", "ner", "--model", str(model), "--output", str(out)]
+    argv += ["--train", str(data / "train.conll"), "--validation", str(data / "validation.conll")]
+    assert main([*argv, "--test", str(data / "test.conll"), *NER_FLAGS]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def qa_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(tiny BERT for QA, folder of train/validation/test.jsonl): "what is the code?" over
+    contexts of filler words, one in eight unanswerable, some longer than a window."""
+    from task_data import make_rows, qa_vocab_corpus, write_jsonl
+
+    root = tmp_path_factory.mktemp("qa")
+    model = build_tiny_bert(root / "model", qa_vocab_corpus())
+    data = root / "data"
+    write_jsonl(data / "train.jsonl", make_rows(300, 1, long_every=6))
+    write_jsonl(data / "validation.jsonl", make_rows(60, 2, long_every=6))
+    write_jsonl(data / "test.jsonl", make_rows(60, 3, long_every=5))  # some need 2+ windows
+    return model, data
+
+
+@pytest.fixture(scope="session")
+def qa_run(qa_setup: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished QA run (with --test), shared read-only by the QA tests; a test that changes
+    it works on a copy (`copy_tree`)."""
+    from jiyi.cli import main
+    from task_data import QA_FLAGS
+
+    model, data = qa_setup
+    out = tmp_path_factory.mktemp("qa-run") / "run"
+    argv = ["train", "--task", "qa", "--model", str(model), "--output", str(out)]
+    argv += ["--train", str(data / "train.jsonl"), "--validation", str(data / "validation.jsonl")]
+    assert main([*argv, "--test", str(data / "test.jsonl"), *QA_FLAGS]) == 0
+    return out
+
+
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst

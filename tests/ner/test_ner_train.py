@@ -4,69 +4,15 @@ entity-level metrics, and its folder loads as a token classifier."""
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
 
-from conftest import FILLER, build_tiny_bert
 from jiyi.cli import main
 
-PEOPLE = ["alice", "bob", "carol", "dave"]
-PLACES = [["paris"], ["london"], ["new", "york"], ["rio", "de", "janeiro"]]
 
-
-def make_sentences(n: int, seed: int, long_every: int = 0) -> list[tuple[list[str], list[str]]]:
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        tokens, tags = [], []
-        for _ in range(rng.randint(3, 7) * (8 if long_every and i % long_every == 0 else 1)):
-            r = rng.random()
-            if r < 0.15:
-                tokens.append(rng.choice(PEOPLE))
-                tags.append("B-PER")
-            elif r < 0.3:
-                place = rng.choice(PLACES)
-                tokens += place
-                tags += ["B-LOC"] + ["I-LOC"] * (len(place) - 1)
-            else:
-                tokens.append(rng.choice(FILLER))
-                tags.append("O")
-        out.append((tokens, tags))
-    return out
-
-
-def write_conll(path: Path, sentences: list[tuple[list[str], list[str]]]) -> Path:
-    blocks = [
-        "\n".join(f"{t}\t{g}" for t, g in zip(tok, tags, strict=True)) for tok, tags in sentences
-    ]
-    path.write_text("-DOCSTART- -X- O O\n\n" + "\n\n".join(blocks) + "\n", encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
-def ner_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("ner")
-    # "janeiro" stays out of the vocabulary: it splits into several sub-words
-    corpus = [" ".join(FILLER), " ".join(PEOPLE), "paris london new york rio de"]
-    model = build_tiny_bert(root / "model", corpus)
-    data = root / "data"
-    data.mkdir()
-    write_conll(data / "train.conll", make_sentences(300, 1))
-    write_conll(data / "validation.conll", make_sentences(60, 2))
-    write_conll(data / "test.conll", make_sentences(60, 3, long_every=10))  # some need windows
-    return model, data
-
-
-def test_ner_learns_and_writes_entity_metrics(ner_setup: tuple[Path, Path], tmp_path: Path) -> None:
-    model, data = ner_setup
-    out = tmp_path / "run"
-    argv = ["train", "--task", "ner", "--model", str(model), "--output", str(out)]
-    argv += ["--train", str(data / "train.conll"), "--validation", str(data / "validation.conll")]
-    argv += ["--test", str(data / "test.conll"), "--epochs", "8", "--batch-size", "16"]
-    argv += ["--lr", "5e-3", "--max-length", "24", "--stride", "6", "--seed", "0"]
-    assert main(argv) == 0
+def test_ner_learns_and_writes_entity_metrics(ner_run: Path) -> None:
+    out = ner_run
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     assert set(metrics["per_type"]) == {"PER", "LOC"}
     assert metrics["f1"] >= 0.9, metrics
@@ -113,15 +59,9 @@ def test_bad_ner_flags_are_named(
 
 
 def test_predict_gives_spans_with_exact_offsets(
-    ner_setup: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ner_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model, data = ner_setup
-    out = tmp_path / "run"
-    argv = ["train", "--task", "ner", "--model", str(model), "--output", str(out)]
-    argv += ["--train", str(data / "train.conll"), "--validation", str(data / "validation.conll")]
-    argv += ["--epochs", "8", "--batch-size", "16", "--lr", "5e-3", "--max-length", "24"]
-    argv += ["--stride", "6", "--seed", "0"]
-    assert main(argv) == 0
+    out = ner_run
     texts = ["the film with alice was in new york  and bob liked it", "Rio de Janeiro: carol!"]
     raw = tmp_path / "in.txt"
     raw.write_text("\n".join(texts) + "\n", encoding="utf-8")
@@ -148,14 +88,10 @@ def test_predict_gives_spans_with_exact_offsets(
 
 
 def test_evaluate_a_ner_run_matches_its_test_evaluation(
-    ner_setup: tuple[Path, Path], tmp_path: Path
+    ner_run: Path, ner_setup: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    model, data = ner_setup
-    out = tmp_path / "run"
-    argv = ["train", "--task", "ner", "--model", str(model), "--output", str(out)]
-    argv += ["--train", str(data / "train.conll"), "--test", str(data / "test.conll")]
-    argv += ["--max-steps", "20", "--batch-size", "16", "--lr", "5e-3", "--max-length", "24"]
-    assert main(argv) == 0
+    _, data = ner_setup
+    out = ner_run
     at_training = json.loads((out / "eval" / "metrics.json").read_text())
     again = tmp_path / "again"
     assert (
@@ -172,14 +108,10 @@ def test_evaluate_a_ner_run_matches_its_test_evaluation(
 
 
 def test_ner_train_and_evaluate_write_an_html_report(
-    ner_setup: tuple[Path, Path], tmp_path: Path
+    ner_run: Path, ner_setup: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    model, data = ner_setup
-    out = tmp_path / "run"
-    argv = ["train", "--task", "ner", "--model", str(model), "--output", str(out)]
-    argv += ["--train", str(data / "train.conll"), "--test", str(data / "test.conll")]
-    argv += ["--max-steps", "5", "--batch-size", "16", "--max-length", "24", "--stride", "6"]
-    assert main(argv) == 0
+    _, data = ner_setup
+    out = ner_run
     files = {"metrics.json", "errors.jsonl", "confusion.png", "report.html"}
     assert {p.name for p in (out / "eval").iterdir()} == files
     page = (out / "eval" / "report.html").read_text("utf-8")

@@ -2,87 +2,19 @@
 writes SQuAD metrics and per-question predictions; `jiyi predict` answers with exact character
 offsets and `jiyi evaluate` reproduces the run's test metrics.
 
-The synthetic task: the answer to "what is the code?" is the word after "the code is" somewhere
-in a context of filler words (some contexts longer than one window); a context without that
-phrase has no answer."""
+The synthetic task (tests/task_data.py): the answer to "what is the code?" is the word after
+"the code is" somewhere in a context of filler words; the run is conftest's shared `qa_run`."""
 
 from __future__ import annotations
 
 import io
 import json
-import random
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from conftest import FILLER, build_tiny_bert
 from jiyi.cli import main
-
-CODES = ["alpha", "bravo", "delta", "echo", "kilo", "lima", "oscar", "tango"]
-QUESTION = "what is the code?"
-
-
-def make_rows(
-    n: int, seed: int, long_every: int = 0, unanswerable_every: int = 8
-) -> list[dict[str, Any]]:
-    """HF-style rows: id, question, context, answers {"text": [...], "answer_start": [...]}."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        n_words = rng.randint(4, 12) * (5 if long_every and i % long_every == 0 else 1)
-        words = [rng.choice(FILLER) for _ in range(n_words)]
-        answerable = not (unanswerable_every and i % unanswerable_every == unanswerable_every - 1)
-        answers: dict[str, list[Any]] = {"text": [], "answer_start": []}
-        if answerable:
-            code = rng.choice(CODES)
-            at = rng.randint(0, len(words))
-            before = " ".join(words[:at])
-            prefix = (before + " " if before else "") + "the code is "
-            context = prefix + code + (" " + " ".join(words[at:]) if words[at:] else "") + "."
-            answers = {"text": [code], "answer_start": [len(prefix)]}
-        else:
-            context = " ".join(words) + "."
-        rows.append(
-            {"id": f"q{seed}-{i}", "question": QUESTION, "context": context, "answers": answers}
-        )
-    return rows
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-def vocab_corpus() -> list[str]:
-    return [" ".join(FILLER), " ".join(CODES), QUESTION, "the code is ."]
-
-
-FLAGS = ["--epochs", "4", "--batch-size", "16", "--lr", "3e-3", "--max-length", "48"]
-FLAGS += ["--seed", "0", "--threads", "1"]
-
-
-@pytest.fixture(scope="module")
-def qa_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("qa")
-    model = build_tiny_bert(root / "model", vocab_corpus())
-    data = root / "data"
-    write_jsonl(data / "train.jsonl", make_rows(300, 1, long_every=6))
-    write_jsonl(data / "validation.jsonl", make_rows(60, 2, long_every=6))
-    write_jsonl(data / "test.jsonl", make_rows(60, 3, long_every=5))  # some need 2+ windows
-    return model, data
-
-
-@pytest.fixture(scope="module")
-def qa_run(qa_setup: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    model, data = qa_setup
-    out = tmp_path_factory.mktemp("qa-run") / "run"
-    argv = ["train", "--task", "qa", "--model", str(model), "--output", str(out)]
-    argv += ["--train", str(data / "train.jsonl"), "--validation", str(data / "validation.jsonl")]
-    argv += ["--test", str(data / "test.jsonl"), *FLAGS]
-    assert main(argv) == 0
-    return out
+from task_data import CODES, QUESTION, make_rows, write_jsonl
 
 
 def test_qa_learns_and_writes_its_run(qa_run: Path) -> None:
