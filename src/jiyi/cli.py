@@ -77,13 +77,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_task(run_dir: str) -> str | None:
-    """Kept for `jiyi.serve.cli` until it asks `jiyi.runs.task_of` itself."""
-    from jiyi.runs import task_of
-
-    return task_of(run_dir)
-
-
 def cmd_data_list(args: argparse.Namespace) -> int:
     from jiyi.data.adapters import ADAPTERS
 
