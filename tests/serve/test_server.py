@@ -532,31 +532,6 @@ def test_cli_refuses_a_public_address_without_a_token(
     assert "--max-texts 0" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    ("task", "advice"),
-    [
-        ("seq2seq", "Run `jiyi predict {run}` for its seq2seq outputs"),
-        ("pretraining", "jiyi train"),
-    ],
-)
-def test_cli_refuses_a_run_whose_task_is_not_served(
-    task: str, advice: str, tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
-    """The registry says seq2seq and pretraining runs have no service: one message naming the
-    task and what to do instead, exit 2, before anything is loaded (the stub has no weights)."""
-    run = tmp_path / "run"
-    (run / "model").mkdir(parents=True)
-    (run / "model" / "config.json").write_text("{}", encoding="utf-8")
-    (run / "model" / "jiyi.json").write_text(json.dumps({"task": task}), encoding="utf-8")
-    assert run_cli(["serve", str(run)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    assert f"not {task}" in err and advice.format(run=run) in err, err
-    assert "classification, multilabel, ner and qa runs" in err
-    assert serve_cli.main([str(run), "--memory", str(tmp_path)]) == 2  # the task comes first
-    assert f"not {task}" in capsys.readouterr().err
-
-
 # ---- a compressed model -----------------------------------------------------------------------
 
 
