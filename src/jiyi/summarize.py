@@ -276,7 +276,8 @@ def summarize(
         encoder = load_encoder(model_or_run)
 
     # 2. vectors (and probabilities) for every sentence of every document at once
-    vectors = embed_texts(encoder, texts, pooling="mean", batch_size=batch_size)  # (S, H)
+    passage = encoder.prompt("passage")  # e5's "passage: "; "" for most models
+    vectors = embed_texts(encoder, texts, pooling="mean", batch_size=batch_size, prompt=passage)
     if clf is not None:
         positive = positive_index(clf.labels, positive_label)
         probs = clf.predict_proba(texts)[:, positive] if texts else np.zeros(0)

@@ -15,6 +15,7 @@ from typing import Any
 EMBED_EXAMPLES = """examples:
   jiyi embed minilm --input texts.txt --output vectors.npy --normalize
   jiyi embed runs/rt --input reviews.parquet --output vectors.parquet --layers -4: --pooling cls
+  jiyi embed me5-small --input zh.txt --output vectors.npy --normalize --prompt "passage: "
 """
 
 
@@ -37,6 +38,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         text_column=args.text_column,
         chunk_size=args.chunk_size,
         on_chunk=progress,
+        prompt=args.prompt,
     )
     if summary["truncated"]:
         print(
@@ -47,8 +49,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
         )
     if summary["blank_lines"]:
         print(f"{summary['blank_lines']} blank lines skipped.", file=sys.stderr)
+    prompt = f" (each text prefixed {summary['prompt']!r})" if summary["prompt"] else ""
     print(
-        f"{summary['rows']} vectors of {summary['dim']} dimensions written to {args.output}",
+        f"{summary['rows']} vectors of {summary['dim']} dimensions written to {args.output}"
+        + prompt,
         file=sys.stderr,
     )
     return 0
@@ -145,6 +149,13 @@ def add_parsers(verbs: Any) -> None:
     if hasattr(p, "_negative_number_matcher"):
         p._negative_number_matcher = re.compile(r"-\.?\d")
     p.add_argument("--normalize", action="store_true", help="scale each vector to unit L2 norm")
+    p.add_argument(
+        "--prompt",
+        default=None,
+        metavar="TEXT",
+        help="put TEXT before every text (default: the model's query prompt, 'query: ' for "
+        "me5-small, none for most models); --prompt '' for none",
+    )
     _batching(p)
     p.add_argument("--text-column", default="text", help="text column of a table (default text)")
     p.add_argument(

@@ -54,6 +54,12 @@ class Encoder:
         tok_limit = int(getattr(self.tokenizer, "model_max_length", limit) or limit)
         return min(limit, tok_limit) if tok_limit < 1_000_000 else limit
 
+    def prompt(self, role: str, override: str | None = None) -> str:
+        """The prefix its texts get in `role` ("query"/"passage"; see `jiyi.prompts`)."""
+        from jiyi.prompts import prompt_for
+
+        return prompt_for(self.path, role, override)
+
 
 def load_encoder(name: str | os.PathLike, flag: str = "MODEL_OR_RUN") -> Encoder:
     """An alias (`minilm`), a Hugging Face folder or a jiyi run directory -> `Encoder`.
@@ -211,16 +217,21 @@ def embed_texts(
     normalize: bool = False,
     batch_size: int = 64,
     max_length: int = 512,
+    prompt: str = "",
 ) -> np.ndarray:
     """(N, H) float32 context vectors of `texts`, row i for texts[i].
 
     The selected hidden states are averaged token by token, then pooled over the text's tokens
     (see `pool`); `normalize` scales each row to unit L2 norm. Texts longer than `max_length`
-    tokens (or the model's limit) keep their head.
+    tokens (or the model's limit) keep their head. `prompt` is put before every text (e5's
+    "query: "; `Encoder.prompt` gives a model's own).
     """
+    from jiyi.prompts import with_prompt
+
     _check(pooling, batch_size, max_length)
     encoder = model_or_path if isinstance(model_or_path, Encoder) else load_encoder(model_or_path)
     chosen = parse_layers(layers, encoder.n_layers)
+    texts = with_prompt(texts, prompt)
     return _embed(encoder, texts, pooling, chosen, normalize, batch_size, max_length)[0]
 
 
@@ -251,10 +262,12 @@ def model_fingerprint(
     normalize: bool = False,
     *,
     max_length: int = 512,
+    prompts: dict[str, str] | None = None,
 ) -> str:
     """sha256 (hex) of what decides a vector: the weights' bytes, the tokenizer's vocabulary
-    files, and the settings (layers resolved, so "-1" and "6" agree on a 6-layer model).
-    A vector store keeps it and refuses vectors made under another fingerprint."""
+    files, and the settings (layers resolved, so "-1" and "6" agree on a 6-layer model; the
+    prompts, {role: prefix}, when there are any). A vector store keeps it and refuses vectors
+    made under another fingerprint."""
     from jiyi.models import resolve_model
 
     path = Path(resolve_model(str(model_dir), "--model"))
@@ -275,6 +288,8 @@ def model_fingerprint(
         "normalize": bool(normalize),
         "max_length": int(max_length),
     }
+    if any((prompts or {}).values()):  # absent when empty: fingerprints without prompts unchanged
+        settings["prompts"] = {role: p for role, p in sorted((prompts or {}).items()) if p}
     h.update(json.dumps(settings, sort_keys=True).encode())
     return h.hexdigest()
 
@@ -296,25 +311,32 @@ def embed_file(
     text_column: str = "text",
     chunk_size: int = 10000,
     on_chunk: Callable[[int], None] | None = None,
+    prompt: str | None = None,
 ) -> dict[str, Any]:
     """Embed every text of `input_path` into `output_path` (.npy: (N, H) float32 in input
     order; .parquet: columns `id` (the input's `id` column, else the 0-based row) and `vector`).
 
     Memory holds one chunk of texts and its vectors, never the whole file. `on_chunk(rows_done)`
-    is called after each chunk. Returns a summary: rows, dim, truncated, blank_lines, output.
+    is called after each chunk. `prompt` goes before every text; None means the model's query
+    prompt ("query: " for e5, none for most models). Returns a summary: rows, dim, truncated,
+    blank_lines, prompt, output.
     """
+    from jiyi.prompts import with_prompt
+
     if Path(output_path).suffix.lower() not in OUTPUT_TYPES:
         raise JiyiError(f"--output {output_path}: write a .npy or a .parquet file.")
     _check(pooling, batch_size, max_length)
     stream = TextStream(input_path, text_column=text_column, chunk_size=chunk_size)
     encoder = model_or_path if isinstance(model_or_path, Encoder) else load_encoder(model_or_path)
     chosen = parse_layers(layers, encoder.n_layers)
+    prompt = encoder.prompt("query", prompt)
     writer = VectorWriter(output_path, encoder.hidden_size)
     truncated = 0
     try:
         for chunk in stream:
+            texts = with_prompt(chunk.texts, prompt)
             vectors, cut = _embed(
-                encoder, chunk.texts, pooling, chosen, normalize, batch_size, max_length
+                encoder, texts, pooling, chosen, normalize, batch_size, max_length
             )
             writer.write(chunk.ids, vectors)
             truncated += cut
@@ -331,5 +353,6 @@ def embed_file(
         "truncated": truncated,
         "max_length": min(max_length, encoder.max_tokens),
         "blank_lines": stream.blank_lines,
+        "prompt": prompt,
         "output": str(output_path),
     }

@@ -140,6 +140,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         },
         overwrite=args.overwrite,
         on_progress=_progress("embedded"),
+        prompts={"passage": args.prompt, "query": args.query_prompt},
     )
     if args.payload:
         memory.update_manifest(answer_column=args.payload[0])
@@ -276,7 +277,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     memory = Memory.open(args.memory, model=args.model)
     texts = _texts(args, "memory query")
-    for text, hits in zip(texts, memory.query(texts, k=args.k), strict=True):
+    for text, hits in zip(texts, memory.query(texts, k=args.k, prompt=args.prompt), strict=True):
         sys.stdout.write(json.dumps({"query": text, "hits": hits}, ensure_ascii=False) + "\n")
     return 0
 
@@ -424,6 +425,18 @@ def add_parsers(verbs: Any) -> None:
         q._negative_number_matcher = re.compile(r"-\.?\d")
     q.add_argument("--max-length", type=int, default=512, help="tokens kept per text (head)")
     q.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
+    q.add_argument(
+        "--prompt",
+        metavar="TEXT",
+        help="put TEXT before every row (default: the model's passage prompt, 'passage: ' for "
+        "me5-small, none for most models; '' for none)",
+    )
+    q.add_argument(
+        "--query-prompt",
+        metavar="TEXT",
+        help="put TEXT before every later query (default: the model's query prompt, 'query: ' "
+        "for me5-small); both prompts are recorded in the memory and its fingerprint",
+    )
     q.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
     q.add_argument("--on-bad-rows", choices=("error", "skip"), default="error")
     q.set_defaults(func=cmd_build)
@@ -455,6 +468,11 @@ def add_parsers(verbs: Any) -> None:
     q.add_argument("--text-column", default="text", help="text column of --input")
     q.add_argument("-k", type=int, default=5, help="neighbours per text (default 5)")
     q.add_argument("--model", help="the model to embed with; must be the memory's (fingerprint)")
+    q.add_argument(
+        "--prompt",
+        metavar="TEXT",
+        help="put TEXT before every query instead of the memory's query prompt ('' for none)",
+    )
     q.set_defaults(func=cmd_query)
 
     q = actions.add_parser("stats", help="rows, labels, index, model, tuned settings (JSON)")

@@ -30,6 +30,7 @@ from jiyi.errors import JiyiError
 from jiyi.io import atomic_directory
 from jiyi.memory.index import VectorIndex, choose_kind
 from jiyi.memory.store import MANIFEST, State, Store
+from jiyi.prompts import ROLES
 
 FORMAT = 1
 COMPACT_MIN_ROWS = 10_000  # the log is folded into a new snapshot past max(this, 25% of rows)
@@ -82,9 +83,15 @@ class Memory:
         index_params: dict[str, Any] | None = None,
         overwrite: bool = False,
         on_progress: Any = None,
+        prompts: dict[str, str | None] | None = None,
     ) -> Memory:
         """Embed `texts` (or take `vectors`) into a new memory at `path`, written whole into a
-        temporary folder and renamed into place, so a killed build leaves nothing half-made."""
+        temporary folder and renamed into place, so a killed build leaves nothing half-made.
+
+        Rows are embedded with the model's passage prompt and queries will be with its query
+        prompt (`jiyi.prompts`; "passage: " / "query: " for e5); `prompts` overrides either
+        ({"passage": "", "query": None} turns the row prompt off, keeps the model's query one).
+        The prompts are recorded in memory.json and in the fingerprint."""
         from jiyi.inspect.embeddings import load_encoder, model_fingerprint
 
         path = Path(path)
@@ -96,7 +103,11 @@ class Memory:
         if task not in ("classification", "multilabel"):
             raise JiyiError(f"--task {task!r}: a memory holds classification or multilabel rows.")
         encoder = load_encoder(model, "MODEL_OR_RUN")
-        fingerprint = model_fingerprint(encoder.path, pooling, layers, True, max_length=max_length)
+        chosen = {role: encoder.prompt(role, (prompts or {}).get(role)) for role in ROLES}
+        chosen = {role: p for role, p in chosen.items() if p}
+        fingerprint = model_fingerprint(
+            encoder.path, pooling, layers, True, max_length=max_length, prompts=chosen
+        )
         manifest = {
             "format": FORMAT,
             "model": str(Path(model).resolve()) if Path(model).exists() else model,
@@ -112,6 +123,8 @@ class Memory:
             "index_params": dict(index_params or {}),
             "payload_columns": sorted({k for p in payload or [] if p for k in p}),
         }
+        if chosen:  # absent for models without prompts: their memory.json is unchanged
+            manifest["prompts"] = chosen
         with atomic_directory(path) as tmp:
             Store(tmp).create(manifest)
             mem = cls(tmp)
@@ -153,7 +166,12 @@ class Memory:
             name = self.model_override or m["model"]
             encoder = load_encoder(name, "--model")
             found = model_fingerprint(
-                encoder.path, m["pooling"], m["layers"], True, max_length=m["max_length"]
+                encoder.path,
+                m["pooling"],
+                m["layers"],
+                True,
+                max_length=m["max_length"],
+                prompts=m.get("prompts"),
             )
             if found != m["fingerprint"]:
                 raise JiyiError(
@@ -165,11 +183,17 @@ class Memory:
             self._encoder = encoder
         return self._encoder
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """(N, D) unit vectors of `texts`, made the way the memory's vectors were."""
+    def embed(
+        self, texts: Sequence[str], role: str = "query", prompt: str | None = None
+    ) -> np.ndarray:
+        """(N, D) unit vectors of `texts`, made the way the memory's vectors were: as queries
+        (the default) or as rows (`role="passage"`), each with the memory's prompt for that role
+        unless `prompt` overrides it."""
         from jiyi.inspect.embeddings import embed_texts
 
         m = self.manifest
+        if prompt is None:
+            prompt = m.get("prompts", {}).get(role, "")
         return embed_texts(
             self.encoder,
             list(texts),
@@ -178,6 +202,7 @@ class Memory:
             normalize=True,
             batch_size=int(m.get("batch_size", 64)),
             max_length=int(m["max_length"]),
+            prompt=prompt,
         )
 
     # ---- writing ---------------------------------------------------------------------------
@@ -269,7 +294,7 @@ class Memory:
                     "row first to replace it). Nothing was added."
                 )
         if vectors is None:
-            vectors = self.embed(texts)
+            vectors = self.embed(texts, role="passage")
         vectors = np.asarray(vectors, dtype=np.float32)
         dim = int(self.manifest["dim"])
         if vectors.ndim != 2 or vectors.shape != (n, dim):
@@ -407,15 +432,18 @@ class Memory:
         positions = np.where(slots < 0, -1, np.minimum(positions, len(all_slots) - 1))
         return scores, positions
 
-    def query(self, texts: Sequence[str], k: int = 5) -> list[list[dict[str, Any]]]:
+    def query(
+        self, texts: Sequence[str], k: int = 5, *, prompt: str | None = None
+    ) -> list[list[dict[str, Any]]]:
         """For each text, its k nearest rows best first: id, score (cosine), text, label,
-        payload."""
+        payload. `prompt` overrides the memory's query prompt."""
         texts = list(texts)
         if not texts or any(not str(t).strip() for t in texts):
             raise JiyiError("memory query: a query is empty; give some text.")
         if len(self) == 0:
             raise JiyiError(f"{self.path}: the memory is empty; add rows first.")
-        scores, positions = self.search(self.embed(texts), k)
+        vectors = self.embed(texts) if prompt is None else self.embed(texts, prompt=prompt)
+        scores, positions = self.search(vectors, k)
         return [self.hits(s, p) for s, p in zip(scores, positions, strict=True)]
 
     def hits(self, scores: np.ndarray, positions: np.ndarray) -> list[dict[str, Any]]:
@@ -494,6 +522,7 @@ class Memory:
             "fingerprint": m["fingerprint"][:16],
             "pooling": m["pooling"],
             "layers": m["layers"],
+            "prompts": m.get("prompts", {}),
             "task": m["task"],
             "payload_columns": m.get("payload_columns", []),
             "generation": self.state.generation,
