@@ -171,3 +171,12 @@ def test_summarize_embeds_sentences_as_passages(
     summarize(str(prompted_dir), doc, sentences=1, ranking="centrality", language="en")
     summarize(str(tiny_model_dir), doc, sentences=1, ranking="centrality", language="en")
     assert seen == ["passage: ", ""]
+
+
+def test_hub_snapshots_of_e5_get_the_e5_prompts(tmp_path: Path) -> None:
+    snapshot = tmp_path / "models--intfloat--multilingual-e5-small" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    assert model_prompts(snapshot) == E5_PROMPTS
+    other = tmp_path / "models--sentence-transformers--all-MiniLM-L6-v2" / "snapshots" / "abc"
+    other.mkdir(parents=True)
+    assert model_prompts(other) == {}

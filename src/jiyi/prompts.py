@@ -29,6 +29,10 @@ from jiyi.errors import JiyiError
 ROLES = ("query", "passage")
 PROMPTS_FILE = "config_sentence_transformers.json"
 ALIASES = {"document": "passage"}  # other names sentence-transformers models use for a role
+E5_PROMPTS = {"query": "query: ", "passage": "passage: "}
+# Hub snapshots of e5 models whose metadata may not list the prompts their model card asks for
+# (`--model me5-small` uses one when it is in the Hugging Face cache).
+KNOWN = {"models--intfloat--multilingual-e5-": E5_PROMPTS, "models--intfloat--e5-": E5_PROMPTS}
 
 
 def model_prompts(folder: str | os.PathLike) -> dict[str, str]:
@@ -36,6 +40,10 @@ def model_prompts(folder: str | os.PathLike) -> dict[str, str]:
     id, which is not a folder)."""
     path = Path(folder) / PROMPTS_FILE
     if not path.is_file():
+        cached = Path(folder).expanduser().resolve()
+        for repo, prompts in KNOWN.items():  # .../models--intfloat--e5-small/snapshots/<sha>
+            if cached.parent.name == "snapshots" and cached.parent.parent.name.startswith(repo):
+                return dict(prompts)
         return {}
     try:
         prompts = json.loads(path.read_text(encoding="utf-8")).get("prompts") or {}
