@@ -20,6 +20,7 @@ import bench_practice
 import bench_pretrain
 import bench_serve
 import bench_summarize
+import bench_zh
 
 SECTIONS: list[tuple[str, Callable[[Path], str]]] = [
     ("explain", bench_explain.render_section),
@@ -31,6 +32,7 @@ SECTIONS: list[tuple[str, Callable[[Path], str]]] = [
     ("practice", bench_practice.render_section),
     ("summarize", bench_summarize.render_section),
     ("serve", bench_serve.render_section),
+    ("me5-zh", bench_zh.render_section),
 ]
 
 
