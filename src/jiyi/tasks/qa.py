@@ -37,9 +37,7 @@ def validate(config: Any) -> None:
             "lower --stride or raise --max-length."
         )
     if config.max_answer_length < 1:
-        raise JiyiError(
-            f"--max-answer-length must be at least 1, got {config.max_answer_length}."
-        )
+        raise JiyiError(f"--max-answer-length must be at least 1, got {config.max_answer_length}.")
     if config.null_threshold != config.null_threshold:  # NaN
         raise JiyiError("--null-threshold must be a number, got nan.")
     if config.augment not in (None, "none"):
