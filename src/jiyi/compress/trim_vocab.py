@@ -60,6 +60,7 @@ SPECIAL_CONFIG_IDS = (
     "mask_token_id",
     "decoder_start_token_id",
 )
+HUB_FILES = ["*.json", "*.safetensors", "vocab.txt", "*.model"]  # what trimming reads
 UNK_WARN_RATE = 0.05  # warn when more than this share of a batch's tokens are unknown
 log = logging.getLogger("jiyi.trim_vocab")
 
@@ -539,6 +540,10 @@ def base_for_training(
         return model_path
     out = Path(run_dir) / "trimmed-base"
     if accelerator.is_main_process and not (out / RECORD).is_file():
+        if not Path(model_path).is_dir():  # a Hub id (online): its files, from the HF cache
+            from huggingface_hub import snapshot_download
+
+            model_path = snapshot_download(model_path, allow_patterns=HUB_FILES)
         record = trim_vocab(
             model_path,
             training_texts(data),
