@@ -99,7 +99,7 @@ def faq_memory(tmp_path: Path) -> Memory:
         vectors=np.eye(4, dtype=np.float32)[:3],
     )
     mem.table = {}  # type: ignore[attr-defined]
-    mem.embed = lambda texts: np.stack([mem.table[t] for t in texts])  # type: ignore[attr-defined,method-assign]
+    mem.embed = lambda texts, role="query": np.stack([mem.table[t] for t in texts])  # type: ignore[attr-defined,method-assign]
     return mem
 
 
@@ -451,3 +451,57 @@ def test_calibrated_threshold_reproduces_the_calibrated_decisions(faq_memory: Me
         a["answered"] for a in ask(faq_memory, ["wrong", "right"], threshold=out["threshold"])
     ]
     assert answered == [False, True]
+
+
+def test_calibrate_fits_a_confidence_model_and_matches_answers_too(faq_memory: Memory) -> None:
+    """With answers and 24 validation questions, entries are matched by question or answer and
+    a logistic confidence decides; ask reproduces the calibrated decisions."""
+    e = np.eye(4, dtype=np.float32)
+    # the answers live apart from their questions: "30 days" (r) lies along e3
+    faq_memory.table.update({"3 days": e[0], "30 days": e[3], "9 to 5": e[2]})  # type: ignore[attr-defined]
+    questions, expected = [], []
+    for i in range(8):  # clear paraphrases of d (right, high score, wide margin)
+        questions.append(f"right {i}")
+        faq_memory.table[f"right {i}"] = _vec(0.9 - 0.01 * i, 0.1)  # type: ignore[attr-defined]
+        expected.append("d")
+    for i in range(8):  # near r's answer only: found through the answer (question cosine 0.1)
+        questions.append(f"answer {i}")
+        head = np.array([0.0, 0.1, 0.0, 0.85 - 0.01 * i])
+        faq_memory.table[f"answer {i}"] = (head / np.linalg.norm(head)).astype(np.float32)  # type: ignore[attr-defined]
+        expected.append("r")
+    for i in range(8):  # out of scope: close to d and h alike (small margin)
+        questions.append(f"oos {i}")
+        faq_memory.table[f"oos {i}"] = _vec(0.45 + 0.01 * i, 0.0, 0.44)  # type: ignore[attr-defined]
+        expected.append(None)
+    out = calibrate(faq_memory, questions, expected)
+    model = out["confidence"]
+    assert out["threshold_on"] == "confidence" and model["features"] == [
+        "question",
+        "answer",
+        "margin",
+    ]
+    assert len(model["weights"]) == 3 and out["accuracy"] == 1.0
+    assert out["top1_accuracy_answerable"] == 1.0  # the answer paraphrases find r
+    assert 0.0 < out["threshold"] < 1.0
+    faq_memory.update_manifest(ask=out)  # as `jiyi memory build --validation` saves it
+    results = ask(faq_memory, questions)
+    assert [r["answered"] for r in results] == [e is not None for e in expected]
+    assert [r["id"] for r in results[:16]] == expected[:16]
+    r = results[8]
+    assert r["answer"] == "30 days" and r["matched_question"] == "can I get a refund?"
+    n = np.linalg.norm([0.1, 0.85])
+    assert r["score"] == pytest.approx(0.85 / n, abs=1e-6)  # the answer's cosine, not 0.1 / n
+    # question, answer, margin over the next entry (d and h: 0 to both their question and answer)
+    features = np.array([0.1 / n, 0.85 / n, 0.85 / n - 0.0])
+    z = features @ np.array(model["weights"]) + model["bias"]
+    assert r["confidence"] == pytest.approx(1 / (1 + np.exp(-z)), abs=1e-6)
+
+
+def test_too_few_validation_questions_keep_the_score_threshold(faq_memory: Memory) -> None:
+    faq_memory.table.update({"a": _vec(0.9), "b": _vec(0.0, 0.0, 0.3)})  # type: ignore[attr-defined]
+    out = calibrate(faq_memory, ["a", "b"], ["d", "d"])
+    assert out["confidence"] is None and out["threshold_on"] == "score"
+    faq_memory.update_manifest(ask=out)
+    (r,) = ask(faq_memory, ["a"])
+    assert r["confidence"] is None and r["answered"] and r["threshold"] == out["threshold"]
+    assert r["confidence"] is None and r["score"] == pytest.approx(0.9, abs=1e-6)

@@ -108,7 +108,9 @@ def test_me5_small_answers_chinese_paraphrases_and_abstains_out_of_scope(tmp_pat
     out_of_scope = [r for r, g in zip(results, rows, strict=True) if not g["id"]]
     abstained = sum(not r["answered"] for r in out_of_scope) / len(out_of_scope)
     top1 = [r["id"] == g["id"] for r, g in zip(results, rows, strict=True) if g["id"]]
-    # measured: precision 0.830 (39/47 answered), abstains on 20/22 out of scope, top-1 0.773
-    assert precision >= 0.78, precision
-    assert abstained >= 0.85, abstained
-    assert sum(top1) / len(top1) >= 0.72
+    # measured: precision 0.964 (54/56 answered), abstains on 21/22 out of scope, top-1 0.909
+    # (matched by question and answer, the confidence model; by question alone and a score
+    # threshold it was 0.830 (39/47), 20/22, 0.773)
+    assert precision >= 0.95, precision
+    assert abstained >= 0.95, abstained
+    assert sum(top1) / len(top1) >= 0.89

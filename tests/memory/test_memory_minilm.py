@@ -38,7 +38,8 @@ def test_faq_answers_paraphrases_and_abstains_out_of_scope(tmp_path: Path, capsy
     out_of_scope = [r for r, g in zip(results, rows, strict=True) if not g["id"]]
     abstained = sum(not r["answered"] for r in out_of_scope) / len(out_of_scope)
     top1 = [r["id"] == g["id"] for r, g in zip(results, rows, strict=True) if g["id"]]
-    # measured: precision 0.95, abstains on 15/15 out-of-scope, top-1 0.85 on answerable
-    assert precision >= 0.85, precision
-    assert abstained >= 0.8, abstained
-    assert sum(top1) / len(top1) >= 0.75
+    # measured: precision 1.0 (23/23 answered), abstains on 15/15 out-of-scope, top-1 0.92 on
+    # answerable (by question alone and a score threshold: 0.95 (21/22), 15/15, 0.85)
+    assert precision >= 0.95, precision
+    assert abstained >= 0.95, abstained
+    assert sum(top1) / len(top1) >= 0.9

@@ -223,9 +223,18 @@ def _tune(memory: Any, args: argparse.Namespace, run: str | None) -> None:
     expected = [None if e is None or not str(e).strip() else str(e) for e in expected]
     result = calibrate(memory, [r.text for r in rows], expected, by=by)
     memory.update_manifest(ask=result)
+    model = result["confidence"]
+    how = (
+        "matched by question and answer; confidence = sigmoid("
+        + " + ".join(f"{w}·{f}" for w, f in zip(model["weights"], model["features"], strict=True))
+        + f" {'-' if model['bias'] < 0 else '+'} {abs(model['bias'])})"
+        if model
+        else "matched by question; threshold on the score"
+    )
     print(
-        f"ask threshold {result['threshold']}: {result['accuracy']:.1%} of validation questions "
-        f"handled right, {result['answered']:.0%} answered (precision {result['precision']})",
+        f"ask threshold {result['threshold']} ({how}): {result['accuracy']:.1%} of validation "
+        f"questions handled right, {result['answered']:.0%} answered (precision "
+        f"{result['precision']})",
         file=sys.stderr,
     )
 
@@ -323,15 +332,19 @@ def cmd_ask(args: argparse.Namespace) -> int:
         if args.json:
             sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
             continue
+        sure = f"; confidence {r['confidence']:.3f}" if r["confidence"] is not None else ""
         if r["answered"]:
             print(f"{r['answer']}")
             print(
-                f"  (score {r['score']:.3f}; matched: {r['matched_question']!r})", file=sys.stderr
+                f"  (score {r['score']:.3f}{sure}; matched: {r['matched_question']!r})",
+                file=sys.stderr,
             )
         else:
             print("no confident answer")
+            what = "confidence" if r["confidence"] is not None else "score"
+            value = r["confidence"] if r["confidence"] is not None else r["score"]
             print(
-                f"  (best score {r['score']:.3f} < threshold {r['threshold']:.3f}; closest: "
+                f"  (best {what} {value:.3f} < threshold {r['threshold']:.3f}; closest: "
                 f"{r['matched_question']!r})",
                 file=sys.stderr,
             )
@@ -507,7 +520,10 @@ def add_parsers(verbs: Any) -> None:
     p.add_argument("--text-column", default="text", help="question column of --input")
     p.add_argument("--top-k", type=int, default=1, help="also show the next best answers")
     p.add_argument(
-        "--threshold", type=float, help="abstain below this score (default: the calibrated one)"
+        "--threshold",
+        type=float,
+        help="abstain below this confidence (or score, for a memory calibrated without a "
+        "confidence model; default: the calibrated one)",
     )
     p.add_argument("--model", help="where the memory's model is now, if it moved")
     p.add_argument("--json", action="store_true", help="one JSON line per question")

@@ -1,16 +1,33 @@
-"""FAQ answering from a memory: the nearest stored question's answer, or an honest abstention.
+"""FAQ answering from a memory: the best entry's answer, or an honest abstention.
 
 >>> answers = ask(Memory.open("runs/faq"), ["how long does delivery take?"])
 >>> answers[0]["answer"], answers[0]["score"], answers[0]["matched_question"]
 
-The abstention threshold is calibrated on validation questions, each with the id (or answer) it
-should match, or none when the FAQ cannot answer it: the threshold maximises the share of
-questions handled right, where answering right or abstaining on a question the best match would
-get wrong (or that has no answer) both count as right.
+The abstention is calibrated on validation questions, each with the id (or answer) it should
+match, or none when the FAQ cannot answer it. The threshold maximises the share of questions
+handled right, where answering right or abstaining on a question the best match would get wrong
+(or that has no answer) both count as right.
+
+With an answer column and enough validation questions (`MIN_FOR_MODEL` of them, at least
+`MIN_EACH` handled right and as many not), an entry is matched by its question AND its answer,
+and a small confidence model decides when to answer:
+
+- an entry's score is max(cosine to its question, cosine to its answer): a paraphrase whose key
+  word appears only in the answer ("price protection") still finds its entry;
+- the confidence is P(right) from a logistic model of three numbers, fitted on the validation
+  questions: the best entry's question cosine, its answer cosine, and the margin of its score
+  over the next entry's (a question close to one entry and far from the rest is answered more
+  readily than one close to many), i.e. sigmoid(w_q·q + w_a·a + w_m·margin + b);
+- the threshold on that confidence is chosen as above.
+
+The answers are embedded (as passages) the first time a memory is asked, once per process.
+Otherwise (no answer column, or too few validation questions of either outcome) entries are
+matched by their questions alone and the threshold applies to the cosine score.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,11 +35,84 @@ import numpy as np
 
 from jiyi.memory.knn import Memory
 
+FEATURES = ("question", "answer", "margin")
+MIN_FOR_MODEL = 20  # validation questions needed to fit the confidence model
+MIN_EACH = 3  # ... of which at least this many handled right, and this many not
+
+# slot -> answer vector, per open memory (answers are embedded once per process)
+_ANSWER_VECTORS: weakref.WeakKeyDictionary[Memory, dict[int, np.ndarray]] = (
+    weakref.WeakKeyDictionary()
+)
+
 
 def answer_column(memory: Memory) -> str | None:
     m = memory.manifest
     columns = m.get("payload_columns") or []
     return m.get("answer_column") or (columns[0] if columns else None)
+
+
+def _answer(payload: Any, text: str, column: str | None) -> Any:
+    payload = payload or {}
+    return payload.get(column) if column else payload or text
+
+
+def answer_vectors(memory: Memory, positions: np.ndarray) -> np.ndarray:
+    """(len(positions), D) unit vectors of the answers of the rows at `positions`, embedded as
+    passages; a row without an answer gets its question's vector (its answer adds nothing)."""
+    rows = memory.state.rows
+    column = answer_column(memory)
+    cache = _ANSWER_VECTORS.setdefault(memory, {})
+    missing = [int(p) for p in positions if rows.slots[p] not in cache]
+    texts = [(rows.payloads[p] or {}).get(column) if column else None for p in missing]
+    todo = [(p, str(t)) for p, t in zip(missing, texts, strict=True) if t and str(t).strip()]
+    if todo:
+        vectors = memory.embed([t for _, t in todo], role="passage")
+        for (p, _), v in zip(todo, vectors, strict=True):
+            cache[rows.slots[p]] = np.asarray(v, dtype=np.float32)
+    question = rows.vectors()
+    return np.stack([cache.get(rows.slots[p], question[p]) for p in positions])
+
+
+def entry_scores(memory: Memory, questions: Sequence[str], with_answers: bool) -> dict[str, Any]:
+    """Cosines of every question with every live entry: its question's ("question", (Q, N)),
+    its answer's ("answer", (Q, N), only `with_answers`) and the entry score ("score": their
+    max, or the question's cosine alone); "positions" (N,) are the rows' positions."""
+    questions = list(questions)
+    if not questions or any(not str(t).strip() for t in questions):
+        from jiyi.errors import JiyiError
+
+        raise JiyiError("ask: a question is empty; give some text.")
+    memory.refresh()
+    if len(memory) == 0:
+        from jiyi.errors import JiyiError
+
+        raise JiyiError(f"{memory.path}: the memory is empty; add rows first.")
+    positions = memory.state.rows.live()
+    query = memory.embed(questions)  # (Q, D)
+    q = query @ memory.state.rows.vectors()[positions].T  # (Q, N)
+    out = {"positions": positions, "question": q, "score": q}
+    if with_answers:
+        a = query @ answer_vectors(memory, positions).T  # (Q, N)
+        out |= {"answer": a, "score": np.maximum(q, a)}
+    return out
+
+
+def _features(s: dict[str, Any], best: np.ndarray) -> np.ndarray:
+    """(Q, 3): the best entry's question cosine, answer cosine, margin over the next entry."""
+    n = np.arange(len(best))
+    score = s["score"]
+    if score.shape[1] > 1:
+        top2 = -np.partition(-score, 1, axis=1)[:, :2]  # (Q, 2) best, second
+        margin = top2[:, 0] - top2[:, 1]
+    else:
+        margin = np.zeros(len(best))
+    return np.stack([s["question"][n, best], s["answer"][n, best], margin], axis=1)
+
+
+def confidence(model: dict[str, Any], features: np.ndarray) -> np.ndarray:
+    """P(right) = sigmoid(features · weights + bias) for (Q, 3) features."""
+    z = features @ np.asarray(model["weights"], dtype=np.float64) + float(model["bias"])
+    return 1.0 / (1.0 + np.exp(-z))
 
 
 def ask(
@@ -33,68 +123,127 @@ def ask(
     threshold: float | None = None,
 ) -> list[dict[str, Any]]:
     """For each question: answer (None when abstaining), score, matched_question, id, answered,
-    threshold, and up to top_k - 1 alternatives."""
+    threshold, confidence (None without a confidence model), and up to top_k - 1 alternatives.
+    The threshold applies to the confidence when the memory has a confidence model, else to the
+    score."""
+    settings = memory.manifest.get("ask", {})
     if threshold is None:
-        threshold = memory.manifest.get("ask", {}).get("threshold")
+        threshold = settings.get("threshold")
+    model = settings.get("confidence")
     column = answer_column(memory)
+    s = entry_scores(memory, questions, with_answers=model is not None)
+    order = np.argsort(-s["score"], axis=1, kind="stable")[:, : max(top_k, 1)]  # (Q, k)
+    conf = confidence(model, _features(s, order[:, 0])) if model is not None else None
+    rows = memory.state.rows
+
+    def hit(i: int, j: int) -> dict[str, Any]:
+        p = s["positions"][j]
+        return {
+            "answer": _answer(rows.payloads[p], rows.texts[p], column),
+            "score": round(float(s["score"][i, j]), 6),
+            "matched_question": rows.texts[p],
+            "id": rows.ids[p],
+        }
+
     out = []
-    for question, hits in zip(questions, memory.query(questions, k=max(top_k, 1)), strict=True):
-        best = hits[0]
-        answered = threshold is None or best["score"] >= threshold
+    for i, question in enumerate(questions):
+        best = hit(i, order[i, 0])
+        c = round(float(conf[i]), 6) if conf is not None else None
+        decided_by = c if c is not None else best["score"]
+        answered = threshold is None or decided_by >= threshold
         out.append(
             {
                 "question": question,
                 "answered": answered,
-                "answer": _answer(best, column) if answered else None,
+                "answer": best["answer"] if answered else None,
                 "score": best["score"],
-                "matched_question": best["text"],
+                "confidence": c,
+                "matched_question": best["matched_question"],
                 "id": best["id"],
                 "threshold": threshold,
-                "alternatives": [
-                    {
-                        "answer": _answer(h, column),
-                        "score": h["score"],
-                        "matched_question": h["text"],
-                        "id": h["id"],
-                    }
-                    for h in hits[1:top_k]
-                ],
+                "alternatives": [hit(i, j) for j in order[i, 1:top_k]],
             }
         )
     return out
 
 
-def _answer(hit: dict[str, Any], column: str | None) -> Any:
-    payload = hit.get("payload") or {}
-    return payload.get(column) if column else payload or hit["text"]
+def best_threshold(values: np.ndarray, right: np.ndarray) -> tuple[float, float]:
+    """(threshold, share handled right): answer when value >= threshold. Cuts lie midway
+    between neighbouring values; ties keep the lowest threshold (answer the most).
+
+    >>> best_threshold(np.array([0.2, 0.4, 0.8]), np.array([False, False, True]))
+    (0.6000000000000001, 1.0)
+    """
+    ordered = np.sort(np.unique(values))
+    cuts = np.concatenate([[-np.inf], (ordered[:-1] + ordered[1:]) / 2, [ordered[-1] + 1e-6]])
+    best_t, best_acc = -np.inf, -1.0
+    for t in cuts:
+        answered = values >= t
+        acc = float(np.mean(np.where(answered, right, ~right)))
+        if acc > best_acc + 1e-12:
+            best_t, best_acc = float(t), acc
+    return best_t, best_acc
+
+
+def fit_confidence(features: np.ndarray, right: np.ndarray) -> dict[str, Any]:
+    """A logistic model of P(right) from (Q, 3) features, fitted on standardised features
+    (C = 1) and written back in the features' own units: {"features", "weights", "bias"}."""
+    from sklearn.linear_model import LogisticRegression
+
+    mean, scale = features.mean(axis=0), features.std(axis=0)
+    scale = np.where(scale > 1e-9, scale, 1.0)
+    lr = LogisticRegression(C=1.0, max_iter=1000).fit((features - mean) / scale, right)
+    weights = lr.coef_[0] / scale
+    bias = float(lr.intercept_[0] - weights @ mean)
+    return {
+        "features": list(FEATURES),
+        "weights": [round(float(w), 6) for w in weights],
+        "bias": round(bias, 6),
+    }
 
 
 def calibrate(
     memory: Memory, questions: Sequence[str], expected: Sequence[str | None], *, by: str = "id"
 ) -> dict[str, Any]:
-    """Choose the abstention threshold on validation questions; `expected[i]` is the id (or,
-    with by="answer", the answer text) question i should get, None when it has none."""
+    """Choose how `ask` abstains, on validation questions; `expected[i]` is the id (or, with
+    by="answer", the answer text) question i should get, None when it has none. See the module
+    docstring: matching by question and answer with a confidence model when the memory has
+    answers and the validation set is large enough, by question and score alone otherwise."""
     column = answer_column(memory)
-    hits = [h[0] for h in memory.query(questions, k=1)]
-    scores = np.array([h["score"] for h in hits], dtype=np.float64)
-    found = [h["id"] if by == "id" else _answer(h, column) for h in hits]
-    right = np.array(
-        [e is not None and str(f) == str(e) for f, e in zip(found, expected, strict=True)]
-    )
-    ordered = np.sort(np.unique(scores))
-    cuts = np.concatenate([[-np.inf], (ordered[:-1] + ordered[1:]) / 2, [ordered[-1] + 1e-6]])
-    best_t, best_acc = -np.inf, -1.0
-    for t in cuts:
-        answered = scores >= t
-        acc = float(np.mean(np.where(answered, right, ~right)))
-        if acc > best_acc + 1e-12:
-            best_t, best_acc = float(t), acc
-    answered = scores >= best_t
+    rows = memory.state.rows
+
+    def outcome(s: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        best = s["score"].argmax(axis=1)
+        found = []
+        for j in best:
+            p = s["positions"][j]
+            found.append(rows.ids[p] if by == "id" else _answer(rows.payloads[p], "", column))
+        right = np.array(
+            [e is not None and str(f) == str(e) for f, e in zip(found, expected, strict=True)]
+        )
+        return best, right
+
+    s = entry_scores(memory, questions, with_answers=False)
+    best, right = outcome(s)
+    values = s["score"][np.arange(len(best)), best]
+    model = None
+    if column is not None and len(questions) >= MIN_FOR_MODEL:
+        both = entry_scores(memory, questions, with_answers=True)
+        best_qa, right_qa = outcome(both)
+        if min(right_qa.sum(), (~right_qa).sum()) >= MIN_EACH:
+            features = _features(both, best_qa)
+            model = fit_confidence(features, right_qa)
+            right, values = right_qa, confidence(model, features)
+    values = np.round(values, 6)  # as `ask` reports and compares them
+    t, acc = best_threshold(values, right)
+    answered = values >= t
     n_answerable = int(sum(e is not None for e in expected))
     return {
         # unrounded: a rounded midpoint can fall onto a (6-decimal) score and flip a decision
-        "threshold": None if not np.isfinite(best_t) else best_t,
-        "accuracy": round(best_acc, 4),
+        "threshold": None if not np.isfinite(t) else t,
+        "threshold_on": "confidence" if model is not None else "score",
+        "confidence": model,
+        "accuracy": round(acc, 4),
         "answered": round(float(answered.mean()), 4),
         "precision": round(float(right[answered].mean()), 4) if answered.any() else None,
         "top1_accuracy_answerable": round(float(right.sum() / n_answerable), 4)
