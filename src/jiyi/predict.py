@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from jiyi import runs
-from jiyi.compress.trim_vocab import warn_unknown_rate
+from jiyi.compress.trim_hooks import warn_unknown_rate
 from jiyi.data.collate import encode, pad_batch, sorted_batches
 from jiyi.runs import read_meta
 

@@ -93,7 +93,7 @@ def train_classifier(
     config: TrainConfig, console: Any = None, explicit: set[str] = frozenset()
 ) -> dict[str, Any]:
     """Fine-tune for classification or multilabel (`jiyi.tasks.classification.train`)."""
-    from jiyi.compress.trim_vocab import apply_freeze, base_for_training
+    from jiyi.compress.trim_hooks import apply_freeze, base_for_training
     from jiyi.models import load_for_classification, resolve_model, save_model
 
     run_dir, config, accelerator, console, say = setup(config, explicit, console)

@@ -289,7 +289,7 @@ def test_read_corpus_formats(tmp_path: Path) -> None:
 def test_warns_on_text_full_of_dropped_pieces(unigram_dir: Path, tmp_path: Path, caplog) -> None:
     from transformers import AutoTokenizer
 
-    from jiyi.compress.trim_vocab import warn_unknown_rate
+    from jiyi.compress.trim_hooks import warn_unknown_rate
     from jiyi.data.collate import encode
 
     out = tmp_path / "t"
@@ -408,7 +408,7 @@ def test_train_trim_vocab_and_freeze_embeddings(
 def test_freeze_leaves_the_embeddings_out_of_the_optimizer(tiny_model_dir: Path) -> None:
     from transformers import AutoModelForSequenceClassification
 
-    from jiyi.compress.trim_vocab import freeze_embeddings
+    from jiyi.compress.trim_hooks import freeze_embeddings
     from jiyi.loop import param_groups
 
     model = AutoModelForSequenceClassification.from_pretrained(str(tiny_model_dir), num_labels=2)
