@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from jiyi.errors import JiyiError
 from jiyi.memory.knn import Memory
 
 FEATURES = ("question", "answer", "margin")
@@ -79,13 +80,9 @@ def entry_scores(memory: Memory, questions: Sequence[str], with_answers: bool) -
     max, or the question's cosine alone); "positions" (N,) are the rows' positions."""
     questions = list(questions)
     if not questions or any(not str(t).strip() for t in questions):
-        from jiyi.errors import JiyiError
-
         raise JiyiError("ask: a question is empty; give some text.")
     memory.refresh()
     if len(memory) == 0:
-        from jiyi.errors import JiyiError
-
         raise JiyiError(f"{memory.path}: the memory is empty; add rows first.")
     positions = memory.state.rows.live()
     query = memory.embed(questions)  # (Q, D)
@@ -131,26 +128,43 @@ def ask(
         threshold = settings.get("threshold")
     model = settings.get("confidence")
     column = answer_column(memory)
-    s = entry_scores(memory, questions, with_answers=model is not None)
-    order = np.argsort(-s["score"], axis=1, kind="stable")[:, : max(top_k, 1)]  # (Q, k)
-    conf = confidence(model, _features(s, order[:, 0])) if model is not None else None
-    rows = memory.state.rows
-
-    def hit(i: int, j: int) -> dict[str, Any]:
-        p = s["positions"][j]
-        return {
-            "answer": _answer(rows.payloads[p], rows.texts[p], column),
-            "score": round(float(s["score"][i, j]), 6),
-            "matched_question": rows.texts[p],
-            "id": rows.ids[p],
-        }
-
+    k = max(top_k, 1)
+    conf: list[float | None] = [None] * len(questions)
+    if model is None:  # by question alone: the memory's index, as `jiyi memory query` finds
+        ranked = [
+            [
+                {
+                    "answer": _answer(h["payload"], h["text"], column),
+                    "score": h["score"],
+                    "matched_question": h["text"],
+                    "id": h["id"],
+                }
+                for h in hits
+            ]
+            for hits in memory.query(questions, k=k)
+        ]
+    else:  # by question and answer: every entry's two cosines
+        s = entry_scores(memory, questions, with_answers=True)
+        order = np.argsort(-s["score"], axis=1, kind="stable")[:, :k]  # (Q, k)
+        conf = [round(float(c), 6) for c in confidence(model, _features(s, order[:, 0]))]
+        rows = memory.state.rows
+        ranked = [
+            [
+                {
+                    "answer": _answer(rows.payloads[p], rows.texts[p], column),
+                    "score": round(float(s["score"][i, j]), 6),
+                    "matched_question": rows.texts[p],
+                    "id": rows.ids[p],
+                }
+                for j in order[i]
+                for p in [s["positions"][j]]
+            ]
+            for i in range(len(questions))
+        ]
     out = []
-    for i, question in enumerate(questions):
-        best = hit(i, order[i, 0])
-        c = round(float(conf[i]), 6) if conf is not None else None
-        decided_by = c if c is not None else best["score"]
-        answered = threshold is None or decided_by >= threshold
+    for question, hits, c in zip(questions, ranked, conf, strict=True):
+        best = hits[0]
+        answered = threshold is None or (c if c is not None else best["score"]) >= threshold
         out.append(
             {
                 "question": question,
@@ -161,7 +175,7 @@ def ask(
                 "matched_question": best["matched_question"],
                 "id": best["id"],
                 "threshold": threshold,
-                "alternatives": [hit(i, j) for j in order[i, 1:top_k]],
+                "alternatives": hits[1:top_k],
             }
         )
     return out
@@ -210,26 +224,27 @@ def calibrate(
     docstring: matching by question and answer with a confidence model when the memory has
     answers and the validation set is large enough, by question and score alone otherwise."""
     column = answer_column(memory)
-    rows = memory.state.rows
 
-    def outcome(s: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        best = s["score"].argmax(axis=1)
-        found = []
-        for j in best:
-            p = s["positions"][j]
-            found.append(rows.ids[p] if by == "id" else _answer(rows.payloads[p], "", column))
-        right = np.array(
+    def is_right(found: Sequence[Any]) -> np.ndarray:
+        return np.array(
             [e is not None and str(f) == str(e) for f, e in zip(found, expected, strict=True)]
         )
-        return best, right
 
-    s = entry_scores(memory, questions, with_answers=False)
-    best, right = outcome(s)
-    values = s["score"][np.arange(len(best)), best]
+    hits = [h[0] for h in memory.query(questions, k=1)]  # by question alone, as `ask` then
+    right = is_right([h["id"] if by == "id" else _answer(h["payload"], "", column) for h in hits])
+    values = np.array([h["score"] for h in hits], dtype=np.float64)
     model = None
     if column is not None and len(questions) >= MIN_FOR_MODEL:
         both = entry_scores(memory, questions, with_answers=True)
-        best_qa, right_qa = outcome(both)
+        rows = memory.state.rows  # as caught up by entry_scores
+        best_qa = both["score"].argmax(axis=1)
+        positions = both["positions"][best_qa]
+        right_qa = is_right(
+            [
+                rows.ids[p] if by == "id" else _answer(rows.payloads[p], "", column)
+                for p in positions
+            ]
+        )
         if min(right_qa.sum(), (~right_qa).sum()) >= MIN_EACH:
             features = _features(both, best_qa)
             model = fit_confidence(features, right_qa)
