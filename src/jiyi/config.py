@@ -109,7 +109,7 @@ class TrainConfig(LoopConfig):
     model: str = "minilm"
     """Model to fine-tune: the alias `minilm`, a local Hugging Face folder, or a Hub id (online only)."""
     trim_vocab: bool = False
-    """Classification: before fine-tuning, trim the model's vocabulary to the pieces of the run's texts (train, validation, test); the other embedding rows are dropped (most of a multilingual model) and those texts get the same tokens. The trimmed base is RUN_DIR/trimmed-base."""
+    """Classification: before fine-tuning, trim the model's vocabulary to the pieces of the training text; the other embedding rows are dropped (most of a multilingual model) and the training text gets the same tokens (rarer pieces of other text fall back to smaller ones or [UNK]; predict warns past 5% [UNK]). The trimmed base is RUN_DIR/trimmed-base."""
     freeze_embeddings: bool = False
     """Classification: freeze the embedding layer (word, position and token-type embeddings and their LayerNorm): no gradient, left out of the optimizer; faster CPU steps with a large vocabulary."""
     train: str | None = None

@@ -363,7 +363,7 @@ def test_train_trim_vocab_and_freeze_embeddings(
     tiny_model_dir: Path, tiny_data_dir: Path, tmp_path: Path, caplog
 ) -> None:
     """`jiyi train --trim-vocab --freeze-embeddings`: the run fine-tunes a base trimmed to its
-    texts (RUN_DIR/trimmed-base), its model/ is the trimmed standard folder, the embedding layer
+    training text (RUN_DIR/trimmed-base), its model/ is the trimmed standard folder, the embedding layer
     did not move, and predicting text full of dropped pieces warns."""
     from safetensors.torch import load_file
 
@@ -375,12 +375,8 @@ def test_train_trim_vocab_and_freeze_embeddings(
     assert run_cli(train_argv(tiny_model_dir, tiny_data_dir, run, "--trim-vocab",
                               "--freeze-embeddings")) == 0  # fmt: skip
     record = json.loads((run / "trimmed-base" / RECORD).read_text())
-    assert record["corpus"] == [
-        str(tiny_data_dir / f"{s}.csv") for s in ("train", "validation", "test")
-    ]
-    assert (
-        record["corpus_texts"] == 240 + 60 + 60 and record["kept"] < record["original_vocab_size"]
-    )
+    assert record["corpus"] == [str(tiny_data_dir / "train.csv")]  # never the test text
+    assert record["corpus_texts"] == 240 and record["kept"] < record["original_vocab_size"]
     config = json.loads((run / "model" / "config.json").read_text())
     assert config["vocab_size"] == record["kept"] and config[CONFIG_KEY]["kept"] == record["kept"]
     base = load_file(str(run / "trimmed-base" / "model.safetensors"))

@@ -24,13 +24,13 @@ log = logging.getLogger("jiyi.trim_vocab")
 
 
 def training_texts(data: Any) -> list[str]:
-    """Every text (and text pair) of the prepared train, validation and test splits."""
+    """Every text (and text pair) of the prepared training split: the vocabulary is chosen from
+    the text the model learns from, never from the validation or test text it is judged on."""
     texts: list[str] = []
-    for split in data.splits.values():
-        for e in split.examples:
-            texts.append(e.text)
-            if getattr(e, "text_pair", None):
-                texts.append(e.text_pair)
+    for e in data.splits["train"].examples:
+        texts.append(e.text)
+        if getattr(e, "text_pair", None):
+            texts.append(e.text_pair)
     return texts
 
 
@@ -42,7 +42,7 @@ def base_for_training(
     accelerator: Any,
     say: Callable[..., None],
 ) -> str:
-    """`jiyi train --trim-vocab`: the base model trimmed to the run's texts, in
+    """`jiyi train --trim-vocab`: the base model trimmed to the run's training text, in
     RUN_DIR/trimmed-base (made once by rank 0; a resumed run reuses it). Else `model_path`."""
     if not getattr(config, "trim_vocab", False):
         return model_path
@@ -56,7 +56,7 @@ def base_for_training(
             model_path,
             training_texts(data),
             out,
-            corpus=[f for f in (config.train, config.validation, config.test) if f],
+            corpus=[config.train],
         )
         say(
             f"--trim-vocab: kept {record['kept']:,} of {record['original_vocab_size']:,} "
