@@ -160,7 +160,7 @@ class ClassificationService(Service):
         from jiyi.memory.faq import ask
 
         r = ask(self.memory, [question], top_k=top_k)[0]
-        keys = ("answered", "answer", "score", "matched_question", "id", "threshold")
+        keys = ("answered", "answer", "score", "matched_question", "id", "threshold", "confidence")
         return {k: r[k] for k in keys} | {"alternatives": r["alternatives"]}
 
     def _refresh_info(self) -> None:

@@ -168,6 +168,11 @@ class AskResponse(BaseModel):
     matched_question: str
     id: str
     threshold: float | None
+    confidence: float | None = Field(
+        None,
+        description="P(right) from the memory's confidence model (the threshold applies to it); "
+        "null when the memory has none and the threshold applies to the score",
+    )
     alternatives: list[Alternative]
 
 
