@@ -21,25 +21,11 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parents[1] / "src"
 MAX_LINES = 700
 TASK_NAMES = frozenset({"ner", "qa", "seq2seq"})
 # Where a task's name may be compared with: its own package and the task registry.
 TASK_HOMES = ("jiyi/ner/", "jiyi/qa/", "jiyi/seq2seq/", "jiyi/tasks/")
-
-# Files other engineers are reworking for issue 16 right now (the CLI and task dispatch moving to
-# a registry and a run-folder module; serve/ split by concern). Their violations are known: the
-# strict tests below skip them and fail on a violation anywhere else; the xfail tests check
-# everything, so they pass (XPASS) once the rework lands: then delete PENDING and the xfails.
-PENDING = ("jiyi/serve/",)
-PENDING_REASON = "other engineer's part of issue 16 (task registry, run-folder module, serve split)"
-
-
-def pending(file: str) -> bool:
-    return any(file == p or (p.endswith("/") and file.startswith(p)) for p in PENDING)
-
 
 # -- reading the tree --------------------------------------------------------------------------
 
@@ -345,38 +331,19 @@ def test_checker_finds_a_cycle_a_private_import_a_dispatch_and_a_long_file(tmp_p
     assert a.long_files() == [("jiyi/d.py", MAX_LINES + 1)]
 
 
-# -- src/jiyi: strict outside the files being reworked, everything under xfail -----------------
+# -- src/jiyi ----------------------------------------------------------------------------------
 
 
-def test_no_import_cycle_between_files_outside_pending():
-    a = analysis()
-    cycles = [c for c in a.cycles() if not all(pending(f) for f in c)]
-    assert not cycles, describe_cycles(a, cycles)
-
-
-def test_no_private_name_imported_across_modules_outside_pending():
-    found = [str(v) for v in analysis().private_imports if not pending(v.file)]
-    assert not found, "\n".join(found)
-
-
-def test_no_task_name_compared_outside_task_packages_and_pending():
-    found = [str(v) for v in analysis().dispatch_sites if not pending(v.file)]
-    assert not found, "\n".join(found)
-
-
-@pytest.mark.xfail(strict=False, reason=PENDING_REASON)
 def test_no_import_cycle_between_files():
     a = analysis()
     assert not a.cycles(), describe_cycles(a, a.cycles())
 
 
-@pytest.mark.xfail(strict=False, reason=PENDING_REASON)
 def test_no_private_name_imported_across_modules():
     found = [str(v) for v in analysis().private_imports]
     assert not found, "\n".join(found)
 
 
-@pytest.mark.xfail(strict=False, reason=PENDING_REASON)
 def test_no_task_name_compared_outside_task_packages():
     found = [str(v) for v in analysis().dispatch_sites]
     assert not found, "\n".join(found)
