@@ -21,6 +21,7 @@ from typing import Any
 
 from jiyi.errors import JiyiError
 from jiyi.tasks import TASKS, TaskSpec, adapter, get_task, task_names
+from jiyi.tasks.registry import tasks_taking_trim_vocab
 
 TRUNCATIONS = ("head", "tail", "head+tail")
 
@@ -109,9 +110,9 @@ class TrainConfig(LoopConfig):
     model: str = "minilm"
     """Model to fine-tune: the alias `minilm`, a local Hugging Face folder, or a Hub id (online only)."""
     trim_vocab: bool = False
-    """Classification: before fine-tuning, trim the model's vocabulary to the pieces of the training text; the other embedding rows are dropped (most of a multilingual model) and the training text gets the same tokens (rarer pieces of other text fall back to smaller ones or [UNK]; predict warns past 5% [UNK]). The trimmed base is RUN_DIR/trimmed-base."""
+    """Classification, multilabel, NER and QA: before fine-tuning, trim the model's vocabulary to the pieces of the training text as the task's tokenizer encodes it (NER: the pre-split words; QA: questions and contexts); the other embedding rows are dropped (most of a multilingual model) and the training text gets the same tokens (rarer pieces of other text fall back to smaller ones or [UNK]; predict warns past 5% [UNK]). The trimmed base is RUN_DIR/trimmed-base."""
     freeze_embeddings: bool = False
-    """Classification: freeze the embedding layer (word, position and token-type embeddings and their LayerNorm): no gradient, left out of the optimizer; faster CPU steps with a large vocabulary."""
+    """Classification, multilabel, NER and QA: freeze the embedding layer (word, position and token-type embeddings and their LayerNorm): no gradient, left out of the optimizer; faster CPU steps with a large vocabulary."""
     train: str | None = None
     """Training data: CSV, TSV, JSONL, Parquet or a `datasets` folder."""
     validation: str | None = None
@@ -234,8 +235,12 @@ class TrainConfig(LoopConfig):
             ("--trim-vocab", self.trim_vocab),
             ("--freeze-embeddings", self.freeze_embeddings),
         ):
-            if given and spec.adapter_module != "jiyi.tasks.classification":
-                raise JiyiError(f"{flag} applies to --task classification and multilabel for now.")
+            if given and not spec.trim_vocab:
+                takers = tasks_taking_trim_vocab()
+                raise JiyiError(
+                    f"{flag} applies to --task {', '.join(takers[:-1])} and {takers[-1]}, "
+                    f"not {spec.name}."
+                )
         adapter(spec).validate(self)  # the task's own flags (jiyi.tasks.<task>.validate)
         if require_paths:
             if not self.train and not self.resume:

@@ -420,9 +420,9 @@ def test_train_flags_refused_for_other_tasks() -> None:
     from jiyi.config import TrainConfig
 
     with pytest.raises(JiyiError, match="--trim-vocab applies to --task classification"):
-        TrainConfig(task="ner", trim_vocab=True)
+        TrainConfig(task="seq2seq", trim_vocab=True)
     with pytest.raises(JiyiError, match="--freeze-embeddings applies"):
-        TrainConfig(task="qa", freeze_embeddings=True)
+        TrainConfig(task="seq2seq", freeze_embeddings=True)
 
 
 @pytest.mark.slow

@@ -1,6 +1,8 @@
 """Where vocabulary trimming meets training and prediction.
 
-    jiyi train --trim-vocab          the base trimmed to the run's texts (RUN_DIR/trimmed-base)
+    jiyi train --trim-vocab          the base trimmed to the run's training text, as its task
+                                     encodes it (RUN_DIR/trimmed-base): classification,
+                                     multilabel, ner (pre-split words), qa (questions, contexts)
     jiyi train --freeze-embeddings   the embedding layer frozen, left out of the optimizer
     jiyi predict (a trimmed model)   one warning per call when over 5% of the tokens are [UNK]
 
@@ -11,12 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jiyi.compress.trim_vocab import CONFIG_KEY, RECORD, trim_vocab
+from jiyi.compress.trim_vocab import CONFIG_KEY, RECORD, Text, trim_vocab
 
 HUB_FILES = ["*.json", "*.safetensors", "vocab.txt", "*.model"]  # what trimming reads
 UNK_WARN_RATE = 0.05  # warn when more than this share of a batch's tokens are unknown
@@ -42,8 +44,21 @@ def base_for_training(
     accelerator: Any,
     say: Callable[..., None],
 ) -> str:
-    """`jiyi train --trim-vocab`: the base model trimmed to the run's training text, in
-    RUN_DIR/trimmed-base (made once by rank 0; a resumed run reuses it). Else `model_path`."""
+    """`jiyi train --trim-vocab` for classification: `trimmed_base` on `training_texts(data)`."""
+    return trimmed_base(model_path, config, lambda: training_texts(data), run_dir, accelerator, say)
+
+
+def trimmed_base(
+    model_path: str,
+    config: Any,
+    texts: Callable[[], Sequence[Text]],
+    run_dir: Path,
+    accelerator: Any,
+    say: Callable[..., None],
+) -> str:
+    """`jiyi train --trim-vocab`: the base model trimmed to the pieces of `texts()` (the run's
+    training text exactly as its task encodes it: strings, or NER's sentences as lists of words),
+    in RUN_DIR/trimmed-base (made once by rank 0; a resumed run reuses it). Else `model_path`."""
     if not getattr(config, "trim_vocab", False):
         return model_path
     out = Path(run_dir) / "trimmed-base"
@@ -52,12 +67,7 @@ def base_for_training(
             from huggingface_hub import snapshot_download
 
             model_path = snapshot_download(model_path, allow_patterns=HUB_FILES)
-        record = trim_vocab(
-            model_path,
-            training_texts(data),
-            out,
-            corpus=[config.train],
-        )
+        record = trim_vocab(model_path, texts(), out, corpus=[config.train])
         say(
             f"--trim-vocab: kept {record['kept']:,} of {record['original_vocab_size']:,} "
             f"vocabulary rows ({record['corpus_tokens']:,} tokens of {record['corpus_texts']:,} "
@@ -125,4 +135,10 @@ def warn_unknown_rate(tokenizer: Any, enc: Any, model_dir: str | Path) -> float 
     return rate
 
 
-__all__ = ["apply_freeze", "base_for_training", "freeze_embeddings", "warn_unknown_rate"]
+__all__ = [
+    "apply_freeze",
+    "base_for_training",
+    "freeze_embeddings",
+    "trimmed_base",
+    "warn_unknown_rate",
+]

@@ -114,14 +114,27 @@ def backend(spec: dict[str, Any]) -> Any:
     return tok
 
 
-def corpus_ids(tok: Any, texts: Sequence[str], batch: int = 4096) -> list[list[int]]:
-    """Token ids of each text, without special tokens."""
-    out: list[list[int]] = []
-    for i in range(0, len(texts), batch):
-        out += [
-            e.ids for e in tok.encode_batch(list(texts[i : i + batch]), add_special_tokens=False)
-        ]
-    return out
+Text = str | Sequence[str]  # a text, or a sentence split into words (NER's pre-split input)
+
+
+def corpus_ids(tok: Any, texts: Sequence[Text], batch: int = 4096) -> list[list[int]]:
+    """Token ids of each text, without special tokens. A text given as a list of words is
+    encoded pre-split (`is_split_into_words=True` in transformers): each word on its own, so a
+    SentencePiece tokenizer gives every word its "▁" prefix, as NER's encoding does."""
+    out: list[list[int] | None] = [None] * len(texts)
+    plain = [i for i, t in enumerate(texts) if isinstance(t, str)]
+    split = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    for rows, pretokenized in ((plain, False), (split, True)):
+        for s in range(0, len(rows), batch):
+            chunk = rows[s : s + batch]
+            encoded = tok.encode_batch(
+                [list(texts[i]) if pretokenized else texts[i] for i in chunk],
+                add_special_tokens=False,
+                is_pretokenized=pretokenized,
+            )
+            for i, e in zip(chunk, encoded, strict=True):
+                out[i] = e.ids
+    return out  # type: ignore[return-value]
 
 
 def vocab_pieces(spec: dict[str, Any]) -> dict[str, int]:
@@ -341,13 +354,14 @@ def config_ids(model_dir: Path) -> list[int]:
 def trim_into(
     src: Path,
     dst: Path,
-    texts: Sequence[str],
+    texts: Sequence[Text],
     *,
     keep: int | None = None,
     characters: bool = False,
     corpus: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Trim the model folder `src` to the pieces of `texts`, writing into the existing folder
+    """Trim the model folder `src` to the pieces of `texts` (strings, or sentences as lists of
+    words: see `corpus_ids`), writing into the existing folder
     `dst` (the caller makes it atomic). Returns the record also written to `dst/trim_vocab.json`
     (without `new_to_old`)."""
     from jiyi.compress.artifacts import copy_support_files
@@ -368,7 +382,8 @@ def trim_into(
     for row in ids:
         for i in row:
             counts[i] = counts.get(i, 0) + 1
-    chars = sorted({c for t in texts for c in normalized(full, t)}) if characters else []
+    words = [w for t in texts for w in ([t] if isinstance(t, str) else t)]
+    chars = sorted({c for w in words for c in normalized(full, w)}) if characters else []
     kept, how = choose_ids(spec, counts, keep=keep, characters=chars, also=config_ids(src))
     trimmed_spec = trim_spec(spec, kept)
     new_of = {old: new for new, old in enumerate(kept)}
@@ -410,7 +425,7 @@ def trim_into(
 
 def trim_vocab(
     model_dir: str | Path,
-    texts: Sequence[str],
+    texts: Sequence[Text],
     output: str | Path,
     *,
     keep: int | None = None,

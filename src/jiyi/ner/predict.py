@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from jiyi.compress.trim_hooks import warn_unknown_rate
 from jiyi.ner.align import encode_words, split_words
 from jiyi.ner.tags import spans_from_tags
 from jiyi.runs import eval_dir, open_run
@@ -32,6 +33,7 @@ class NerTagger:
         from jiyi.models import load_tokenizer, quiet_transformers
 
         folder, self.meta = open_run(run_or_model_dir, "ner", "NER")
+        self.model_dir = folder
         with quiet_transformers():
             self.model = AutoModelForTokenClassification.from_pretrained(str(folder)).eval()
         self.tokenizer = load_tokenizer(str(folder))
@@ -46,6 +48,7 @@ class NerTagger:
         windows = encode_words(
             self.tokenizer, sentences, self.meta["max_length"], self.meta.get("stride", 32)
         )
+        warn_unknown_rate(self.tokenizer, windows.to_encoded(), self.model_dir)  # trimmed vocab
         pad_id = self.tokenizer.pad_token_id or 0
         scores = forward_scores(self.model, windows, pad_id, self.batch_size, torch.device("cpu"))
         tags, probs = decode(windows, scores, self.labels)

@@ -121,6 +121,7 @@ def train_ner(
     """Fine-tune a token classifier; returns a summary (metrics, paths, timings)."""
     from transformers import AutoModelForTokenClassification
 
+    from jiyi.compress.trim_hooks import apply_freeze, trimmed_base
     from jiyi.models import load_tokenizer, quiet_transformers, resolve_model
 
     run_dir, config, accelerator, console, say = setup(config, explicit, console)
@@ -132,6 +133,10 @@ def train_ner(
     labels = label_list(types, scheme)
     label2id = {t: i for i, t in enumerate(labels)}
     model_path = resolve_model(config.model)
+    model_path = trimmed_base(  # --trim-vocab: to the training words, pre-split as encoded below
+        model_path, config, lambda: [ex.tokens for ex in splits["train"].examples],
+        run_dir, accelerator, say,
+    )  # fmt: skip
     tokenizer = load_tokenizer(model_path)
     overrides: dict[str, Any] = {
         "num_labels": len(labels),
@@ -146,6 +151,7 @@ def train_ner(
         model = AutoModelForTokenClassification.from_pretrained(
             model_path, ignore_mismatched_sizes=True, **overrides
         )
+    apply_freeze(model, config, say)
     for split in splits.values():
         split.windows = encode_words(
             tokenizer,

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from jiyi.compress.trim_hooks import warn_unknown_rate
 from jiyi.data.collate import pad_batch, sorted_batches
 from jiyi.errors import JiyiError
 from jiyi.io import atomic_write_json, atomic_write_text
@@ -64,11 +65,15 @@ def answer_questions(
     null_threshold: float,
     batch_size: int,
     device: Any,
+    model_dir: str | Path | None = None,
 ) -> list[AnswerSpan]:
-    """Window, run the model, pick the best span (or none) per question."""
+    """Window, run the model, pick the best span (or none) per question. With `model_dir` (a
+    trimmed model's folder), warn when the windows are more than 5% [UNK]."""
     if not questions:
         return []
     windows = encode_windows(tokenizer, questions, contexts, max_length, stride)
+    if model_dir is not None:
+        warn_unknown_rate(tokenizer, windows.to_encoded(), model_dir)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     logits = forward_logits(model, windows, pad_id, batch_size, device)
     return decode_answers(windows, logits, contexts, max_answer_length, null_threshold)
@@ -102,6 +107,7 @@ class QuestionAnswerer:
         from jiyi.models import load_tokenizer, quiet_transformers
 
         folder, self.meta = open_run(run_or_model_dir, "qa", "question-answering")
+        self.model_dir = folder
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         with quiet_transformers():
             model = AutoModelForQuestionAnswering.from_pretrained(str(folder), use_safetensors=True)
@@ -130,7 +136,7 @@ class QuestionAnswerer:
             self.model, self.tokenizer, questions, contexts,
             max_length=int(self.meta["max_length"]), stride=int(self.meta["stride"]),
             max_answer_length=self.max_answer_length, null_threshold=self.null_threshold,
-            batch_size=self.batch_size, device=self.device,
+            batch_size=self.batch_size, device=self.device, model_dir=self.model_dir,
         )  # fmt: skip
 
     def answer(self, questions: Sequence[str], contexts: Sequence[str]) -> list[dict[str, Any]]:

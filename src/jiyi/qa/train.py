@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,13 @@ from jiyi.loop import (
 )
 from jiyi.qa.data import Columns, QAExample, read_qa
 from jiyi.qa.predict import answer_questions, evaluate_answers, write_qa_eval
-from jiyi.qa.windows import QAWindows, encode_windows, training_span
+from jiyi.qa.windows import (
+    QAWindows,
+    cut_questions,
+    encode_windows,
+    max_question_tokens,
+    training_span,
+)
 from jiyi.runs import write_meta
 
 
@@ -79,12 +86,26 @@ def training_windows(tokenizer: Any, examples: list[QAExample], config: TrainCon
     )  # fmt: skip
 
 
+def training_texts(tokenizer: Any, examples: list[QAExample], config: TrainConfig) -> list[str]:
+    """What `encode_windows` tokenizes of the training questions, for --trim-vocab: every
+    question whole (it is tokenized to find where to cut it) and as cut, and every context."""
+    questions = [ex.question for ex in examples]
+    cut, _ = cut_questions(tokenizer, questions, max_question_tokens(config.max_length))
+    whole = [q.lstrip() for q in questions]
+    return (
+        whole
+        + [c for c, w in zip(cut, whole, strict=True) if c != w]
+        + [ex.context for ex in examples]
+    )
+
+
 def train_qa(
     config: TrainConfig, console: Any = None, explicit: set[str] = frozenset()
 ) -> dict[str, Any]:
     """Fine-tune a span-extraction model; returns a summary (metrics, paths, timings)."""
     from transformers import AutoModelForQuestionAnswering
 
+    from jiyi.compress.trim_hooks import apply_freeze, trimmed_base
     from jiyi.hf import quiet_transformers, use_safetensors
     from jiyi.models import load_tokenizer, refuse_compressed, resolve_model
 
@@ -97,6 +118,12 @@ def train_qa(
     model_path = resolve_model(config.model)
     refuse_compressed(Path(model_path))
     tokenizer = load_tokenizer(model_path)
+    if config.trim_vocab:  # to the training questions and contexts, as encode_windows sees them
+        model_path = trimmed_base(
+            model_path, config, partial(training_texts, tokenizer, splits["train"].examples, config),
+            run_dir, accelerator, say,
+        )  # fmt: skip
+        tokenizer = load_tokenizer(model_path)
     overrides: dict[str, Any] = {}
     if config.dropout is not None:
         overrides.update(
@@ -112,6 +139,7 @@ def train_qa(
         raise JiyiError(
             f"--model {model_path}: could not load it for question answering ({e})."
         ) from None
+    apply_freeze(model, config, say)
     train_split, val_split = splits["train"], splits["validation"]
     windows = training_windows(tokenizer, train_split.examples, config)
     for split in splits.values():

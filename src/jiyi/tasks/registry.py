@@ -75,6 +75,9 @@ class TaskSpec:
     """`jiyi compress` (int8, ONNX, pruning, distillation)."""
     own_flags: tuple[str, ...] = ()
     """TrainConfig fields only this task reads: given with another --task, they are refused."""
+    trim_vocab: bool = False
+    """`jiyi train --trim-vocab` and `--freeze-embeddings` (its training trims the base's
+    vocabulary to the text its tokenizer encodes, and can freeze the embedding layer)."""
     hint: str = ""
     """What to do with such a run instead, appended to its refusals."""
 
@@ -108,6 +111,7 @@ _TEXT_CLASSIFIER = dict(
     bias=True,
     curve=True,
     compress=True,
+    trim_vocab=True,
 )
 
 TASKS: dict[str, TaskSpec] = {
@@ -135,6 +139,7 @@ TASKS: dict[str, TaskSpec] = {
             default_metric="f1",
             adapter_module="jiyi.tasks.ner",
             service="ner",
+            trim_vocab=True,
         ),
         TaskSpec(
             name="qa",
@@ -143,6 +148,7 @@ TASKS: dict[str, TaskSpec] = {
             default_metric="f1",
             adapter_module="jiyi.tasks.qa",
             service="qa",
+            trim_vocab=True,
         ),
         TaskSpec(
             name="seq2seq",
@@ -214,6 +220,11 @@ def task_of_run(run_or_model: str | Path) -> TaskSpec:
 def tasks_with(capability: str) -> list[TaskSpec]:
     """The registered tasks that support `capability`."""
     return [spec for spec in TASKS.values() if spec.can(capability)]
+
+
+def tasks_taking_trim_vocab() -> list[str]:
+    """The --task values whose training takes --trim-vocab and --freeze-embeddings."""
+    return [spec.name for spec in TASKS.values() if spec.trim_vocab]
 
 
 def refusal_message(spec: TaskSpec, capability: str, verb: str) -> str:
