@@ -5,38 +5,22 @@ from __future__ import annotations
 import builtins
 import importlib.util
 import json
-import random
 from pathlib import Path
 
 import pytest
+from zh_ner_data import char_sentences
 
 from jiyi.errors import JiyiError
 from jiyi.ner import crf
 from jiyi.ner.crf import char_features, char_kind, crf_baseline
 
+# test_crf.py's people: one three-character name (欧阳修) among them
 PEOPLE = ["张伟", "王芳", "李娜", "欧阳修"]
-PLACES = ["北京", "上海", "广州", "深圳市"]
-FILLER = ["我们", "今天", "喜欢", "电影", "天气", "很好", "去了", "工作", "和", "在", "。", "，"]
 
 
 def write_jsonl(path: Path, n: int, seed: int) -> Path:
-    rng = random.Random(seed)
-    lines = []
-    for _ in range(n):
-        tokens: list[str] = []
-        tags: list[str] = []
-        for _ in range(rng.randint(4, 8)):
-            r = rng.random()
-            word, kind = (
-                (rng.choice(PEOPLE), "PER")
-                if r < 0.2
-                else (rng.choice(PLACES), "LOC")
-                if r < 0.4
-                else (rng.choice(FILLER), None)
-            )
-            tokens += list(word)
-            tags += [f"B-{kind}"] + [f"I-{kind}"] * (len(word) - 1) if kind else ["O"] * len(word)
-        lines.append(json.dumps({"tokens": tokens, "tags": tags}, ensure_ascii=False))
+    rows = char_sentences(n, seed, PEOPLE)
+    lines = [json.dumps({"tokens": c, "tags": t}, ensure_ascii=False) for c, t in rows]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 

@@ -5,39 +5,13 @@ one character per line, and `jiyi predict` on raw Chinese text back to character
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
+from zh_ner_data import char_sentences
 
 from jiyi.cli import main
 from jiyi.ner.align import encode_words
-
-PEOPLE = ["张伟", "王芳", "李娜", "刘洋"]
-PLACES = ["北京", "上海", "广州", "深圳市"]
-FILLER = ["我们", "今天", "喜欢", "电影", "天气", "很好", "去了", "工作", "和", "在", "。", "，"]
-
-
-def sentences(n: int, seed: int) -> list[tuple[list[str], list[str]]]:
-    """Character-level tagged sentences: each character a token, BIO tags on the characters."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        chars: list[str] = []
-        tags: list[str] = []
-        for _ in range(rng.randint(4, 8)):
-            r = rng.random()
-            word, kind = (
-                (rng.choice(PEOPLE), "PER")
-                if r < 0.2
-                else (rng.choice(PLACES), "LOC")
-                if r < 0.4
-                else (rng.choice(FILLER), None)
-            )
-            chars += list(word)
-            tags += [f"B-{kind}"] + [f"I-{kind}"] * (len(word) - 1) if kind else ["O"] * len(word)
-        out.append((chars, tags))
-    return out
 
 
 def write_conll(path: Path, rows: list[tuple[list[str], list[str]]]) -> Path:
@@ -51,7 +25,9 @@ def chinese_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Chinese BERT pretrained by jiyi (a few steps: the test is about the plumbing)."""
     root = tmp_path_factory.mktemp("zh-ner")
     corpus = root / "corpus.txt"
-    corpus.write_text("\n".join("".join(c) for c, _ in sentences(400, 0)) + "\n", encoding="utf-8")
+    corpus.write_text(
+        "\n".join("".join(c) for c, _ in char_sentences(400, 0)) + "\n", encoding="utf-8"
+    )
     tok = root / "tok"
     argv = ["tokenizer", "train", "--corpus", str(corpus), "--vocab-size", "300", "--chinese"]
     assert main([*argv, "--output", str(tok)]) == 0
@@ -76,9 +52,9 @@ def test_every_character_is_one_subword(chinese_encoder: Path) -> None:
 def test_chinese_ner_on_a_jiyi_pretrained_encoder(chinese_encoder: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    write_conll(data / "train.conll", sentences(400, 1))
-    write_conll(data / "validation.conll", sentences(60, 2))
-    write_conll(data / "test.conll", sentences(60, 3))
+    write_conll(data / "train.conll", char_sentences(400, 1))
+    write_conll(data / "validation.conll", char_sentences(60, 2))
+    write_conll(data / "test.conll", char_sentences(60, 3))
     out = tmp_path / "ner"
     argv = ["train", "--task", "ner", "--model", str(chinese_encoder), "--output", str(out)]
     argv += ["--train", str(data / "train.conll"), "--validation", str(data / "validation.conll")]
