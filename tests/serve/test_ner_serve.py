@@ -8,7 +8,6 @@ the page highlights the entities (Playwright, Debian's chromium; skipped when mi
 from __future__ import annotations
 
 import json
-import random
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -19,14 +18,13 @@ import httpx
 import pytest
 from serve_helpers import batches, error_of, fuzz
 
-from conftest import FILLER, build_tiny_bert
+from conftest import build_tiny_bert
 from jiyi.cli import main as run_cli
 from jiyi.serve import cli as serve_cli
 from jiyi.serve.ner import NerService
 from jiyi.serve.settings import Settings
+from task_data import make_sentences, ner_vocab_corpus, write_conll
 
-PEOPLE = ["alice", "bob", "carol", "dave"]
-PLACES = [["paris"], ["london"], ["new", "york"]]
 TEXTS = [
     "the film with alice was in paris and bob liked it",
     "Carol  flew to New York 😀 with dave.",  # two spaces, an emoji (2 UTF-16 units), a period
@@ -35,42 +33,13 @@ TEXTS = [
 ]
 
 
-def sentences(n: int, seed: int) -> list[tuple[list[str], list[str]]]:
-    """`n` tagged sentences: filler words (O) with a few names (B-PER) and cities (B-/I-LOC)."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        tokens, tags = [], []
-        for _ in range(rng.randint(3, 7)):
-            r = rng.random()
-            if r < 0.15:
-                tokens.append(rng.choice(PEOPLE))
-                tags.append("B-PER")
-            elif r < 0.3:
-                place = rng.choice(PLACES)
-                tokens += place
-                tags += ["B-LOC"] + ["I-LOC"] * (len(place) - 1)
-            else:
-                tokens.append(rng.choice(FILLER))
-                tags.append("O")
-        out.append((tokens, tags))
-    return out
-
-
-def write_conll(path: Path, rows: list[tuple[list[str], list[str]]]) -> Path:
-    blocks = ["\n".join(f"{t}\t{g}" for t, g in zip(*row, strict=True)) for row in rows]
-    path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
-    return path
-
-
 @pytest.fixture(scope="module")
 def ner_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A NER run of the tiny BERT: 40 steps (about 2 s) learn the pattern (validation f1 1.0)."""
+    """A NER run of the tiny BERT on tests/task_data.py's sentences: 40 steps (about 2 s) learn
+    the pattern."""
     root = tmp_path_factory.mktemp("ner-serve")
-    model = build_tiny_bert(
-        root / "model", [" ".join(FILLER), " ".join(PEOPLE), "paris london new york"]
-    )
-    train = write_conll(root / "train.conll", sentences(200, 1))
+    model = build_tiny_bert(root / "model", ner_vocab_corpus())
+    train = write_conll(root / "train.conll", make_sentences(200, 1))
     out = root / "run"
     argv = ["train", "--task", "ner", "--model", str(model), "--train", str(train)]
     argv += ["--output", str(out), "--max-steps", "40", "--batch-size", "16", "--lr", "5e-3"]
