@@ -90,11 +90,33 @@ def build_model(config: PretrainConfig, say: Any) -> tuple[Any, Any]:
             model, info = AutoModelForMaskedLM.from_pretrained(
                 path, output_loading_info=True, attn_implementation="sdpa"
             )
-        new = sorted({k.split(".")[0] for k in info.get("missing_keys", [])})
-        if new:
-            say(f"--from {config.from_model}: created a new masked-LM head ({', '.join(new)}).")
-        if model.get_output_embeddings() is not None:
+        missing = set(info.get("missing_keys", []))
+        prefix = f"{model.base_model_prefix}."
+        head = sorted(k for k in missing if not k.startswith(prefix))
+        decoder = model.get_output_embeddings()
+        if decoder is not None and any(k.endswith("decoder.weight") for k in head):
+            # no head in the checkpoint (an encoder saved as BertModel, e.g. e5): the decoder is
+            # the word embeddings whatever the config said; only the transform and bias are new
+            model.config.tie_word_embeddings = True
+            decoder.weight = model.get_input_embeddings().weight
+        elif decoder is not None:
             model.tie_weights()
+        if head:
+            tied = decoder is not None and decoder.weight is model.get_input_embeddings().weight
+            new = [k for k in head if not (tied and k.endswith(("decoder.weight", "decoder.bias")))]
+            say(
+                f"--from {config.from_model}: no masked-LM head in the checkpoint; created one"
+                + (", its decoder tied to the word embeddings," if tied else "")
+                + f" newly initialised: {', '.join(new)}."
+            )
+        encoder = sorted(k for k in missing if k.startswith(prefix))
+        if encoder:
+            say(
+                f"[yellow]--from {config.from_model}: {len(encoder)} encoder tensors missing from "
+                f"the checkpoint, newly initialised: {', '.join(encoder[:5])}"
+                + (", ..." if len(encoder) > 5 else "")
+                + ".[/]"
+            )
         if len(tokenizer) > model.config.vocab_size:
             raise JiyiError(
                 f"--tokenizer {config.tokenizer}: {len(tokenizer)} tokens, but the model of --from "
