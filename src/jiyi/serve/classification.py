@@ -21,7 +21,7 @@ from jiyi.errors import JiyiError
 from jiyi.serve.errors import ApiError
 from jiyi.serve.routes import Api, add_embed, add_explain, add_faq, add_memory
 from jiyi.serve.schemas import InfoResponse, PredictResponse
-from jiyi.serve.service import Service, batching_info
+from jiyi.serve.service import Service
 from jiyi.serve.settings import Settings
 
 
@@ -185,14 +185,7 @@ class ClassificationService(Service):
         }
 
     def info(self, settings: Settings) -> dict[str, Any]:
-        return {
-            "model": self.name,
-            "format": self.format,
-            "task": self.task,
-            "labels": self.labels,
-            "max_length": self.max_length,
-            "batching": batching_info(settings),
-            "memory": self.memory_info,
+        return self.common_info(settings) | {
             "features": {
                 "predict": True,
                 "explain": self.explain_unavailable is None,

@@ -18,7 +18,7 @@ from typing import Any
 from jiyi.ner.tags import entity_types
 from jiyi.serve.routes import Api, add_embed, add_explain, add_faq, add_memory
 from jiyi.serve.schemas import EntityResponse, NerInfoResponse
-from jiyi.serve.service import Service, batching_info
+from jiyi.serve.service import Service
 from jiyi.serve.settings import Settings
 
 NOT_FOR_NER = "for classification runs; this is a NER run (its entities: POST /v1/predict)."
@@ -59,16 +59,9 @@ class NerService(Service):
         return [{"text": text, **row} for text, row in zip(items, rows, strict=True)]
 
     def info(self, settings: Settings) -> dict[str, Any]:
-        return {
-            "model": self.name,
-            "format": self.format,
-            "task": self.task,
-            "labels": self.labels,
+        return self.common_info(settings) | {
             "entity_types": self.entity_types,
             "scheme": self.scheme,
-            "max_length": self.max_length,
-            "batching": batching_info(settings),
-            "memory": None,
             "features": {
                 "predict": True,
                 "explain": False,

@@ -19,7 +19,7 @@ from typing import Any
 from jiyi.serve.errors import NOT_IMPLEMENTED, ApiError
 from jiyi.serve.routes import Api, add_embed, add_explain, add_memory
 from jiyi.serve.schemas import QaAnswer, QaAnswers, QaInfoResponse
-from jiyi.serve.service import Service, batching_info
+from jiyi.serve.service import Service
 from jiyi.serve.settings import Settings
 
 NOT_FOR_QA = "for classification runs; this is a QA run (its answers: POST /v1/ask)."
@@ -63,17 +63,10 @@ class QaService(Service):
         return self.answerer.answer(questions, contexts)
 
     def info(self, settings: Settings) -> dict[str, Any]:
-        return {
-            "model": self.name,
-            "format": self.format,
-            "task": self.task,
-            "labels": self.labels,
-            "max_length": self.max_length,
+        return self.common_info(settings) | {
             "stride": self.stride,
             "max_answer_length": int(self.answerer.max_answer_length),
             "null_threshold": float(self.answerer.null_threshold),
-            "batching": batching_info(settings),
-            "memory": None,
             "features": {
                 "predict": False,
                 "explain": False,

@@ -115,8 +115,20 @@ class Service:
         raise NotImplementedError
 
     def info(self, settings: Settings) -> dict[str, Any]:
-        """The body of GET /v1/info (`info_model`)."""
+        """The body of GET /v1/info (`info_model`): `common_info` and the service's own keys."""
         raise NotImplementedError
+
+    def common_info(self, settings: Settings) -> dict[str, Any]:
+        """The keys of /v1/info every run shows (`InfoResponse`'s, less "features")."""
+        return {
+            "model": self.name,
+            "format": self.format,
+            "task": self.task,
+            "labels": self.labels,
+            "max_length": self.max_length,
+            "batching": batching_info(settings),
+            "memory": self.memory_info,
+        }
 
     def describe(self) -> str:
         """How the start-up line names what is served: "model rt (torch, 2 labels)"."""
