@@ -10,6 +10,7 @@ docs/serve.png, the README's picture.
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 from collections.abc import Iterator
@@ -21,7 +22,8 @@ import httpx
 import pytest
 from serve_helpers import CHROMIUM
 
-from conftest import build_faq_memory
+from conftest import build_faq_memory, build_tiny_bert, train_argv, write_csv
+from jiyi.cli import main as run_cli
 from jiyi.serve.classification import ClassificationService
 from jiyi.serve.settings import Settings
 
@@ -36,6 +38,10 @@ LAYERS, HEADS = 2, 4  # the tiny BERT of tests/conftest.py
 TIMEOUT_MS = 60_000  # explain runs integrated gradients on the CPU
 TOKEN = "page-test-token"
 LABEL = re.compile(r"^(neg|pos)$")
+ZH_TEXT = "这本书写得非常好，我很喜欢"
+ZH_POSITIVE = ["好", "喜欢", "精彩", "感人", "不错", "满意"]
+ZH_NEGATIVE = ["差", "无聊", "失望", "糟糕", "难看", "后悔"]
+ZH_FILLER = ["这本书", "这部电影", "写得", "拍得", "非常", "我", "很", "故事", "音乐", "真的"]
 
 
 @contextmanager
@@ -182,3 +188,89 @@ def test_page_asks_a_faq_memory(
         expect(page.locator("#neighbours")).to_be_hidden()
         expect(page.locator("#predict-status")).to_be_empty()
         screenshot(page, tmp_path / "serve-faq.png")
+
+
+def chinese_rows(n: int, seed: int) -> list[tuple[str, str]]:
+    """`n` (text, label) rows of Chinese without spaces: filler plus a sentiment word."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "pos" if i % 2 == 0 else "neg"
+        words = rng.sample(ZH_FILLER, rng.randint(2, 5))
+        words.insert(
+            rng.randrange(len(words) + 1),
+            rng.choice(ZH_POSITIVE if label == "pos" else ZH_NEGATIVE),
+        )
+        rows.append(
+            (
+                "".join(words)
+                + rng.choice(["。", "，我很喜欢", "！"] if label == "pos" else ["。", "！"]),
+                label,
+            )
+        )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def zh_server(start_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A tiny run on Chinese sentiment rows whose tokenizer knows every character of them (one
+    token per character, as Chinese BERT), served."""
+    from jiyi.predict import load
+
+    root = tmp_path_factory.mktemp("zh")
+    train, validation = chinese_rows(160, seed=1), chinese_rows(40, seed=2)
+    model = build_tiny_bert(root / "tiny-zh", [t for t, _ in train] + [ZH_TEXT])
+    write_csv(root / "data" / "train.csv", train)
+    write_csv(root / "data" / "validation.csv", validation)
+    write_csv(root / "data" / "test.csv", chinese_rows(40, seed=3))
+    assert run_cli(train_argv(model, root / "data", root / "run")) == 0
+    return start_server(Settings(), ClassificationService(load(root / "run")))
+
+
+def test_page_with_chinese_input(zh_server: Any, tmp_path: Path, browser: Any) -> None:
+    with open_page(browser, zh_server.url) as page:
+        page.get_by_label("Text to classify").fill(ZH_TEXT)
+        with page.expect_response(lambda r: r.url.endswith("/v1/explain")) as explained:
+            page.get_by_role("button", name="Predict").click()
+        expected = httpx.post(f"{zh_server.url}/v1/predict", json={"texts": [ZH_TEXT]}, timeout=30)
+        expected = expected.json()["predictions"][0]
+        expect(page.locator("#label")).to_have_text(expected["label"])
+        probabilities = expected["probabilities"]
+        expect(page.locator("#probabilities .name")).to_have_text(
+            sorted(probabilities, key=probabilities.get, reverse=True)
+        )
+
+        # the tokenizer knows the characters: one token each, none of them [UNK]
+        tokens = explained.value.json()["tokens"]
+        assert tokens == ["[CLS]", *ZH_TEXT, "[SEP]"], tokens
+
+        # the words: one span per character, in the text's own spelling (no spaces put in),
+        # each with its attribution
+        expect(page.locator("#words .w").first).to_be_visible()
+        expect(page.locator("#words")).to_have_text(ZH_TEXT)
+        words = page.locator("#words .w")
+        assert words.all_inner_texts() == list(ZH_TEXT)
+        for i, char in enumerate(ZH_TEXT):
+            title = words.nth(i).get_attribute("title")
+            assert re.fullmatch(rf"{re.escape(char)}: [+-]\d\.\d{{4}}", title), title
+
+        # the enlarged attention map carries the characters as its tokens: hovering the cell
+        # (query 这, key 书) names both
+        page.get_by_role("button", name="layer 1, head 1: enlarge").click()
+        expect(page.locator("#map-dialog")).to_be_visible()
+        canvas = page.locator("#map-canvas")
+        expect(canvas).to_have_attribute(
+            "aria-label", f"attention of layer 1, head 1 over {len(tokens)} tokens"
+        )
+        n = len(tokens)
+        cell = max(8, min(40, 560 // n))
+        margin = canvas.evaluate("c => c.width") - n * cell - 4
+        box = canvas.bounding_box()
+        i, j = tokens.index("这"), tokens.index("书")
+        page.mouse.move(box["x"] + margin + (j + 0.5) * cell, box["y"] + margin + (i + 0.5) * cell)
+        assert re.fullmatch(r"这 → 书: \S+", canvas.get_attribute("title") or ""), (
+            canvas.get_attribute("title")
+        )
+        page.keyboard.press("Escape")
+        expect(page.locator("#predict-status")).to_be_empty()
+        screenshot(page, tmp_path / "serve-zh.png")
