@@ -27,6 +27,7 @@ from jiyi.inspect.attribution import (
     pad_baseline,
     probability_forward,
     summarize_faithfulness,
+    text_word_ids,
     window_positions,
     window_spans,
 )
@@ -111,6 +112,23 @@ def test_merge_subwords_on_a_word_split_into_pieces(clf) -> None:
     scores = np.arange(len(word_ids), dtype=np.float64)
     merged = merge_subwords(scores, word_ids)
     assert merged.tolist() == [sum(pieces), float(word_ids.index(1))]
+
+
+def test_unspaced_cjk_text_is_split_into_words_at_every_character_boundary() -> None:
+    """A SentencePiece tokenizer calls a whole unspaced Chinese sentence one word; attributions
+    need the characters (a token spanning two, 质量, stays one word; the bare ▁ joins it)."""
+    text = "质量很好，物流快。I like it"
+    # ▁ 质量 很好 ， 物流 快 。 ▁I ▁like ▁it  (offsets as an XLM-R fast tokenizer gives them)
+    offsets = [(0, 1), (0, 2), (2, 4), (4, 5), (5, 7), (7, 8), (8, 9), (9, 10), (11, 15), (16, 18)]
+    words = text_word_ids(text, offsets, [0, 0, 0, 0, 0, 0, 0, 0, 1, 2])
+    spans: dict[int, list[int]] = {}
+    for w, (a, b) in zip(words, offsets, strict=True):
+        spans.setdefault(w, [a, b])[1] = b
+    assert [text[a:b] for a, b in spans.values()] == [
+        "质量", "很好", "，", "物流", "快", "。", "I", "like", "it"
+    ]  # fmt: skip
+    assert text_word_ids("a b", [(0, 1), (2, 3)], [0, 1]) == [0, 1]  # spaced text: unchanged
+    assert text_word_ids("ab", [(0, 1), (1, 2)], [None, 0]) == [None, 0]  # specials stay None
 
 
 def test_window_spans_cover_every_token() -> None:

@@ -122,6 +122,57 @@ def gradient_x_input(
     return (grad * embeddings).sum(dim=-1)[0].detach().double().cpu().numpy()
 
 
+CJK_RANGES = (
+    ("\u3000", "\u303f"),  # CJK symbols and punctuation (、。「」)
+    ("\u3040", "\u30ff"),  # hiragana, katakana
+    ("\u3400", "\u4dbf"),  # CJK extension A
+    ("\u4e00", "\u9fff"),  # CJK unified ideographs
+    ("\uf900", "\ufaff"),  # CJK compatibility ideographs
+    ("\uff00", "\uffef"),  # full-width forms (，！？０-９)
+)
+
+
+def is_cjk(char: str) -> bool:
+    """A character written without spaces around it: Han, kana, CJK and full-width punctuation."""
+    return any(lo <= char <= hi for lo, hi in CJK_RANGES)
+
+
+def text_word_ids(
+    text: str, offsets: Sequence[tuple[int, int]], word_ids: Sequence[int | None]
+) -> list[int | None]:
+    """The tokenizer's word ids, with a word boundary before and after every CJK character.
+
+    A SentencePiece tokenizer (XLM-R, e5) splits words on spaces only, so an unspaced Chinese
+    sentence is one "word"; attributions merged by it say nothing. Here a token starts a new word
+    when the tokenizer says so, or when it begins after the previous token ended and a CJK
+    character stands on either side of that point; a token spanning several characters (质量)
+    stays one word, and a bare "▁" token joins the token it overlaps.
+
+    >>> text_word_ids("质量很好", [(0, 1), (0, 2), (2, 4)], [0, 0, 0])  # ▁ 质量 很好
+    [0, 0, 1]
+    >>> text_word_ids("a film", [(0, 1), (2, 6)], [0, 1])  # spaced text: unchanged
+    [0, 1]
+    """
+    out: list[int | None] = []
+    current, previous_word, previous_end = -1, None, None
+    for w, (start, end) in zip(word_ids, offsets, strict=True):
+        if w is None:
+            out.append(None)
+            continue
+        boundary = (
+            previous_end is not None
+            and start >= previous_end
+            and 0 < start < len(text)
+            and (is_cjk(text[start]) or is_cjk(text[start - 1]))
+        )
+        if w != previous_word or boundary or previous_end is None:
+            current += 1
+        out.append(current)
+        previous_word = w
+        previous_end = end if previous_end is None else max(previous_end, end)
+    return out
+
+
 def merge_subwords(scores: np.ndarray, word_ids: Sequence[int | None]) -> np.ndarray:
     """Sub-word scores -> word scores: a word's score is the sum of its pieces' scores.
 

@@ -43,6 +43,7 @@ from jiyi.inspect.attribution import (
     pad_baseline,
     require_captum,
     summarize_faithfulness,
+    text_word_ids,
     window_positions,
     window_spans,
 )
@@ -52,10 +53,10 @@ from jiyi.inspect.explain_report import (
     attention_layer_figure,
     attributions_figure,
     head_importance_figure,
-    png_bytes,
     render_html,
 )
 from jiyi.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from jiyi.render import figure_png
 
 if TYPE_CHECKING:
     from jiyi.data.readers import Example
@@ -145,7 +146,8 @@ def explain_text(
 
         # 3. windows -> whole text, tokens -> words
         token_scores = {m: merge_windows(v, positions, n_total) for m, v in per_window.items()}
-        word_ids = [None] * n_pre + enc.word_ids() + [None] * n_suf
+        content_words = text_word_ids(text, enc["offset_mapping"], enc.word_ids())
+        word_ids = [None] * n_pre + content_words + [None] * n_suf
         word_scores = {m: merge_subwords(s, word_ids) for m, s in token_scores.items()}
 
         # 4. faithfulness: delete the top-k content tokens of each method vs k random ones
@@ -171,7 +173,7 @@ def explain_text(
         "probabilities": {lab: _r(p) for lab, p in zip(clf.labels, p_text, strict=True)},
         "tokens": tok.convert_ids_to_tokens(all_ids),
         "windows": [list(s) for s in spans],
-        "words": _words(text, enc["offset_mapping"], enc.word_ids(), n_pre),
+        "words": _words(text, enc["offset_mapping"], content_words, n_pre),
         "scores": {
             "tokens": {m: _r(s) for m, s in token_scores.items()},
             "words": {m: _r(s) for m, s in word_scores.items()},
@@ -276,16 +278,16 @@ def write_explanations(
             progress(i + 1, len(chosen))
     summary = summarize_faithfulness([r["faithfulness"] for r in records])
 
-    pngs: dict[str, bytes] = {"attributions.png": png_bytes(attributions_figure(records))}
+    pngs: dict[str, bytes] = {"attributions.png": figure_png(attributions_figure(records))}
     with_maps = next((r for r in records if r["attention"]["maps"] is not None), None)
     if with_maps is not None:
         for layer, heads in enumerate(with_maps["attention"]["maps"], start=1):
             fig = attention_layer_figure(heads, with_maps["tokens"], layer, with_maps["index"])
-            pngs[f"attention_layer{layer}.png"] = png_bytes(fig)
+            pngs[f"attention_layer{layer}.png"] = figure_png(fig)
     importance = None
     if head_data is not None and head_examples is not None:
         importance = _head_importance_record(clf, head_data, head_examples)
-        pngs["head_importance.png"] = png_bytes(head_importance_figure(importance["importance"]))
+        pngs["head_importance.png"] = figure_png(head_importance_figure(importance["importance"]))
 
     paths: dict[str, Path] = {}
     document = {
