@@ -219,3 +219,26 @@ def test_roc_figure_curves():
     assert len(binary.get_lines()) == 2
     micro = roc_figure(np.eye(3)[Y], PROBS, LABELS, "multilabel").axes[0]
     assert micro.get_lines()[1].get_label().startswith("micro (AUC = ")
+
+
+def test_figure_png_with_chinese_labels_warns_once_not_per_glyph(caplog, recwarn) -> None:
+    """Chinese tick labels: a CJK font when one is installed; otherwise one jiyi warning naming
+    the package to install, never matplotlib's warning per missing glyph."""
+    import logging
+
+    from matplotlib.figure import Figure
+
+    from jiyi import render
+
+    fig = Figure(figsize=(2, 2))
+    ax = fig.add_subplot()
+    ax.set_xticks([0, 1], ["质量", "物流"])
+    caplog.set_level(logging.WARNING, logger="jiyi")
+    render.warn_no_cjk_font.cache_clear()
+    png = render.figure_png(fig)
+    assert png.startswith(b"\x89PNG")
+    assert not [w for w in recwarn if "missing from font" in str(w.message)]
+    notes = [r.message for r in caplog.records if "CJK font" in r.message]
+    assert len(notes) == (0 if render.installed_cjk_fonts() else 1)
+    render.figure_png(fig)  # a second figure: no second note
+    assert len([r for r in caplog.records if "CJK font" in r.message]) == len(notes)

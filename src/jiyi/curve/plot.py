@@ -9,14 +9,12 @@ from typing import Any
 import numpy as np
 
 from jiyi.curve.fit import power_law
+from jiyi.render import figure_png
 
 
 def plot_curve(result: dict[str, Any]) -> bytes:
     """PNG: the metric against training examples (log x): each seed's point, mean ± std, the
     fitted curve to twice the data, the target, the memory series."""
-    import io
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
@@ -96,9 +94,7 @@ def plot_curve(result: dict[str, Any]) -> bytes:
     ax.tick_params(axis="x", labelsize=7, labelrotation=45 if len(sizes) > 6 else 0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    buffer = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buffer, metadata={"Software": "jiyi"})
-    return buffer.getvalue()
+    return figure_png(fig)
 
 
 def curve_table(result: dict[str, Any]) -> Any:

@@ -168,11 +168,3 @@ def _segments(text: str, words: list[dict[str, Any]]) -> list[list[Any]]:
     if at < len(text):
         out.append([text[at:], None])
     return out
-
-
-def png_bytes(fig: Figure) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    buffer = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buffer, metadata={"Software": "jiyi"})
-    return buffer.getvalue()
