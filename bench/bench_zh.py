@@ -295,11 +295,13 @@ def _acc(rows: list[dict[str, Any]], key: str = "accuracy") -> tuple[float, floa
 
 
 def _conditions(r: dict[str, Any]) -> str:
+    """The machine and its load; a part's `notes` (said when it ran, e.g. on a busy machine)."""
     h = r["header"]
-    return (
+    said = (
         f"{h['cpu']}, {h['cores']} cores, torch {h['versions'].get('torch')}, load average "
         f"{h['load']:.1f} when the part ended ({h['date']})"
     )
+    return said + "".join(f". {note}" for note in r.get("notes", []))
 
 
 def render_section(folder: Path) -> str:
