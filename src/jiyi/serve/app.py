@@ -34,11 +34,11 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from jiyi.serve.api import Api
 from jiyi.serve.batcher import MicroBatcher
 from jiyi.serve.errors import ERRORS, ApiError, error_response, install_handlers
 from jiyi.serve.metrics import Metrics
 from jiyi.serve.middleware import AuthMiddleware, BodyMiddleware, GuardMiddleware
-from jiyi.serve.routes import Api
 from jiyi.serve.schemas import ErrorResponse, Status, request_models
 from jiyi.serve.service import Service
 from jiyi.serve.settings import Settings

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from jiyi.errors import JiyiError
+from jiyi.serve.api import Api
 from jiyi.serve.errors import ApiError
-from jiyi.serve.routes import Api, add_embed, add_explain, add_faq, add_memory
+from jiyi.serve.routes import add_embed, add_explain, add_faq, add_memory
 from jiyi.serve.schemas import InfoResponse, PredictResponse
 from jiyi.serve.service import Service
 from jiyi.serve.settings import Settings

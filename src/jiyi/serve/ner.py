@@ -16,7 +16,8 @@ from collections.abc import Hashable
 from typing import Any
 
 from jiyi.ner.tags import entity_types
-from jiyi.serve.routes import Api, add_embed, add_explain, add_faq, add_memory
+from jiyi.serve.api import Api
+from jiyi.serve.routes import add_embed, add_explain, add_faq, add_memory
 from jiyi.serve.schemas import EntityResponse, NerInfoResponse
 from jiyi.serve.service import Service
 from jiyi.serve.settings import Settings

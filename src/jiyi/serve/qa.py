@@ -16,8 +16,9 @@ endpoints answer 501 too, and /v1/embed works (the run's encoder).
 from collections.abc import Hashable
 from typing import Any
 
+from jiyi.serve.api import Api
 from jiyi.serve.errors import NOT_IMPLEMENTED, ApiError
-from jiyi.serve.routes import Api, add_embed, add_explain, add_memory
+from jiyi.serve.routes import add_embed, add_explain, add_memory
 from jiyi.serve.schemas import QaAnswer, QaAnswers, QaInfoResponse
 from jiyi.serve.service import Service
 from jiyi.serve.settings import Settings

@@ -1,4 +1,4 @@
-"""The /v1 routes services share, and `Api`, what a service's routes need from the app.
+"""The /v1 routes services share (`Api`, what they need from the app, is in `jiyi.serve.api`).
 
 `create_app` adds the page, the probes, /metrics and /v1/info, then hands an `Api` to the
 service's `add_routes`, which adds its own routes (POST /v1/predict, POST /v1/ask) and the
@@ -15,82 +15,27 @@ memory is loaded, and otherwise runs the service's method on the batcher's worke
 Route functions keep their names: /openapi.json derives operation ids and summaries from them.
 """
 
-import asyncio
-from collections.abc import Awaitable, Callable, Hashable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fastapi import FastAPI
-
-from jiyi.serve.batcher import MicroBatcher
-from jiyi.serve.errors import ERRORS, NOT_FOUND, NOT_IMPLEMENTED, ApiError
+from jiyi.serve.api import Api
+from jiyi.serve.errors import NOT_FOUND, NOT_IMPLEMENTED, ApiError
 from jiyi.serve.schemas import (
     AddResponse,
     AskResponse,
     EmbedResponse,
     ExplainResponse,
     QueryResponse,
-    RequestModels,
 )
-from jiyi.serve.settings import Settings
-
-if TYPE_CHECKING:  # service.py imports Api from here
-    from jiyi.serve.service import Service
+from jiyi.serve.service import Service
 
 
-class Api:
-    """The app being built, as a service's routes see it: its settings, its request models
-    (limits from the settings), the bearer-token dependency of /v1/*, and the batcher."""
-
-    def __init__(
-        self,
-        app: FastAPI,
-        settings: Settings,
-        requests: RequestModels,
-        batcher: MicroBatcher,
-        auth: list[Any],
-    ) -> None:
-        self.app = app
-        self.settings = settings
-        self.requests = requests
-        self.batcher = batcher
-        self.auth = auth
-
-    def v1(self, *extra: dict[int, Any]) -> dict[str, Any]:
-        """The keywords of every /v1 route: its tag, the token, and the error responses it may
-        give (`ERRORS`, plus `extra`) for /openapi.json."""
-        responses = dict(ERRORS)
-        for more in extra:
-            responses |= more
-        return {"tags": ["v1"], "dependencies": self.auth, "responses": responses}
-
-    async def within_timeout(self, work: Awaitable[Any]) -> Any:
-        """`work`'s result, or 504 past --timeout-s."""
-        try:
-            return await asyncio.wait_for(work, self.settings.timeout_s)
-        except TimeoutError:
-            raise ApiError(
-                504,
-                f"the request took longer than --timeout-s {self.settings.timeout_s:g}; send "
-                "fewer texts or retry later.",
-            ) from None
-
-    def submit(self, items: list[Any], key: Hashable) -> Awaitable[list[Any]]:
-        """Items into the micro-batcher (gathered with other requests' of the same `key` into
-        one `service.predict` call): their result rows, in order."""
-        return self.within_timeout(self.batcher.submit(items, key=key))
-
-    def on_worker(self, fn: Callable[[], Any]) -> Awaitable[Any]:
-        """`fn()` on the batcher's worker thread (never two model calls at a time)."""
-        return self.within_timeout(self.batcher.run(fn))
-
-
-def memory_errors(service: "Service") -> tuple[dict[int, Any], ...]:
+def memory_errors(service: Service) -> tuple[dict[int, Any], ...]:
     """What a memory endpoint may answer besides 200: 404 without a memory, and 501 for a run
     that takes none."""
     return (NOT_FOUND, NOT_IMPLEMENTED) if service.memory_unavailable else (NOT_FOUND,)
 
 
-def need_memory(service: "Service") -> None:
+def need_memory(service: Service) -> None:
     """501 for a run that takes no memory, 404 when none is loaded."""
     if service.memory_unavailable:
         raise ApiError(501, service.memory_unavailable)
@@ -98,7 +43,7 @@ def need_memory(service: "Service") -> None:
         raise ApiError(404, "no memory is loaded; start the server with --memory MEM_DIR.")
 
 
-def add_explain(api: Api, service: "Service") -> None:
+def add_explain(api: Api, service: Service) -> None:
     """POST /v1/explain: integrated-gradients word scores and attention maps of one text."""
     ExplainRequest = api.requests.explain
 
@@ -109,7 +54,7 @@ def add_explain(api: Api, service: "Service") -> None:
         return await api.on_worker(lambda: service.explain(req.text, req.steps))
 
 
-def add_embed(api: Api, service: "Service") -> None:
+def add_embed(api: Api, service: Service) -> None:
     """POST /v1/embed: the run's encoder, mean-pooled and L2-normalised."""
     EmbedRequest = api.requests.embed
 
@@ -120,7 +65,7 @@ def add_embed(api: Api, service: "Service") -> None:
         return await api.on_worker(lambda: service.embed(req.texts))
 
 
-def add_memory(api: Api, service: "Service") -> None:
+def add_memory(api: Api, service: Service) -> None:
     """POST /v1/memory/query (nearest rows) and POST /v1/memory/add (new rows)."""
     QueryRequest, AddRequest = api.requests.query, api.requests.add
     errors = memory_errors(service)
@@ -140,7 +85,7 @@ def add_memory(api: Api, service: "Service") -> None:
         return await api.on_worker(lambda: service.add(req.texts, req.labels, req.payload, req.ids))
 
 
-def add_faq(api: Api, service: "Service") -> None:
+def add_faq(api: Api, service: Service) -> None:
     """POST /v1/ask from a FAQ memory: the answer of the nearest stored question."""
     AskRequest = api.requests.ask
 

@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from jiyi.errors import JiyiError
-from jiyi.serve.routes import Api
+from jiyi.serve.api import Api
 from jiyi.serve.schemas import InfoResponse
 from jiyi.serve.settings import Settings
 
