@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from jiyi.cli import main as jiyi
+from jiyi.curve.baselines import char_tfidf_accuracy
 
 
 def run(argv: list[str]) -> None:
@@ -89,24 +90,6 @@ def write_subset(source: Path, dest: Path, n: int) -> None:
         rows = list(csv.reader(f))
     with open(dest, "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows(rows[: n + 1])
-
-
-def tfidf_baseline(data: Path) -> float:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
-    from jiyi.data.readers import read_examples
-
-    train = read_examples(data / "train.csv").examples
-    test = read_examples(data / "test.csv").examples
-    pipe = make_pipeline(
-        TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True, min_df=2),
-        LogisticRegression(C=4.0, max_iter=2000),
-    )
-    pipe.fit([e.text for e in train], [e.label for e in train])
-    predicted = pipe.predict([e.text for e in test])
-    return float(sum(p == e.label for p, e in zip(predicted, test, strict=True)) / len(test))
 
 
 def main() -> None:
@@ -186,7 +169,7 @@ def main() -> None:
         "pretrain_steps": args.pretrain_steps,
         "pretrain_minutes": pretrain_metrics["train_seconds"] / 60,  # summed over resumes
         "pretrain": pretrain_metrics,
-        "tfidf": tfidf_baseline(sentiment),
+        "tfidf": char_tfidf_accuracy(str(sentiment / "train.csv"), str(sentiment / "test.csv")),
         "pretrained": {},
         "random_init": {},
     }

@@ -328,3 +328,14 @@ def test_runs_stuck_at_the_majority_class_are_called_out(
         "Not learning: at 64 examples the fine-tuned runs score no better than always predicting "
         "'pos' (accuracy 0.500)"
     )
+
+
+def test_char_tfidf_baseline_learns_a_character_cue(tmp_path: Path) -> None:
+    from jiyi.curve.baselines import char_tfidf_accuracy
+
+    rows = [(f"好评{i}很好", "pos") if i % 2 else (f"差评{i}很差", "neg") for i in range(40)]
+    for name, part in (("train.csv", rows[:30]), ("test.csv", rows[30:])):
+        (tmp_path / name).write_text(
+            "text,label\n" + "".join(f"{t},{lab}\n" for t, lab in part), encoding="utf-8"
+        )
+    assert char_tfidf_accuracy(str(tmp_path / "train.csv"), str(tmp_path / "test.csv")) == 1.0
