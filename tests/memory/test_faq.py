@@ -49,6 +49,8 @@ def test_ask_matches_answers_and_reproduces_the_calibrated_decisions(
     results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["id"] for r in results[:16]] == [i for _, i in validation[:16]]
     assert all(0.0 <= r["confidence"] <= 1.0 for r in results)
+    assert tuned["threshold_from"] == "validation"
+    assert all(r["calibrated"] and r["threshold_from"] == "validation" for r in results)
     assert all(r["answered"] == (r["confidence"] >= tuned["threshold"]) for r in results)
     right = [
         (r["id"] == i) if r["answered"] else (r["id"] != i or not i)

@@ -150,8 +150,34 @@ def cmd_build(args: argparse.Namespace) -> int:
     )
     if args.validation:
         _tune(memory, args, run=args.model)
+    elif args.payload and not memory.labels():  # an FAQ without validation questions
+        _estimate_threshold(memory)
     print(json.dumps(memory.stats(), ensure_ascii=False))
     return 0
+
+
+def _estimate_threshold(memory: Any) -> None:
+    """Record an uncalibrated `ask` threshold measured on the FAQ's own questions."""
+    from jiyi.memory.faq import entry_threshold
+
+    settings = entry_threshold(memory)
+    memory.update_manifest(ask=settings)
+    if settings["threshold"] is None:
+        print(
+            "ask threshold: none (fewer than two different answers to measure one on): every "
+            "question is answered; pass --validation to calibrate one.",
+            file=sys.stderr,
+        )
+        return
+    spread = settings["nearest_other"]
+    print(
+        f"ask threshold {settings['threshold']:.3f}, UNCALIBRATED (no --validation): the lower "
+        f"quartile of each stored question's score on its nearest other entry (min "
+        f"{spread['min']:.3f}, median {spread['median']:.3f}, {settings['n_measured']} "
+        "questions); `ask` abstains on questions unrelated to every entry. Pass --validation "
+        "(or run `jiyi memory tune`) to calibrate it.",
+        file=sys.stderr,
+    )
 
 
 def _tune(memory: Any, args: argparse.Namespace, run: str | None) -> None:
@@ -321,6 +347,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+THRESHOLD_FROM = {  # how `jiyi ask` names where its threshold came from
+    "validation": "(calibrated)",
+    "entries": "(uncalibrated: from the FAQ's own questions)",
+    "given": "(--threshold)",
+    None: "no threshold: every question answered",
+}
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     from jiyi.memory.faq import ask
     from jiyi.memory.knn import Memory
@@ -333,10 +367,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
             sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
             continue
         sure = f"; confidence {r['confidence']:.3f}" if r["confidence"] is not None else ""
+        kind = THRESHOLD_FROM[r["threshold_from"]]
         if r["answered"]:
             print(f"{r['answer']}")
+            bar = f"threshold {r['threshold']:.3f} {kind}" if r["threshold"] is not None else kind
             print(
-                f"  (score {r['score']:.3f}{sure}; matched: {r['matched_question']!r})",
+                f"  (score {r['score']:.3f}{sure}; {bar}; matched: {r['matched_question']!r})",
                 file=sys.stderr,
             )
         else:
@@ -344,7 +380,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
             what = "confidence" if r["confidence"] is not None else "score"
             value = r["confidence"] if r["confidence"] is not None else r["score"]
             print(
-                f"  (best {what} {value:.3f} < threshold {r['threshold']:.3f}; closest: "
+                f"  (best {what} {value:.3f} < threshold {r['threshold']:.3f} {kind}; closest: "
                 f"{r['matched_question']!r})",
                 file=sys.stderr,
             )
@@ -389,7 +425,10 @@ def add_parsers(verbs: Any) -> None:
         help="embed a data file into a new memory",
         description="Embed every row of --data with MODEL_OR_RUN into a new memory folder. "
         "With --validation, choose the memory-only classifier, tune kNN-augmented prediction "
-        "(when MODEL_OR_RUN is a fine-tuned run) or calibrate the FAQ abstention threshold.",
+        "(when MODEL_OR_RUN is a fine-tuned run) or calibrate the FAQ abstention threshold. "
+        "An FAQ (--payload ANSWER) built without --validation gets an uncalibrated threshold "
+        "measured on its own questions: `ask` then abstains on questions unrelated to every "
+        "entry.",
     )
     q.add_argument(
         "model",
@@ -512,7 +551,9 @@ def add_parsers(verbs: Any) -> None:
         "ask",
         help="answer questions from an FAQ memory (or abstain)",
         description="The answer of the stored question nearest to each question, its score and "
-        "the matched question; 'no confident answer' below the calibrated threshold.",
+        "the matched question; 'no confident answer' below the memory's threshold (calibrated "
+        "on --validation questions, or uncalibrated: measured on the FAQ's own questions; "
+        "--json says which in threshold_from and calibrated).",
     )
     p.add_argument("memory", metavar="MEM_DIR")
     p.add_argument("texts", nargs="*", metavar="QUESTION")
@@ -522,8 +563,8 @@ def add_parsers(verbs: Any) -> None:
     p.add_argument(
         "--threshold",
         type=float,
-        help="abstain below this confidence (or score, for a memory calibrated without a "
-        "confidence model; default: the calibrated one)",
+        help="abstain below this confidence (or score, for a memory without a confidence "
+        "model; default: the memory's, calibrated or uncalibrated)",
     )
     p.add_argument("--model", help="where the memory's model is now, if it moved")
     p.add_argument("--json", action="store_true", help="one JSON line per question")

@@ -23,6 +23,23 @@ and a small confidence model decides when to answer:
 The answers are embedded (as passages) the first time a memory is asked, once per process.
 Otherwise (no answer column, or too few validation questions of either outcome) entries are
 matched by their questions alone and the threshold applies to the cosine score.
+
+Without validation questions (`entry_threshold`, an uncalibrated threshold on the score): each
+stored question is asked of the memory itself, and its score on its nearest OTHER entry (one
+with another answer) is kept. FAQ entries are written to be distinct topics of one domain, so
+that leave-one-out score is what an in-domain question on a topic the FAQ does not cover gets;
+it is a best-of-N score like a real question's, and in the model's own cosine scale (MiniLM's
+pairs of different entries score 0.0-0.6, while e5 models put even unrelated texts at 0.7-1.0,
+as their model card says: no fixed number would do). `ask`
+abstains below the lower quartile of those scores: a question less similar to its best entry
+than three quarters of the FAQ's own questions are to a neighbouring topic is not about this
+FAQ. The quartile, not the minimum (one isolated entry) nor the median (which also abstains on
+paraphrases of the FAQ's most isolated topics). Measured on MiniLM: on a ten-entry shop FAQ the
+quartile is 0.33, unrelated questions score 0.04-0.15, paraphrases 0.36-0.71; on examples/faq
+(46 entries) it is 0.48, the test paraphrases answered right score 0.40-0.85 (all but one above
+it). It rejects questions unrelated to every entry; telling an in-domain question the FAQ cannot
+answer from one it can takes validation questions (`calibrate`). It is measured once, at build;
+rows added later do not move it (`jiyi memory tune --validation` replaces it).
 """
 
 from __future__ import annotations
@@ -39,6 +56,9 @@ from jiyi.memory.knn import Memory
 FEATURES = ("question", "answer", "margin")
 MIN_FOR_MODEL = 20  # validation questions needed to fit the confidence model
 MIN_EACH = 3  # ... of which at least this many handled right, and this many not
+ENTRY_QUANTILE = 0.25  # uncalibrated threshold: this quantile of the nearest-other-entry scores
+ENTRY_SAMPLE = 2000  # ... measured on at most this many stored questions
+ENTRY_NEIGHBOURS = 32  # ... looking this far for an entry with another answer
 
 # slot -> answer vector, per open memory (answers are embedded once per process)
 _ANSWER_VECTORS: weakref.WeakKeyDictionary[Memory, dict[int, np.ndarray]] = (
@@ -120,12 +140,18 @@ def ask(
     threshold: float | None = None,
 ) -> list[dict[str, Any]]:
     """For each question: answer (None when abstaining), score, matched_question, id, answered,
-    threshold, confidence (None without a confidence model), and up to top_k - 1 alternatives.
-    The threshold applies to the confidence when the memory has a confidence model, else to the
-    score."""
+    threshold, threshold_from, calibrated, confidence (None without a confidence model), and up
+    to top_k - 1 alternatives. The threshold applies to the confidence when the memory has a
+    confidence model, else to the score. `threshold_from` says where it came from: "validation"
+    (calibrated, `calibrate`), "entries" (uncalibrated, `entry_threshold`), "given" (the
+    `threshold` argument) or None (no threshold: every question is answered); `calibrated` is
+    true for "validation" only."""
     settings = memory.manifest.get("ask", {})
     if threshold is None:
         threshold = settings.get("threshold")
+        source = threshold_source(settings) if threshold is not None else None
+    else:
+        source = "given"
     model = settings.get("confidence")
     column = answer_column(memory)
     k = max(top_k, 1)
@@ -175,10 +201,79 @@ def ask(
                 "matched_question": best["matched_question"],
                 "id": best["id"],
                 "threshold": threshold,
+                "threshold_from": source,
+                "calibrated": source == "validation",
                 "alternatives": hits[1:top_k],
             }
         )
     return out
+
+
+def threshold_source(settings: dict[str, Any]) -> str:
+    """Where a memory's recorded `ask` threshold came from: "entries" or "validation" (memories
+    calibrated before `threshold_from` was recorded have only the validation counts)."""
+    return str(settings.get("threshold_from") or "validation")
+
+
+def entry_threshold(memory: Memory, *, quantile: float = ENTRY_QUANTILE) -> dict[str, Any]:
+    """An uncalibrated abstention threshold measured on the FAQ's own questions (no labels):
+    the `quantile` of each stored question's score on its nearest entry with another answer,
+    the question embedded as `ask` embeds one (see the module docstring for why). Returns the
+    `ask` settings to record; the threshold is None when the memory has fewer than two answers.
+
+    >>> entry_threshold(Memory.open("runs/shop-faq"))["threshold"]  # 10 entries, MiniLM
+    0.326...
+    """
+    memory.refresh()
+    rows = memory.state.rows
+    live = rows.live()
+    column = answer_column(memory)
+    # rows that share an answer are one entry (several phrasings of one question)
+    entry = {
+        int(p): ("answer", str(a).strip())
+        if a is not None and str(a).strip()
+        else ("id", rows.ids[p])
+        for p in live
+        for a in [(rows.payloads[p] or {}).get(column) if column else None]
+    }
+    settings: dict[str, Any] = {
+        "threshold": None,
+        "threshold_on": "score",
+        "threshold_from": "entries",
+        "confidence": None,
+        "quantile": quantile,
+        "n_entries": len(set(entry.values())),
+    }
+    if settings["n_entries"] < 2:
+        return settings
+    picked = live
+    if len(live) > ENTRY_SAMPLE:
+        picked = np.sort(np.random.default_rng(0).choice(live, ENTRY_SAMPLE, replace=False))
+    prompts = memory.manifest.get("prompts") or {}
+    if (prompts.get("query") or "") == (prompts.get("passage") or ""):
+        vectors = rows.vectors()[picked]  # a question embeds as its row did
+    else:  # asked with the query prompt, as `ask` embeds a question
+        vectors = memory.embed([rows.texts[p] for p in picked])
+    scores, positions = memory.search(vectors, min(len(live), ENTRY_NEIGHBOURS))  # (S, k)
+    nearest_other = [
+        float(next(s for s, p in zip(row_s, row_p, strict=True) if p >= 0 and entry[p] != own))
+        for row_s, row_p, own in zip(
+            scores, positions, [entry[int(p)] for p in picked], strict=True
+        )
+        if any(p >= 0 and entry[p] != own for p in row_p)
+    ]
+    if not nearest_other:
+        return settings
+    values = np.asarray(nearest_other)
+    settings |= {
+        "threshold": round(float(np.quantile(values, quantile)), 6),
+        "n_measured": len(values),
+        "nearest_other": {
+            name: round(float(np.quantile(values, q)), 4)
+            for name, q in (("min", 0.0), ("q25", 0.25), ("median", 0.5), ("max", 1.0))
+        },
+    }
+    return settings
 
 
 def best_threshold(values: np.ndarray, right: np.ndarray) -> tuple[float, float]:
@@ -257,6 +352,7 @@ def calibrate(
         # unrounded: a rounded midpoint can fall onto a (6-decimal) score and flip a decision
         "threshold": None if not np.isfinite(t) else t,
         "threshold_on": "confidence" if model is not None else "score",
+        "threshold_from": "validation",
         "confidence": model,
         "accuracy": round(acc, 4),
         "answered": round(float(answered.mean()), 4),
