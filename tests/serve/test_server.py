@@ -179,7 +179,7 @@ def test_readyz_says_503_until_the_app_has_started(classifier: Any) -> None:
 
     async def go() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
             return await c.get("/readyz")
 
     error_of(asyncio.run(go()), 503)

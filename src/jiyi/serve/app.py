@@ -16,8 +16,14 @@ not available for this model, 503 shutting down, 504 over the per-request timeou
 a bug (logged server-side with its traceback, shown to the client as one line). See
 `jiyi.serve.errors` and `jiyi.serve.middleware`.
 
-All model work (predictions, explanations, embeddings, memory reads and writes) runs on the
-one worker thread of a `MicroBatcher`, never on the event loop and never two at a time.
+Model work never runs on the event loop. Predictions, embeddings and memory reads and writes
+run on the one worker thread of a `MicroBatcher`, never two at a time; explanations run on an
+`ExplainWorker` of their own (a copy of the model, bounded by --max-explain-cost, paused while
+predictions have work, stopped when their request times out), so one long explanation never
+holds predictions up. `/readyz` answers 503 while the batcher is saturated (its queue full, or
+one batch over --timeout-s). A request whose Host header is not on --allowed-host's list (by
+default the loopback names and --host) gets 400; the page is served with a
+Content-Security-Policy that allows its own files only.
 """
 
 import asyncio
@@ -37,8 +43,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from jiyi.serve.api import Api
 from jiyi.serve.batcher import MicroBatcher
 from jiyi.serve.errors import ERRORS, ApiError, error_response, install_handlers
+from jiyi.serve.explainer import ExplainWorker
 from jiyi.serve.metrics import Metrics
-from jiyi.serve.middleware import AuthMiddleware, BodyMiddleware, GuardMiddleware
+from jiyi.serve.middleware import AuthMiddleware, BodyMiddleware, GuardMiddleware, HostMiddleware
 from jiyi.serve.schemas import ErrorResponse, Status, request_models
 from jiyi.serve.service import Service
 from jiyi.serve.settings import Settings
@@ -86,16 +93,21 @@ def create_app(settings: Settings, service: Service) -> FastAPI:
         on_batch=metrics.batch,
         on_queue=metrics.queue_depth.set,
     )
+    explainer = ExplainWorker(yield_to=batcher.wait_idle, max_queue=settings.explain_queue)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batcher.start()
+        explainer.start()
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
-            await asyncio.get_running_loop().run_in_executor(None, batcher.close)
+            explainer.cancel_all()  # explanations stop at once; predictions drain
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, explainer.close)
+            await loop.run_in_executor(None, batcher.close)
 
     app = FastAPI(
         title="jiyi serve",
@@ -109,6 +121,7 @@ def create_app(settings: Settings, service: Service) -> FastAPI:
     app.state.settings = settings
     app.state.service = service
     app.state.batcher = batcher
+    app.state.explainer = explainer
     app.state.metrics = metrics
     install_handlers(app, settings)
     # the token is checked by AuthMiddleware before the body is read; this only documents it
@@ -145,11 +158,16 @@ def create_app(settings: Settings, service: Service) -> FastAPI:
         "/readyz",
         response_model=Status,
         tags=["probes"],
-        responses={503: {"model": ErrorResponse, "description": "not ready"}},
+        responses={503: {"model": ErrorResponse, "description": "not ready, and why"}},
     )
     async def readyz(request: Request) -> Any:
         if not request.app.state.ready or batcher.closing:
             return error_response(503, "not ready: the model is loading or the server is stopping.")
+        saturated = batcher.saturation(settings.timeout_s)
+        if saturated is not None:
+            return error_response(
+                503, f"not ready: {saturated}", code="saturated", headers={"Retry-After": "1"}
+            )
         return {"status": "ready"}
 
     @app.get(
@@ -164,7 +182,7 @@ def create_app(settings: Settings, service: Service) -> FastAPI:
 
     # -- the API: /v1/info, then the service's routes
 
-    api = Api(app, settings, request_models(settings), batcher, auth)
+    api = Api(app, settings, request_models(settings), batcher, auth, explainer)
 
     @app.get("/v1/info", response_model=service.info_model, **api.v1())
     async def info() -> dict[str, Any]:
@@ -184,6 +202,7 @@ def create_app(settings: Settings, service: Service) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    app.add_middleware(HostMiddleware, allowed=list(settings.allowed_hosts))
     app.add_middleware(GuardMiddleware, metrics=metrics)
     return app
 

@@ -137,6 +137,9 @@ class MicroBatcher:
         self._thread: threading.Thread | None = None
         self._seconds_per_batch = 0.05  # running estimate, for Retry-After
         self._last_callers = 2  # callers in the previous batch (2: wait for company at first)
+        self._running_since: float | None = None  # when the worker took the batch it runs
+        self._idle = threading.Event()  # nothing waits and nothing runs
+        self._idle.set()
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -169,6 +172,36 @@ class MicroBatcher:
     def queued(self) -> int:
         """Texts (and callables) waiting for the worker."""
         return self._queued
+
+    @property
+    def busy_s(self) -> float:
+        """Seconds the worker has been on its current batch (0 when idle)."""
+        since = self._running_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds until no request waits and none runs; whether it is so.
+        Explanations (`jiyi.serve.explainer`) pause on this: predictions go first."""
+        return self._idle.wait(timeout)
+
+    def saturation(self, stall_s: float) -> str | None:
+        """Why the batcher cannot take work in reasonable time, or None: its queue is full, or
+        one batch (or the oldest waiting request) has taken more than `stall_s` seconds."""
+        with self._cond:
+            queued, pending = self._queued, len(self._pending)
+            oldest = self._pending[0].enqueued if self._pending else None
+            since = self._running_since
+        now = time.monotonic()
+        if queued >= self.max_queue or pending >= self.max_queue:
+            return (
+                f"the prediction queue is full ({queued} texts waiting, --max-queue "
+                f"{self.max_queue})."
+            )
+        if since is not None and now - since > stall_s:
+            return f"the model worker has been on one batch for {now - since:.0f} s."
+        if oldest is not None and now - oldest > stall_s:
+            return f"the oldest waiting request has waited {now - oldest:.0f} s."
+        return None
 
     # ---- the caller's side ---------------------------------------------------------------
 
@@ -205,6 +238,7 @@ class MicroBatcher:
                 )
             self._pending.append(job)
             self._queued += job.size
+            self._idle.clear()
             depth = self._queued
             self._cond.notify_all()
         self._report_queue(depth)
@@ -221,6 +255,8 @@ class MicroBatcher:
             except ValueError:
                 return  # already taken by the worker
             self._queued -= job.size
+            if not self._pending and self._running_since is None:
+                self._idle.set()
             depth = self._queued
         self._report_queue(depth)
 
@@ -240,10 +276,16 @@ class MicroBatcher:
             batch = self._next_batch()
             if batch is None:
                 return
-            if batch[0].fn is not None:
-                self._run_callable(batch[0])
-            else:
-                self._run_batch(batch)
+            try:
+                if batch[0].fn is not None:
+                    self._run_callable(batch[0])
+                else:
+                    self._run_batch(batch)
+            finally:
+                with self._cond:
+                    self._running_since = None
+                    if not self._pending:
+                        self._idle.set()
             trimmer.maybe()
 
     def _next_batch(self) -> list[_Job] | None:
@@ -255,6 +297,8 @@ class MicroBatcher:
                 self._cond.wait()
             first = self._pending.popleft()
             self._queued -= first.size
+            self._running_since = time.monotonic()
+            self._idle.clear()
             batch = [first]
             if first.fn is None and self.enabled:
                 deadline = first.enqueued + self.max_wait

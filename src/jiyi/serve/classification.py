@@ -9,9 +9,12 @@ optionally with a memory (`jiyi memory build`).
 With a labelled memory, predictions are kNN-augmented as `jiyi predict --memory` makes them
 (`neighbours` lists the nearest rows); with answers in it (--payload), POST /v1/ask answers
 from the nearest stored question. /v1/explain needs the PyTorch model and captum, /v1/embed the
-PyTorch model: with an ONNX or int8 model they answer 501.
+PyTorch model: with an ONNX or int8 model they answer 501. Explanations run on a copy of the
+model and tokenizer, made on the first one (`ExplainingClassifier`), so they never share a
+module or a tokenizer with predictions on the other thread.
 """
 
+import copy
 from collections import Counter
 from collections.abc import Hashable
 from pathlib import Path
@@ -20,10 +23,25 @@ from typing import Any
 from jiyi.errors import JiyiError
 from jiyi.serve.api import Api
 from jiyi.serve.errors import ApiError
+from jiyi.serve.explainer import install_checkpoints, plan_steps
 from jiyi.serve.routes import add_embed, add_explain, add_faq, add_memory
 from jiyi.serve.schemas import InfoResponse, PredictResponse
 from jiyi.serve.service import Service
 from jiyi.serve.settings import Settings
+
+
+class ExplainingClassifier:
+    """What `jiyi.inspect.explain.explain_text` needs of a `Classifier`, with a private copy of
+    its model (checkpoints on every module: see `jiyi.serve.explainer`) and tokenizer."""
+
+    def __init__(self, classifier: Any) -> None:
+        self.model = copy.deepcopy(classifier.model).eval()
+        self.tokenizer = copy.deepcopy(classifier.tokenizer)
+        self.max_length = int(classifier.max_length)
+        self.multilabel = bool(classifier.multilabel)
+        self.labels = list(classifier.labels)
+        self.thresholds = classifier.thresholds
+        self.hooks = install_checkpoints(self.model)
 
 
 class ClassificationService(Service):
@@ -67,6 +85,15 @@ class ClassificationService(Service):
         )
         self._augmented: Any = None
         self._augmented_seq: Any = None
+        self._explaining: ExplainingClassifier | None = None  # made by the first explanation
+        self._plan_tokenizer: Any = None  # the event loop's own, to count an explanation's cost
+        self._specials = (0, 0)  # special tokens before and after a window's content
+        if self.explain_unavailable is None:
+            from jiyi.data.collate import SpecialTemplate
+
+            self._plan_tokenizer = copy.deepcopy(classifier.tokenizer)
+            template = SpecialTemplate.from_tokenizer(self._plan_tokenizer)
+            self._specials = (len(template.prefix), len(template.suffix))
         if memory is not None:
             _ = memory.encoder  # load it now (and check its fingerprint)
         if self.labelled:
@@ -116,13 +143,34 @@ class ClassificationService(Service):
 
     # -- explanations and embeddings
 
+    def explain_steps(self, text: str, steps: int, max_cost: int) -> int:
+        """Tokens x steps as `explain_text` will run them: every window of a text longer than
+        the run's max_length (half a window apart) with its special tokens, times the steps."""
+        from jiyi.inspect.attribution import window_spans
+        from jiyi.models import quiet_transformers
+
+        with quiet_transformers():
+            n = len(self._plan_tokenizer(text, add_special_tokens=False)["input_ids"])
+        specials = sum(self._specials)
+        budget = max(1, self.max_length - specials)
+        spans = window_spans(n, budget, max(1, budget // 2))
+        return plan_steps(sum(e - s + specials for s, e in spans), steps, max_cost)
+
     def explain(self, text: str, steps: int) -> dict[str, Any]:
         import numpy as np
 
         from jiyi.inspect.explain import explain_text
 
+        if self._explaining is None:  # on the explanation worker, the one thread that uses it
+            self._explaining = ExplainingClassifier(self.clf)
         record = explain_text(
-            self.clf, text, n_steps=steps, keep_maps=True, max_k=1, n_random=1
+            self._explaining,  # type: ignore[arg-type]
+            text,
+            n_steps=steps,
+            internal_batch_size=8,  # a backward pass (not interruptible) stays short
+            keep_maps=True,
+            max_k=1,
+            n_random=1,
         )  # the deletion test is not returned: keep it to its minimum
         scores = record["scores"]["words"]["integrated_gradients"]
         maps = record["attention"]["maps"]
@@ -161,7 +209,8 @@ class ClassificationService(Service):
         from jiyi.memory.faq import ask
 
         r = ask(self.memory, [question], top_k=top_k)[0]
-        keys = ("answered", "answer", "score", "matched_question", "id", "threshold", "confidence")
+        keys = ("answered", "answer", "score", "matched_question", "id", "threshold")
+        keys += ("threshold_from", "calibrated", "confidence")
         return {k: r[k] for k in keys} | {"alternatives": r["alternatives"]}
 
     def _refresh_info(self) -> None:

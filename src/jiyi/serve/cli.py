@@ -4,7 +4,8 @@ Wired into `jiyi.cli.build_parser` with `add_parsers(verbs)`. The model is loade
 warmed up before the port is bound, so a bad run fails with a message (exit 2) and a client
 that reaches the server finds it ready. SIGTERM or Ctrl-C stops accepting connections, lets
 the requests in flight finish (up to --timeout-s plus a few seconds), then exits (by the
-signal, as is conventional: status 143 after SIGTERM, 130 after Ctrl-C).
+signal, as is conventional: status 143 after SIGTERM, 130 after Ctrl-C). Explanations in
+flight are stopped at the signal (their callers get 503), so shutdown never waits for one.
 
     python -m jiyi.serve.cli RUN_DIR [flags]     # the same as `jiyi serve RUN_DIR [flags]`
 """
@@ -60,6 +61,43 @@ def check_bind(host: str, token: str | None, insecure: bool) -> None:
     )
 
 
+def allowed_hosts(host: str, extra: Sequence[str], token: str | None) -> list[str]:
+    """The Host header names the server answers: the loopback names, --host itself, and each
+    --allowed-host ("*": any). A wildcard --host (0.0.0.0, ::) with a token and no
+    --allowed-host answers any name (the token guards it; a rebinding page cannot read it);
+    without a token it adds this machine's host names.
+
+    >>> allowed_hosts("127.0.0.1", [], None)
+    ['localhost', '127.0.0.1', '::1']
+    >>> allowed_hosts("0.0.0.0", [], "s3cret")
+    ['*']
+    """
+    from jiyi.serve.settings import LOOPBACK_HOSTS
+
+    names = list(LOOPBACK_HOSTS)
+    wildcard = host.strip("[]") in ("0.0.0.0", "::", "")
+    if wildcard and token and not extra:
+        return ["*"]
+    if wildcard:
+        names += [socket.gethostname(), socket.getfqdn()]
+    else:
+        names.append(host)
+    for name in extra:
+        if not name.strip() or any(c in name for c in "/ \t@"):
+            raise JiyiError(
+                f"--allowed-host {name!r}: give a host name or address, e.g. example.org."
+            )
+        names.append(name.strip())
+    from jiyi.serve.middleware import host_name
+
+    out: list[str] = []
+    for name in names:
+        shown = "*" if name == "*" else host_name(name)
+        if shown and shown not in out:
+            out.append(shown)
+    return out
+
+
 def check_limits(args: argparse.Namespace) -> None:
     positive = {
         "--max-batch-size": args.max_batch_size,
@@ -68,6 +106,7 @@ def check_limits(args: argparse.Namespace) -> None:
         "--max-chars": args.max_chars,
         "--max-body-bytes": args.max_body_bytes,
         "--max-queue": args.max_queue,
+        "--max-explain-cost": args.max_explain_cost,
     }
     for flag, value in positive.items():
         if value < 1:
@@ -111,8 +150,16 @@ def url_of(sock: socket.socket) -> str:
 
 
 def make_server(app: Any, *, timeout_s: float, log_level: str = "info") -> Any:
-    """A uvicorn server for `app` whose graceful shutdown waits for requests in flight."""
+    """A uvicorn server for `app` whose graceful shutdown waits for requests in flight, after
+    stopping the explanations among them (`app.state.explainer`, when there is one)."""
     import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            explainer = getattr(app.state, "explainer", None)
+            if explainer is not None:
+                explainer.cancel_all()
+            super().handle_exit(sig, frame)
 
     config = uvicorn.Config(
         app,
@@ -122,7 +169,7 @@ def make_server(app: Any, *, timeout_s: float, log_level: str = "info") -> Any:
         server_header=False,
         proxy_headers=False,
     )
-    return uvicorn.Server(config)
+    return Server(config)
 
 
 def settings_from(args: argparse.Namespace, token: str | None) -> Any:
@@ -138,8 +185,10 @@ def settings_from(args: argparse.Namespace, token: str | None) -> Any:
         max_body_bytes=args.max_body_bytes,
         max_queue=args.max_queue,
         timeout_s=args.timeout_s,
+        max_explain_cost=args.max_explain_cost,
         token=token,
         cors_origins=list(args.cors_origin or []),
+        allowed_hosts=allowed_hosts(args.host, args.allowed_host or [], token),
     )
 
 
@@ -180,6 +229,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         else "no batching"
     )
     print(f"jiyi serve: {url_of(sock)}  {'; '.join(shown)}; {batching}", file=sys.stderr)
+    hosts = settings.allowed_hosts
+    print(
+        "jiyi serve: answers any Host name (the token guards it)"
+        if "*" in hosts
+        else f"jiyi serve: answers Host {', '.join(hosts)} (more: --allowed-host NAME)",
+        file=sys.stderr,
+    )
     if token is None and not is_loopback(args.host):
         print(
             "jiyi serve: warning: --insecure: no token; anyone who can reach it can use it.",
@@ -273,7 +329,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="texts waiting for the model before requests get 429 (default 256)",
     )
     g.add_argument(
-        "--timeout-s", type=float, default=30.0, help="per-request timeout, 504 (default 30)"
+        "--timeout-s",
+        type=float,
+        default=30.0,
+        help="per-request timeout, 504; a timed-out explanation is stopped (default 30)",
+    )
+    g.add_argument(
+        "--max-explain-cost",
+        type=int,
+        default=16_384,
+        metavar="TOKEN_STEPS",
+        help="tokens x integrated-gradients steps of one /v1/explain: a long text gets fewer "
+        "steps, one too long even for 8 steps gets 422 (default 16384: ~10 s on MiniLM, 2 "
+        "cores)",
+    )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        help="answer requests whose Host header is NAME (repeatable; '*': any). Default: the "
+        "loopback names and --host; other names get 400 (no DNS rebinding)",
     )
     p.add_argument(
         "--cors-origin",

@@ -1,6 +1,7 @@
 """The ASGI middleware of `jiyi serve`, outermost first: `GuardMiddleware` (metrics, security
-headers, an escaped exception as a JSON 500), CORS (when --cors-origin is given, added by
-`create_app`), `AuthMiddleware` (the bearer token, before the body is read) and
+headers and the Content-Security-Policy, an escaped exception as a JSON 500), `HostMiddleware`
+(400 for a Host header not on the allow-list: no DNS rebinding), CORS (when --cors-origin is
+given, added by `create_app`), `AuthMiddleware` (the bearer token, before the body is read) and
 `BodyMiddleware` (413 past --max-body-bytes, 400 for a JSON body that is not UTF-8)."""
 
 import hmac
@@ -20,6 +21,14 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
 ]
+# The page: its own script and style files only (no inline script, no eval), fetches to this
+# server, the data: favicon and canvases; nothing from elsewhere, no framing.
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+# Everything else (JSON, scripts, styles): a document that runs and loads nothing.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
 
 
 def endpoint_of(scope: Scope) -> str:
@@ -53,6 +62,10 @@ class GuardMiddleware:
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
                 headers += [(k, v) for k, v in SECURITY_HEADERS if k not in present]
+                if b"content-security-policy" not in present:
+                    kind = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+                    csp = PAGE_CSP if kind.lower().startswith(b"text/html") else API_CSP
+                    headers.append((b"content-security-policy", csp.encode("ascii")))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -69,6 +82,47 @@ class GuardMiddleware:
             endpoint = endpoint_of(scope)
             self.metrics.requests.labels(endpoint, scope.get("method", ""), str(status)).inc()
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+
+
+def host_name(header: str) -> str:
+    """The name of a Host header, without the port, lower-case, brackets off an IPv6 address.
+
+    >>> host_name("LocalHost:8000"), host_name("[::1]:8000"), host_name("::1")
+    ('localhost', '::1', '::1')
+    """
+    value = header.strip().lower()
+    if value.startswith("["):
+        return value[1:].partition("]")[0]
+    if value.count(":") == 1:
+        value = value.partition(":")[0]
+    return value.rstrip(".")
+
+
+class HostMiddleware:
+    """400 for a request whose Host header names none of `allowed` (any port): a page on
+    another site that rebinds its DNS name to this machine cannot reach the API (nor
+    /v1/memory/add). "*" in `allowed` turns the check off."""
+
+    def __init__(self, app: ASGIApp, allowed: list[str]):
+        self.app = app
+        self.allowed = {host_name(h) for h in allowed}
+        self.any = "*" in allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.any:
+            await self.app(scope, receive, send)
+            return
+        header = next((v for k, v in scope.get("headers", []) if k.lower() == b"host"), None)
+        name = host_name(header.decode("latin-1")) if header is not None else ""
+        if name in self.allowed:
+            await self.app(scope, receive, send)
+            return
+        shown = repr(name[:100]) if header is not None else "no Host header"
+        message = (
+            f"Host {shown} is not served here (allowed: {', '.join(sorted(self.allowed))}); "
+            "start the server with --allowed-host NAME to answer another name."
+        )
+        await error_response(400, message, code="bad_host")(scope, receive, send)
 
 
 def is_protected(path: str) -> bool:
@@ -171,11 +225,15 @@ class BodyMiddleware:
 
 
 __all__ = [
+    "API_CSP",
     "DRAIN_LIMIT",
+    "PAGE_CSP",
     "SECURITY_HEADERS",
     "AuthMiddleware",
     "BodyMiddleware",
     "GuardMiddleware",
+    "HostMiddleware",
     "endpoint_of",
+    "host_name",
     "is_protected",
 ]

@@ -11,7 +11,9 @@ shared ones below, in the order /openapi.json lists them:
 
 A shared route answers 501 with the service's `*_unavailable` message where it does not apply
 to the run (explanations of a NER run, the memory of a QA run), 404 for a memory endpoint when no
-memory is loaded, and otherwise runs the service's method on the batcher's worker thread.
+memory is loaded, and otherwise runs the service's method on the batcher's worker thread, or,
+for an explanation, on the explanation worker (`jiyi.serve.explainer`) after its cost is
+planned on the event loop (steps scaled down to --max-explain-cost, or 422).
 Route functions keep their names: /openapi.json derives operation ids and summaries from them.
 """
 
@@ -19,6 +21,7 @@ from typing import Any
 
 from jiyi.serve.api import Api
 from jiyi.serve.errors import NOT_FOUND, NOT_IMPLEMENTED, ApiError
+from jiyi.serve.explainer import ExplainTooCostly
 from jiyi.serve.schemas import (
     AddResponse,
     AskResponse,
@@ -44,14 +47,21 @@ def need_memory(service: Service) -> None:
 
 
 def add_explain(api: Api, service: Service) -> None:
-    """POST /v1/explain: integrated-gradients word scores and attention maps of one text."""
+    """POST /v1/explain: integrated-gradients word scores and attention maps of one text, with
+    the steps scaled down for a long text (`steps` says how many ran), 422 for a text too long
+    to explain within --max-explain-cost."""
     ExplainRequest = api.requests.explain
 
     @api.app.post("/v1/explain", response_model=ExplainResponse, **api.v1(NOT_IMPLEMENTED))
     async def explain(req: ExplainRequest) -> dict[str, Any]:  # type: ignore[valid-type]
         if service.explain_unavailable:
             raise ApiError(501, service.explain_unavailable)
-        return await api.on_worker(lambda: service.explain(req.text, req.steps))
+        try:
+            steps = service.explain_steps(req.text, req.steps, api.settings.max_explain_cost)
+        except ExplainTooCostly as e:
+            raise ApiError(422, str(e), code="explain_too_costly") from None
+        result = await api.explain(lambda: service.explain(req.text, steps))
+        return result | {"steps": steps, "steps_requested": req.steps}
 
 
 def add_embed(api: Api, service: Service) -> None:

@@ -130,6 +130,11 @@ class ExplainResponse(BaseModel):
     words: list[WordScore]
     tokens: list[str]
     attention: Attention
+    steps: int = Field(
+        description="integrated-gradients steps run: fewer than asked for a long text, to stay "
+        "within --max-explain-cost (tokens x steps)"
+    )
+    steps_requested: int
 
 
 class EmbedResponse(BaseModel):
@@ -168,6 +173,12 @@ class AskResponse(BaseModel):
     matched_question: str
     id: str
     threshold: float | None
+    threshold_from: str | None = Field(
+        None,
+        description="where the threshold came from: validation (calibrated), entries "
+        "(uncalibrated: measured on the FAQ's own questions), or null (no threshold)",
+    )
+    calibrated: bool = False
     confidence: float | None = Field(
         None,
         description="P(right) from the memory's confidence model (the threshold applies to it); "

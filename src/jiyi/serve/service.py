@@ -14,8 +14,9 @@ A service for a kind of run is a subclass in its own module (`classification.py`
 >>> service = NerService(NerTagger("runs/ner"))   # or services.load_service("runs/ner")
 >>> app = create_app(Settings(), service)
 
-`predict`, `explain`, `embed` and the memory methods run on the batcher's one worker thread, never
-on the event loop; `info` reads what they left (it never touches the model).
+`predict`, `embed` and the memory methods run on the batcher's one worker thread, `explain` on
+the explanation worker (with a copy of the model), never on the event loop; `info` reads what
+they left (it never touches the model).
 """
 
 from collections.abc import Hashable
@@ -145,7 +146,15 @@ class Service:
 
     # What the shared routes call once the matching `*_unavailable` is None (a classifier's).
 
+    def explain_steps(self, text: str, steps: int, max_cost: int) -> int:
+        """The integrated-gradients steps `explain` may run on `text` within `max_cost` tokens x
+        steps (`jiyi.serve.explainer.plan_steps`); called on the event loop, so it must be
+        cheap and not touch what the workers use."""
+        raise NotImplementedError
+
     def explain(self, text: str, steps: int) -> dict[str, Any]:
+        """Run on the explanation worker: its model must be the service's own copy, with
+        `jiyi.serve.explainer.install_checkpoints` on it (cancellation, predictions first)."""
         raise NotImplementedError
 
     def query(self, texts: list[str], k: int) -> dict[str, Any]:

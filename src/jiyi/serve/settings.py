@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STATIC_DIR = Path(__file__).parent / "static"
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")  # the Host names a loopback server answers
 
 
 @dataclass
@@ -19,9 +20,13 @@ class Settings:
     max_body_bytes: int = 1_000_000
     max_queue: int = 256
     timeout_s: float = 30.0
+    max_explain_cost: int = 16_384  # tokens x integrated-gradients steps of one explanation
+    explain_queue: int = 4  # explanations waiting behind the running one before 429
     token: str | None = None
     cors_origins: list[str] = field(default_factory=list)
+    # Host header names answered (any port); others get 400 (DNS rebinding). "*": any.
+    allowed_hosts: list[str] = field(default_factory=lambda: list(LOOPBACK_HOSTS))
     static_dir: Path = STATIC_DIR
 
 
-__all__ = ["STATIC_DIR", "Settings"]
+__all__ = ["LOOPBACK_HOSTS", "STATIC_DIR", "Settings"]
