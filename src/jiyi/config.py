@@ -81,13 +81,13 @@ class LoopConfig:
                 raise JiyiError(f"{flag} must be at least 1, got {value}.")
         if self.max_length < 8:
             raise JiyiError(f"--max-length must be at least 8 tokens, got {self.max_length}.")
-        if self.epochs <= 0 and self.max_steps is None:
+        if self.epochs is not None and self.epochs <= 0 and self.max_steps is None:
             raise JiyiError(f"--epochs must be positive, got {self.epochs}.")
         if self.max_steps is not None and self.max_steps < 1:
             raise JiyiError(f"--max-steps must be at least 1, got {self.max_steps}.")
         if self.save_steps is not None and self.save_steps < 1:
             raise JiyiError(f"--save-steps must be at least 1, got {self.save_steps}.")
-        if self.lr <= 0:
+        if self.lr is not None and self.lr <= 0:
             raise JiyiError(f"--lr must be positive, got {self.lr}.")
         if not 0 <= self.warmup_ratio < 1:
             raise JiyiError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}.")
@@ -107,6 +107,10 @@ class LoopConfig:
 class TrainConfig(LoopConfig):
     """Settings of `jiyi train`. Every field is a flag (`--max-length`) and a YAML key (`max_length`)."""
 
+    epochs: float | None = None  # type: ignore[assignment]
+    """Passes over the training data (fractions allowed). Default: 3, raised on small data to reach the task's fewest optimizer steps (300; ner and qa 600), at most 20 (jiyi.tasks.presets)."""
+    lr: float | None = None  # type: ignore[assignment]
+    """Peak learning rate of AdamW. Default: by task and model size (5e-5; ner 1e-4 for a small model such as minilm or me5-small; 2e-5 for a large one; jiyi.tasks.presets)."""
     model: str = "minilm"
     """Model to fine-tune: the alias `minilm`, a local Hugging Face folder, or a Hub id (online only)."""
     trim_vocab: bool = False
@@ -136,7 +140,7 @@ class TrainConfig(LoopConfig):
     dropout: float | None = None
     """Override the model's hidden and attention dropout (e.g. 0.2 against over-fitting)."""
     patience: int | None = None
-    """Stop when the validation metric has not improved for this many evaluations."""
+    """Stop when the validation metric has not improved for this many evaluations (default: off, or 3 when the default --epochs was raised above 3 for small data)."""
     metric: str | None = None
     """Validation metric that selects the best model and drives early stopping (e.g. f1_macro; default accuracy, f1 for ner and qa)."""
     evals_per_epoch: int = 1

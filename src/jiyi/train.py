@@ -7,7 +7,6 @@ model, evaluate on test. Runs unchanged under `accelerate launch --num_processes
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,8 @@ from jiyi.loop import (
 from jiyi.predict import forward_probs
 from jiyi.prepare import PreparedData, Split, augment_train, read_data, tokenize_splits
 from jiyi.runs import write_meta
+from jiyi.tasks.presets import resolve_schedule
+from jiyi.tasks.registry import get_task
 
 
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor, multilabel: bool) -> torch.Tensor:
@@ -127,7 +128,9 @@ def train_classifier(
     # --- optimizer, schedule, resume ------------------------------------------------------------
     world = accelerator.num_processes
     per_epoch = steps_per_epoch(len(train_split.examples), config, world)
-    total_steps = config.max_steps or math.ceil(config.epochs * per_epoch)
+    total_steps = resolve_schedule(
+        get_task(config.task).preset, config, per_epoch, model, say, config.task
+    )
     optimizer, scheduler = build_optimizer(model, config, total_steps)
     run = start_run(
         config,

@@ -9,7 +9,6 @@ validation (seqeval) after merging the windows back, and the test evaluation at 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,8 @@ from jiyi.ner.data import NerExample, read_ner
 from jiyi.ner.metrics import ner_metrics
 from jiyi.ner.tags import convert, entity_types, label_list
 from jiyi.runs import write_meta
+from jiyi.tasks.presets import resolve_schedule
+from jiyi.tasks.registry import get_task
 
 
 @dataclass
@@ -182,7 +183,9 @@ def train_ner(
     world = accelerator.num_processes
     enc = train_split.windows.to_encoded()
     per_epoch = steps_per_epoch(len(enc), config, world)
-    total_steps = config.max_steps or math.ceil(config.epochs * per_epoch)
+    total_steps = resolve_schedule(
+        get_task(config.task).preset, config, per_epoch, model, say, config.task
+    )
     optimizer, scheduler = build_optimizer(model, config, total_steps)
     run = start_run(
         config, accelerator, model, optimizer, scheduler,

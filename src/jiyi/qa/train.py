@@ -9,7 +9,6 @@ a question (`jiyi.qa.spans`), and the test evaluation with the best model at the
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -43,6 +42,8 @@ from jiyi.qa.windows import (
     training_span,
 )
 from jiyi.runs import write_meta
+from jiyi.tasks.presets import resolve_schedule
+from jiyi.tasks.registry import get_task
 
 
 @dataclass
@@ -160,7 +161,9 @@ def train_qa(
     world = accelerator.num_processes
     enc = windows.to_encoded()
     per_epoch = steps_per_epoch(len(enc), config, world)
-    total_steps = config.max_steps or math.ceil(config.epochs * per_epoch)
+    total_steps = resolve_schedule(
+        get_task(config.task).preset, config, per_epoch, model, say, config.task
+    )
     optimizer, scheduler = build_optimizer(model, config, total_steps)
     run = start_run(
         config, accelerator, model, optimizer, scheduler,

@@ -10,7 +10,6 @@ the teacher-forced loss, keeping the best model by --metric; the test split at t
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,8 @@ from jiyi.seq2seq.data import (
     pad_pairs,
     read_pairs,
 )
+from jiyi.tasks.presets import resolve_schedule
+from jiyi.tasks.registry import get_task
 
 
 def read_splits(config: TrainConfig) -> dict[str, PairData]:
@@ -200,7 +201,9 @@ def train_seq2seq(
     # --- optimizer, schedule, resume --------------------------------------------------------
     world = accelerator.num_processes
     per_epoch = steps_per_epoch(len(train_enc), config, world)
-    total_steps = config.max_steps or math.ceil(config.epochs * per_epoch)
+    total_steps = resolve_schedule(
+        get_task(config.task).preset, config, per_epoch, model, say, config.task
+    )
     optimizer, scheduler = build_optimizer(model, config, total_steps)
     run = start_run(
         config, accelerator, model, optimizer, scheduler,

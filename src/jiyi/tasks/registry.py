@@ -22,6 +22,7 @@ from types import ModuleType
 
 from jiyi import runs
 from jiyi.errors import JiyiError
+from jiyi.tasks.presets import DEFAULT_PRESET, Preset
 
 # What a run can be asked to do, in the order of the README's capability matrix.
 CAPABILITIES: dict[str, str] = {  # capability -> how the matrix (and a refusal) names it
@@ -80,6 +81,9 @@ class TaskSpec:
     vocabulary to the text its tokenizer encodes, and can freeze the embedding layer)."""
     hint: str = ""
     """What to do with such a run instead, appended to its refusals."""
+    preset: Preset = DEFAULT_PRESET
+    """Its training defaults: the fewest optimizer steps and the learning rate by model size
+    (`jiyi.tasks.presets`), used for every --epochs, --lr, --patience the user leaves unset."""
 
     def can(self, capability: str) -> bool:
         """Whether the task supports `capability` (a key of `CAPABILITIES`)."""
@@ -140,6 +144,7 @@ TASKS: dict[str, TaskSpec] = {
             adapter_module="jiyi.tasks.ner",
             service="ner",
             trim_vocab=True,
+            preset=Preset(min_steps=600, lr={"small": 1e-4, "base": 5e-5, "large": 3e-5}),
         ),
         TaskSpec(
             name="qa",
@@ -149,6 +154,7 @@ TASKS: dict[str, TaskSpec] = {
             adapter_module="jiyi.tasks.qa",
             service="qa",
             trim_vocab=True,
+            preset=Preset(min_steps=600),
         ),
         TaskSpec(
             name="seq2seq",
