@@ -142,3 +142,22 @@ def test_tune_with_validation_replaces_the_uncalibrated_threshold(
     [r] = ask_json(faq_memory, [ENTRIES[0][1]], capsys)
     assert r["calibrated"] is True and r["threshold_from"] == "validation"
     assert r["threshold"] == settings["threshold"]
+
+
+def test_the_server_answer_says_the_threshold_is_uncalibrated(
+    faq_memory: Path, trained_run: Path
+) -> None:
+    """POST /v1/ask's answer (the service's `ask`, checked against its response schema)."""
+    pytest.importorskip("fastapi")
+    from jiyi.predict import load
+    from jiyi.serve.classification import ClassificationService
+    from jiyi.serve.schemas import AskResponse
+
+    service = ClassificationService(load(trained_run), Memory.open(faq_memory))
+    answer = AskResponse.model_validate(service.ask(ENTRIES[3][1], 1)).model_dump()
+    assert answer["answered"] and answer["answer"] == "Answer 3"
+    assert answer["threshold_from"] == "entries" and answer["calibrated"] is False
+    assert (
+        answer["threshold"]
+        == json.loads((faq_memory / "memory.json").read_text())["ask"]["threshold"]
+    )
