@@ -112,6 +112,24 @@ def test_rows_sharing_an_answer_are_one_entry(tiny_model_dir: Path, tmp_path: Pa
     assert settings["nearest_other"]["max"] < 0.999  # not a copy of itself
 
 
+def test_with_a_query_prompt_the_questions_are_asked_as_queries(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Rows embedded with one prompt and questions with another (as for e5 models): each stored
+    question is re-embedded as `ask` would embed it, then scored against the stored rows."""
+    faq = write_faq(tmp_path / "faq.csv", ENTRIES)
+    prompts = ("--prompt", "passage: ", "--query-prompt", "query: ")
+    mem = build(tiny_model_dir, faq, tmp_path / "faq", *prompts)
+    memory = Memory.open(mem)
+    rows = memory.state.rows
+    cosines = memory.embed(rows.texts) @ rows.vectors().T  # (N, N) query x row
+    np.fill_diagonal(cosines, -np.inf)
+    expected = float(np.quantile(cosines.max(axis=1), 0.25))
+    threshold = json.loads((mem / "memory.json").read_text())["ask"]["threshold"]
+    assert threshold == pytest.approx(expected, abs=1e-6)
+    assert threshold != pytest.approx(lower_quartile_of_nearest_other(mem), abs=1e-6)
+
+
 def test_one_answer_gives_no_threshold(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
     faq = write_faq(tmp_path / "faq.csv", [("a", phrase(0), "Same"), ("b", phrase(2), "Same")])
     mem = build(tiny_model_dir, faq, tmp_path / "faq")
