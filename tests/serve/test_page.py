@@ -1,4 +1,4 @@
-"""The `jiyi serve` web page, end to end: live servers from conftest.py (real uvicorn on a free
+"""The `jiyi serve` web page, end to end (under its Content-Security-Policy): live servers from conftest.py (real uvicorn on a free
 loopback port, around the tiny trained run), Playwright driving Debian's chromium headless at a
 laptop's 1280 × 800.
 
@@ -54,6 +54,12 @@ def open_page(browser: Any, url: str) -> Iterator[Any]:
     problems: list[str] = []
     page.on("pageerror", lambda e: problems.append(f"script error: {e}"))
     page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+    page.on(  # the page works under its own Content-Security-Policy: nothing refused
+        "console",
+        lambda m: (
+            problems.append(f"CSP: {m.text}") if "Content Security Policy" in m.text else None
+        ),
+    )
     page.on(
         "request",
         lambda r: None if r.url.startswith((url, "data:")) else problems.append(f"off: {r.url}"),
@@ -118,6 +124,77 @@ def test_page_predicts_and_shows_attributions_and_attention(
         expect(page.locator("#predict-status")).to_be_empty()
 
         screenshot(page, tmp_path / "serve.png")
+
+
+def take(page: Any, held: dict[str, Any], key: str) -> Any:
+    """The request held under `key` by a route handler, once the page has sent it."""
+    for _ in range(500):
+        if key in held:
+            return held.pop(key)
+        page.wait_for_timeout(20)  # lets playwright run the route handlers
+    raise AssertionError(f"the page sent no {key} request")
+
+
+def test_page_marks_and_clears_stale_panels_and_shows_errors_alone(
+    server: Any, tmp_path: Path, browser: Any
+) -> None:
+    first, second = "a really moving and funny film", "two dull hours and a poor ending"
+    timeout = {"error": {"code": "timeout", "message": "the explanation took too long"}}
+    with open_page(browser, server.url) as page:
+        text_box = page.get_by_label("Text to classify")
+        text_box.fill(first)
+        page.get_by_role("button", name="Predict").click()
+        expect(page.locator("#words")).to_have_text(first)
+        expect(page.locator("#attention-grid canvas")).to_have_count(LAYERS * HEADS)
+
+        # a second text, its answers held back: the first text's panels are marked stale
+        held: dict[str, Any] = {}
+        page.route("**/v1/predict", lambda route: held.__setitem__("predict", route))
+        page.route("**/v1/explain", lambda route: held.__setitem__("explain", route))
+        text_box.fill(second)
+        page.get_by_role("button", name="Predict").click()
+        for panel in ("#prediction", "#explanation", "#attention"):
+            expect(page.locator(panel)).to_have_class(re.compile(r"\bstale\b"))
+            expect(page.locator(panel)).to_have_attribute("aria-busy", "true")
+        # the prediction comes: the first text's attributions and maps are gone, not beside it
+        take(page, held, "predict").fallback()
+        expected = httpx.post(f"{server.url}/v1/predict", json={"texts": [second]}, timeout=30)
+        expect(page.locator("#label")).to_have_text(expected.json()["predictions"][0]["label"])
+        expect(page.locator("#prediction")).not_to_have_class(re.compile(r"\bstale\b"))
+        expect(page.locator("#predict-status")).to_have_text("explaining…")
+        expect(page.locator("#explain-status")).to_have_text("Explaining…")
+        expect(page.locator("#words .w")).to_have_count(0)
+        expect(page.locator("#attention-grid canvas")).to_have_count(0)
+        # its explanation times out: the error, and no earlier words under it
+        take(page, held, "explain").fulfill(status=504, json=timeout)
+        expect(page.locator("#explain-error")).to_contain_text("504 timeout")
+        expect(page.locator("#words .w")).to_have_count(0)
+        expect(page.locator("#attention-note")).to_have_text(
+            "No attention maps: the explanation failed."
+        )
+        page.unroute("**/v1/explain")
+
+        # a prediction that fails: its error alone, no earlier results under it
+        page.unroute("**/v1/predict")
+        page.route("**/v1/predict", lambda route: route.fulfill(status=504, json=timeout))
+        text_box.fill("a third text")
+        page.get_by_role("button", name="Predict").click()
+        expect(page.locator("#predict-error")).to_contain_text("504 timeout")
+        for panel in ("#prediction", "#explanation"):
+            expect(page.locator(panel)).to_be_hidden()
+        expect(page.locator("#attention-grid canvas")).to_have_count(0)
+        expect(page.locator(".stale")).to_have_count(0)
+        page.unroute("**/v1/predict")
+
+        # the next text is answered afresh, with no error left over
+        text_box.fill(first)
+        page.get_by_role("button", name="Predict").click()
+        expect(page.locator("#words")).to_have_text(first)
+        expect(page.locator("#attention-grid canvas")).to_have_count(LAYERS * HEADS)
+        for error in ("#predict-error", "#explain-error"):
+            expect(page.locator(error)).to_be_empty()
+        expect(page.locator(".stale")).to_have_count(0)
+        screenshot(page, tmp_path / "serve-fresh.png")
 
 
 def test_page_with_a_token_shows_errors_inline_and_the_nearest_examples(

@@ -199,6 +199,7 @@ async function predict() {
     return;
   }
   const run = ++state.run;
+  markStale();
   const button = $("predict-button");
   button.disabled = true;
   $("predict-status").textContent = "predicting…";
@@ -215,6 +216,7 @@ async function predict() {
     renderPrediction(answer.predictions[0]);
   } catch (e) {
     if (run === state.run) {
+      clearResults();
       showError("predict-error", e);
       $("predict-status").textContent = "";
     }
@@ -223,16 +225,70 @@ async function predict() {
     button.disabled = false;
   }
 
+  // the new prediction is shown: nothing of the previous text stays beside it
   const jobs = [];
-  if (state.info.features.explain) jobs.push(explain(text, run));
-  if (hasLabelledMemory()) jobs.push(nearest(text, run));
+  if (state.info.features.explain) {
+    clearExplanation("Explaining…", "Attention maps come with the explanation…");
+    $("explanation").hidden = false;
+    jobs.push(explain(text, run));
+  }
+  if (hasLabelledMemory()) {
+    $("neighbours-body").replaceChildren();
+    jobs.push(nearest(text, run));
+  }
   if (jobs.length) $("predict-status").textContent = "explaining…";
   await Promise.allSettled(jobs);
   if (run === state.run) $("predict-status").textContent = "";
 }
 
+// ---- stale results: a new text's panels never show an earlier text's answers -------------
+
+const RESULT_PANELS = ["prediction", "entities", "explanation", "attention", "neighbours"];
+
+// A new text was submitted: what the panels show belongs to the previous one until the new
+// answers come (greyed, "previous text"; see .stale in style.css).
+function markStale() {
+  for (const id of RESULT_PANELS) {
+    if ($(id).hidden) continue;
+    $(id).classList.add("stale");
+    $(id).setAttribute("aria-busy", "true");
+  }
+  clearError("explain-error", "neighbours-error");
+}
+
+function markFresh(id) {
+  $(id).classList.remove("stale");
+  $(id).removeAttribute("aria-busy");
+}
+
+// The explanation panels emptied, with a note in place of the words and of the maps.
+function clearExplanation(status, attentionNote) {
+  $("words").replaceChildren();
+  $("legend").hidden = true;
+  $("explain-note").hidden = true;
+  $("explain-status").textContent = status;
+  $("attention-grid").replaceChildren();
+  $("attention-note").textContent = attentionNote;
+  markFresh("explanation");
+  markFresh("attention");
+}
+
+// The prediction failed: its error stands alone, with no earlier text's results under it.
+function clearResults() {
+  for (const id of ["prediction", "entities", "explanation", "neighbours"]) $(id).hidden = true;
+  $("label").textContent = "";
+  $("score").textContent = "";
+  $("probabilities").replaceChildren();
+  $("entity-text").replaceChildren();
+  $("entity-body").replaceChildren();
+  $("neighbours-body").replaceChildren();
+  clearExplanation("", "No attention maps: the prediction failed.");
+  for (const id of RESULT_PANELS) markFresh(id);
+}
+
 function renderPrediction(p) {
   $("prediction").hidden = false;
+  markFresh("prediction");
   state.label = labelText(p.label);
   $("label").textContent = state.label;
   $("score").textContent = `score ${fmt(p.score)}` +
@@ -271,6 +327,7 @@ function swatch(type) {
 // Text goes in as text nodes; the type label is drawn by CSS from data-type (see style.css).
 function renderEntities(text, p) {
   $("entities").hidden = false;
+  markFresh("entities");
   const chars = Array.from(text);
   const entities = (p.entities || []).slice().sort((a, b) => a.start - b.start || b.end - a.end);
   const box = $("entity-text");
@@ -344,7 +401,10 @@ async function answerQuestion() {
     const r = await api("v1/ask", { question, context });
     if (run === state.run) renderAnswer(context, r);
   } catch (e) {
-    if (run === state.run) showError("qa-error", e);
+    if (run === state.run) {
+      $("qa-result").hidden = true;  // no answer of an earlier question under the error
+      showError("qa-error", e);
+    }
   } finally {
     button.disabled = false;
     if (run === state.run) $("qa-status").textContent = "";
@@ -386,15 +446,14 @@ async function explain(text, run) {
     if (run !== state.run) return;
     renderWords(text, r);
     renderAttention(r);
+    $("explain-status").textContent = r.steps < r.steps_requested
+      ? `${r.steps} integrated-gradients steps (${r.steps_requested} asked: fewer for a long text)`
+      : "";
   } catch (e) {
     if (run !== state.run) return;
     // no stale explanation of an earlier text: clear the words and the grid
     $("explanation").hidden = false;
-    $("words").replaceChildren();
-    $("legend").hidden = true;
-    $("explain-note").hidden = true;
-    $("attention-grid").replaceChildren();
-    $("attention-note").textContent = "No attention maps: the explanation failed.";
+    clearExplanation("", "No attention maps: the explanation failed.");
     showError("explain-error", e);
   }
 }
@@ -427,6 +486,7 @@ function segments(text, words) {
 
 function renderWords(text, r) {
   $("explanation").hidden = false;
+  markFresh("explanation");
   const words = r.words || [];
   const max = Math.max(0, ...words.map((w) => Math.abs(w.score)));
   const pieces = segments(text, words) || words.flatMap((w, i) => (i ? [[" ", null], [w.word, i]] : [[w.word, i]]));
@@ -482,6 +542,7 @@ function renderAttention(r) {
   const grid = $("attention-grid");
   const note = $("attention-note");
   section.hidden = false;
+  markFresh("attention");
   grid.replaceChildren();
   const att = r.attention;
   if (!att || !att.maps) {
@@ -583,6 +644,7 @@ async function nearest(text, run) {
   try {
     const r = await api("v1/memory/query", { texts: [text], k: NEIGHBOURS });
     if (run !== state.run) return;
+    markFresh("neighbours");
     body.replaceChildren();
     for (const hit of r.results[0]) {
       const tr = el("tr");
@@ -592,6 +654,7 @@ async function nearest(text, run) {
     }
   } catch (e) {
     if (run !== state.run) return;
+    markFresh("neighbours");
     body.replaceChildren();
     showError("neighbours-error", e);
   }
