@@ -4,12 +4,16 @@ model.safetensors    the weights (safetensors, never pickle)
 optimizer.pt         AdamW moments (tensors only; loaded with weights_only=True)
 rng.safetensors      torch's CPU (and CUDA) generator states
 state.json           step, epoch, data position, scheduler, best metric, patience
+
+While a run trains, the last --keep-checkpoints of them are kept (RUN_DIR/model already holds
+the best weights, so the best step needs no checkpoint of its own). When it finishes, they go
+unless --keep-final-checkpoint asks to keep them (`jiyi.loop.finish_checkpoints`): a finished run is model/, not
+optimizer state.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,8 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from jiyi.io import atomic_directory, atomic_write_json
-
-STEP_DIR = re.compile(r"^step-(\d+)$")
+from jiyi.runs import RUN_FORMAT, checkpoint_dirs
 
 
 @dataclass
@@ -51,7 +54,7 @@ def save_checkpoint(
             rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
         save_file(rng, str(tmp / "rng.safetensors"))
         atomic_write_json(tmp / "state.json", asdict(state))
-    prune_checkpoints(run_dir, keep, state.best_step)
+    prune_checkpoints(run_dir, keep)
     return path
 
 
@@ -67,22 +70,18 @@ def _untie(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
-    root = run_dir / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name))]
-    return [p for _, p in sorted(found) if (p / "state.json").is_file()]
+    """The complete checkpoints of a run, oldest first."""
+    return checkpoint_dirs(run_dir)
 
 
-def prune_checkpoints(run_dir: Path, keep: int, best_step: int | None) -> None:
-    """Keep the `keep` most recent checkpoints plus the best one."""
+def prune_checkpoints(run_dir: Path, keep: int) -> None:
+    """Keep the `keep` most recent checkpoints (`keep` 0: none, and no checkpoints/ folder)."""
     ckpts = list_checkpoints(run_dir)
-    protected = set(ckpts[-keep:])
-    if best_step is not None:
-        protected.add(run_dir / "checkpoints" / f"step-{best_step:06d}")
-    for p in ckpts:
-        if p not in protected:
-            shutil.rmtree(p, ignore_errors=True)
+    for p in ckpts[: max(0, len(ckpts) - keep)]:
+        shutil.rmtree(p, ignore_errors=True)
+    root = run_dir / RUN_FORMAT["checkpoints"]
+    if keep == 0 and root.is_dir():
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -> TrainState:

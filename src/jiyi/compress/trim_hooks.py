@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from jiyi.compress.trim_vocab import CONFIG_KEY, RECORD, Text, trim_vocab
+from jiyi.runs import FreshRun
 
 HUB_FILES = ["*.json", "*.safetensors", "vocab.txt", "*.model"]  # what trimming reads
 UNK_WARN_RATE = 0.05  # warn when more than this share of a batch's tokens are unknown
@@ -58,7 +59,9 @@ def trimmed_base(
 ) -> str:
     """`jiyi train --trim-vocab`: the base model trimmed to the pieces of `texts()` (the run's
     training text exactly as its task encodes it: strings, or NER's sentences as lists of words),
-    in RUN_DIR/trimmed-base (made once by rank 0; a resumed run reuses it). Else `model_path`."""
+    in RUN_DIR/trimmed-base (made once by rank 0; a resumed run reuses it). Else `model_path`.
+    A trim that fails removes the folder it made; a run that fails later, before its first
+    step, removes it with the rest (`jiyi.runs.discard_if_unstarted`, jiyi.loop)."""
     if not getattr(config, "trim_vocab", False):
         return model_path
     out = Path(run_dir) / "trimmed-base"
@@ -67,7 +70,13 @@ def trimmed_base(
             from huggingface_hub import snapshot_download
 
             model_path = snapshot_download(model_path, allow_patterns=HUB_FILES)
-        record = trim_vocab(model_path, texts(), out, corpus=[config.train])
+        fresh = FreshRun.before(run_dir)  # a new run's folder: trimming is the first to write
+        try:
+            record = trim_vocab(model_path, texts(), out, corpus=[config.train])
+        except BaseException:
+            if fresh is not None:  # leave no folder behind a failed trim
+                fresh.discard()
+            raise
         say(
             f"--trim-vocab: kept {record['kept']:,} of {record['original_vocab_size']:,} "
             f"vocabulary rows ({record['corpus_tokens']:,} tokens of {record['corpus_texts']:,} "
