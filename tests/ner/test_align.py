@@ -346,3 +346,16 @@ def test_chinese_characters_with_the_xlmr_tokenizer_are_labelled_on_their_own_pi
     assert [t for t, c in zip(tokens, w.is_context.tolist(), strict=True) if c] == list(
         "江泽民到北京"
     )
+    # no "▁" between the characters: the model reads 江泽民到北京 as it read Chinese in pretraining
+    assert "\u2581" not in tokens and len(tokens) == 6 + 2
+
+
+def test_cjk_markers_are_dropped_but_other_words_keep_theirs() -> None:
+    from jiyi.ner.align import drop_cjk_markers
+
+    ids, wid = drop_cjk_markers(
+        [5, 20, 9, 5, 30, 5, 21], [0, 0, 1, 2, 2, 3, 3], list("美国") + ["ok", "京"], frozenset({5})
+    )
+    assert (ids, wid) == ([20, 9, 5, 30, 21], [0, 1, 2, 2, 3])
+    # a lone ▁ (the word's only piece) stays: dropping it would drop the word
+    assert drop_cjk_markers([5], [0], ["美"], frozenset({5})) == ([5], [0])

@@ -143,7 +143,10 @@ def encode_words(
         with quiet_transformers():  # "longer than the maximum": we window below
             enc = tokenizer(words, is_split_into_words=True, add_special_tokens=False)
         # no special tokens were added, so word_ids() holds no None
-        tokenized = [(enc["input_ids"][k], list(enc.word_ids(k))) for k in range(len(words))]
+        tokenized = [
+            drop_cjk_markers(enc["input_ids"][k], list(enc.word_ids(k)), words[k], bare)
+            for k in range(len(words))
+        ]
     for k, (sentence_words, (sub_ids, wid)) in enumerate(zip(words, tokenized, strict=True)):
         present = set(wid)
         dropped.append([j for j in range(len(sentence_words)) if j not in present])
@@ -194,6 +197,45 @@ def bare_marker_ids(tokenizer: Any) -> frozenset[int]:
     so its first sub-word is the same "▁" for every character."""
     vocab = tokenizer.get_vocab()
     return frozenset(vocab[m] for m in ("\u2581", "\u0120") if m in vocab)
+
+
+def drop_cjk_markers(
+    sub_ids: Sequence[int], wid: Sequence[int], words: Sequence[str], bare: frozenset[int]
+) -> tuple[list[int], list[int]]:
+    """Drop the bare word-start marker (▁) a SentencePiece tokenizer puts before each pre-split
+    CJK character. Chinese is written without spaces, so the model never read "▁ 美 ▁ 国" in
+    pretraining, only "美国"; the markers double the sequence and put a space between every two
+    characters. A character whose only piece is "▁美" keeps it. Other words keep their marker:
+    for them it is a real word boundary.
+
+    >>> drop_cjk_markers([5, 20, 5, 21, 5, 30], [0, 0, 1, 1, 2, 2], ["美", "国", "ok"], {5})
+    ([20, 21, 5, 30], [0, 1, 2, 2])
+    """
+    keep = [
+        not (
+            sub_ids[p] in bare
+            and (p == 0 or wid[p - 1] != wid[p])
+            and p + 1 < len(wid)
+            and wid[p + 1] == wid[p]
+            and is_cjk(words[wid[p]])
+        )
+        for p in range(len(sub_ids))
+    ]
+    return (
+        [i for i, k in zip(sub_ids, keep, strict=True) if k],
+        [w for w, k in zip(wid, keep, strict=True) if k],
+    )
+
+
+def is_cjk(word: str) -> bool:
+    """Whether every character of `word` is a CJK ideograph (the characters `split_words` makes a
+    word each)."""
+    return bool(word) and all(_cjk_pattern().fullmatch(ch) for ch in word)
+
+
+@functools.cache
+def _cjk_pattern() -> re.Pattern[str]:
+    return re.compile(f"[{_CJK}]")
 
 
 def label_positions(
