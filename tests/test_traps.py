@@ -255,6 +255,44 @@ def test_wrong_kind_of_output_path(
     assert a_file.read_text() == "text,label\n" and list(a_dir.iterdir()) == []
 
 
+FOLDER_VERBS = [  # {run}: a finished run, {csv}: labelled data, {out}: an existing file
+    "data export rotten-tomatoes --output {out}",
+    "probe {run} --data {csv} --output {out}",
+    "drift {run} {run} --data {csv} --output {out}",
+    "explain {run} --text good --output {out}",
+    "tokenizer train --corpus {csv} --vocab-size 100 --output {out}",
+    "compress {run} --method int8 --output {out}",
+    "memory build {run} --data {csv} --output {out}",
+    "curve --model {run} --train {csv} --output {out}",
+    "bias {run} --data {csv} --output {out}",
+]
+
+
+@pytest.mark.parametrize("command", FOLDER_VERBS, ids=lambda c: " ".join(c.split()[:2]))
+def test_every_verb_refuses_a_file_for_its_output_folder(
+    command: str,
+    lean_run: tuple[Path, str],
+    small_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    a_file = tmp_path / "some.csv"
+    a_file.write_text("text,label\n")
+    run, csv = str(lean_run[0]), str(small_data / "train.csv")
+    assert main(command.format(run=run, csv=csv, out=a_file).split()) == 2
+    one_error_line(capsys.readouterr().err, f"--output {a_file}: that is a file")
+    assert a_file.read_text() == "text,label\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".jiyi-cache") == ["some.csv"]
+
+
+def test_embed_refuses_a_folder_for_its_output_file(
+    lean_run: tuple[Path, str], small_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["embed", str(lean_run[0]), "--input", str(small_data / "train.csv")]
+    assert main([*argv, "--output", str(tmp_path)]) == 2
+    one_error_line(capsys.readouterr().err, f"--output {tmp_path}: that is a folder")
+
+
 # --- what a finished run leaves --------------------------------------------------------------
 
 

@@ -406,12 +406,15 @@ def cmd_bias(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from jiyi.data.readers import read_inputs
+    from jiyi.io import output_folder
     from jiyi.predict import load
     from jiyi.runs import model_dir, read_meta
     from jiyi.tasks import refuse_unless, task_of_run
 
     meta = read_meta(model_dir(args.run_dir))
     refuse_unless(task_of_run(args.run_dir), "bias", "jiyi bias")
+    if args.output:
+        output_folder(args.output)  # a file there is refused before any work
     swap_file = args.swap or default_swaps_path()
     table = read_swaps(swap_file, one_way=args.one_way)
     text_column = args.text_column or meta.get("text_column") or "text"

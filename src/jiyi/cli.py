@@ -88,7 +88,9 @@ def cmd_data_list(args: argparse.Namespace) -> int:
 
 def cmd_data_export(args: argparse.Namespace) -> int:
     from jiyi.data.adapters import export_dataset
+    from jiyi.io import output_folder
 
+    output_folder(args.output)  # a file there is refused before any work
     written = export_dataset(args.name, args.output, seed=args.seed)
     for name, (path, n) in written.items():
         unit = "lines" if path.suffix == ".txt" else "rows"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from jiyi.errors import JiyiError
+from jiyi.io import output_folder
 
 EXAMPLES = """examples:
   jiyi compress runs/rt --method onnx-int8 --output runs/rt-int8
@@ -40,7 +41,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         from jiyi.models import resolve_model
 
         args.run_dir = resolve_model(args.run_dir, "RUN_DIR")
-    out = Path(args.output)
+    out = output_folder(args.output)  # a file there is refused
     if args.report_only:
         if not (out / META_FILE).is_file():
             raise JiyiError(f"--output {out}: no compressed model to measure (no jiyi.json).")

@@ -11,11 +11,14 @@ from jiyi.config import TrainConfig, add_dataclass_flags, build_config
 from jiyi.curve.plot import curve_table
 from jiyi.curve.run import CURVE_OWNED, CurveOptions, run_curve
 from jiyi.curve.subsets import parse_sizes
+from jiyi.io import output_folder
 
 
 def cmd_curve(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    if args.output:
+        output_folder(args.output)  # a file there is refused before any work
     config = build_config(TrainConfig, vars(args), args.config)
     options = CurveOptions(
         sizes=parse_sizes(args.sizes),

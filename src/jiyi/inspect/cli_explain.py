@@ -18,7 +18,9 @@ from jiyi.runs import run_meta
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from jiyi.inspect.explain import write_explanations
+    from jiyi.io import output_folder
 
+    output_folder(args.output)  # a file there is refused before any work
     if args.head_importance and not args.data:
         raise JiyiError("--head-importance needs --data FILE (a labelled file).")
     if args.data and not args.head_importance:

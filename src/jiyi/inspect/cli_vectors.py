@@ -21,6 +21,9 @@ EMBED_EXAMPLES = """examples:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from jiyi.inspect.embeddings import embed_file
+    from jiyi.io import output_file
+
+    output_file(args.output)  # a folder there is refused before any work
 
     def progress(rows: int) -> None:
         if os.environ.get("JIYI_NO_PROGRESS") != "1":
@@ -60,7 +63,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     from jiyi.inspect.probe import run_probe
+    from jiyi.io import output_folder
 
+    output_folder(args.output)  # a file there is refused before any work
     result = run_probe(
         args.model,
         args.data,
@@ -89,7 +94,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def cmd_drift(args: argparse.Namespace) -> int:
     from jiyi.inspect.drift import run_drift
+    from jiyi.io import output_folder
 
+    output_folder(args.output)  # a file there is refused before any work
     result = run_drift(
         args.pretrained,
         args.finetuned,

@@ -112,8 +112,10 @@ def _progress(what: str) -> Any:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from jiyi.io import output_folder
     from jiyi.memory.knn import Memory
 
+    output_folder(args.output)  # a file there is refused before any work
     rows = _read_rows(args, args.data)
     cols = _columns(args, rows)
     memory = Memory.build(

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from jiyi.errors import JiyiError
-from jiyi.io import atomic_directory, atomic_write_json, atomic_write_text
+from jiyi.io import atomic_directory, atomic_write_json, atomic_write_text, output_folder
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0-4: [PAD] = 0, as BERT's
 CORPUS_SUFFIXES = (".txt", ".text", ".jsonl", ".json")  # and each of them + .gz
@@ -250,6 +250,7 @@ def train_tokenizer(
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    output_folder(args.output)  # a file there is refused before any work
     summary = train_tokenizer(
         args.corpus,
         args.output,
