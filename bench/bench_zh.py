@@ -101,6 +101,11 @@ def fine_tune(
     return row
 
 
+def epoch_flags(epochs: float | None) -> list[Any]:
+    """`--epochs N` when the bench was given one; none for jiyi's default (jiyi.tasks.presets)."""
+    return [] if epochs is None else ["--epochs", epochs]
+
+
 def tfidf_accuracy(data: Path) -> tuple[float, float]:
     """TF-IDF character 1-3 grams + logistic regression on DATA's splits: (accuracy, seconds)."""
     from jiyi.curve.baselines import char_tfidf_accuracy
@@ -122,7 +127,7 @@ def part_sentiment(args: argparse.Namespace) -> dict[str, Any]:
         "trimmed": [],
         "full": [],
     }
-    flags = ["--epochs", args.epochs]
+    flags = epoch_flags(args.epochs)
     for seed in args.seeds:
         run_dir = out / "runs" / f"sentiment-trimmed-{seed}"
         result["trimmed"].append(
@@ -196,7 +201,7 @@ def part_ner(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"data": args.ner_data, "me5": []}
     t0 = time.perf_counter()
     result["crf"] = crf_row(data) | {"seconds": time.perf_counter() - t0}
-    flags = ["--task", "ner", "--epochs", args.ner_epochs, "--trim-vocab"]
+    flags = ["--task", "ner", *epoch_flags(args.ner_epochs), "--trim-vocab"]
     for seed in args.seeds[: args.ner_seeds]:
         run_dir = out / "runs" / f"ner-{seed}"
         result["me5"].append(fine_tune("me5-small", data, run_dir, seed, flags, "test.jsonl"))
@@ -261,7 +266,7 @@ def part_english(args: argparse.Namespace) -> dict[str, Any]:
     for seed in args.seeds[: args.english_seeds]:
         for model in ("minilm", "me5-small"):
             run_dir = out / "runs" / f"rt-{model}-{seed}"
-            flags = ["--epochs", args.epochs] + (["--trim-vocab"] if model == "me5-small" else [])
+            flags = epoch_flags(args.epochs) + (["--trim-vocab"] if model == "me5-small" else [])
             result[model].append(fine_tune(model, data, run_dir, seed, flags))
             write_json(out / "english.json", result | {"header": header()})
     result["header"] = header()
@@ -344,8 +349,9 @@ def render_section(folder: Path) -> str:
             mean, std = _acc(n["me5"], "f1")
             secs = statistics.fmean(r["seconds"] for r in n["me5"])
             rows.append(["me5-small trimmed", f"{mean:.4f} ± {std:.4f}", str(len(n["me5"])),
-                         f"{secs / 60:.1f} min"])  # fmt: skip
-        lines += [md_table(["arm", "test entity F1", "seeds", "wall time"], rows)]
+                         f"{secs / 60:.1f} min", " ".join(map(str, n["me5"][0]["flags"]))])  # fmt: skip
+        rows[0].append("")
+        lines += [md_table(["arm", "test entity F1", "seeds", "wall time", "flags"], rows)]
         lines += ["", f"Conditions: {_conditions(n)}.", ""]
     if (q := _load(folder, "faq")) is not None:
         lines += ["### Chinese FAQ (examples/faq-zh)", ""]
@@ -380,11 +386,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("part", choices=(*PARTS, "all", "render"))
     parser.add_argument("--output", type=Path, default=Path("bench/results/me5-zh"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=float, default=1.0, help="fine-tuning epochs")
+    parser.add_argument(
+        "--epochs", type=float, help="fine-tuning epochs (default: jiyi's, jiyi.tasks.presets)"
+    )
     parser.add_argument("--skip-full", action="store_true", help="no full-vocabulary arm")
     parser.add_argument("--steps", type=int, default=30, help="steps of each `steps` arm")
     parser.add_argument("--ner-data", default="people-daily-ner")
-    parser.add_argument("--ner-epochs", type=float, default=1.0)
+    parser.add_argument("--ner-epochs", type=float, help="NER epochs (default: jiyi's)")
     parser.add_argument("--ner-seeds", type=int, default=1)
     parser.add_argument("--english-seeds", type=int, default=3)
     args = parser.parse_args(argv)

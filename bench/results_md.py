@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import bench_compress
+import bench_defaults
 import bench_explain
 import bench_memory
 import bench_memory_scale
@@ -33,6 +34,7 @@ SECTIONS: list[tuple[str, Callable[[Path], str]]] = [
     ("summarize", bench_summarize.render_section),
     ("serve", bench_serve.render_section),
     ("me5-zh", bench_zh.render_section),
+    ("defaults", bench_defaults.render_section),
 ]
 
 
