@@ -18,6 +18,9 @@ every request is its own forward pass (the baseline the benchmark compares with)
 The queue is bounded: when `max_queue` texts (or requests) already wait, `submit` raises
 `QueueFull` at once (HTTP 429 with Retry-After) instead of letting latency grow without bound.
 `close()` stops accepting (`BatcherClosed`), finishes everything queued, and joins the thread.
+`saturation(stall_s)` says why the batcher cannot take work in time (queue full, a batch past
+`stall_s`: /readyz answers 503 with it), and `wait_idle` lets explanations (which run on their
+own thread, `jiyi.serve.explainer`) pause while predictions have work.
 """
 
 from __future__ import annotations
