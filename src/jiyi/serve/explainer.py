@@ -19,7 +19,8 @@ the prediction batcher's one thread they held every /v1/predict and /v1/embed be
   the next module, milliseconds later, and the worker takes the next job.
 - **Predictions first.** `checkpoint()` also waits while the prediction batcher has work
   (`yield_to`): an explanation pauses at a module boundary while a batch runs, so predictions
-  keep their latency on a 2-core machine instead of sharing the cores with it.
+  keep their latency on a 2-core machine instead of sharing the cores with it (under a steady
+  stream of predictions an explanation may so reach --timeout-s: 504, and it stops).
 - **Bounded by cost.** `plan_steps` scales integrated-gradients steps down to fit
   --max-explain-cost (tokens x steps) and refuses (422, naming the flag) a text too long for
   even `MIN_STEPS` steps.
