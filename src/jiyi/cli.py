@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from jiyi import __version__
+from jiyi.cli_help import JiyiArgumentParser, verb_map
 from jiyi.config import TrainConfig, add_dataclass_flags, build_config
 from jiyi.errors import JiyiError
 
@@ -26,15 +27,37 @@ EXAMPLES = """examples:
                     --output runs/rt-memory
   echo "a moving, funny film" | jiyi predict runs/rt --memory runs/rt-memory --neighbours 3
 """
+TRAIN_USAGE = (
+    "%(prog)s --train FILE --output RUN_DIR [--model MODEL] [--task TASK] [--validation FILE] "
+    "[--test FILE] [--config FILE.yaml] [options]"
+)
+TRAIN_EXAMPLES = """examples:
+  # classification (columns text,label); unset flags get defaults chosen for the data, printed
+  jiyi data export rotten-tomatoes --output data/rt
+  jiyi train --model minilm --train data/rt/train.csv --validation data/rt/validation.csv \\
+             --test data/rt/test.csv --output runs/rt
+  # your own semicolon-separated file, columns named otherwise
+  jiyi train --train tickets.csv --delimiter ";" --text-column body --label-column queue \\
+             --output runs/tickets
+  # NER on CoNLL files (token<TAB>tag), trained with BIOES tags
+  jiyi data export twitter-ner --output data/ner
+  jiyi train --task ner --train data/ner/train.conll --validation data/ner/validation.conll \\
+             --test data/ner/test.conll --tag-scheme BIOES --output runs/ner
+  # settings from a YAML file, one overridden; continue a killed run
+  jiyi train --config configs/minilm-sentiment.yaml --lr 3e-5 --output runs/rt-lr
+  jiyi train --output runs/rt --resume
+"""
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from jiyi.data.readers import reading
     from jiyi.tasks import adapter, get_task
     from jiyi.train import train
 
     config = build_config(TrainConfig, vars(args), args.config)
     explicit = {k for k, v in vars(args).items() if v is not None}
-    summary = train(config, explicit=explicit)
+    with reading(delimiter=config.delimiter):  # a --delimiter of the YAML file too
+        summary = train(config, explicit=explicit)
     if "test" in summary:
         adapter(get_task(summary["task"])).show_metrics(
             summary.pop("test"), f"test ({summary['test_file']})"
@@ -111,26 +134,34 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = JiyiArgumentParser(
         prog="jiyi",
+        usage="jiyi [-h] [--version] VERB ...",
         description="jiyi (记忆): fine-tune, evaluate, inspect, extend (a kNN memory), compress and "
         "serve pretrained transformer encoders, offline.",
-        epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"jiyi {__version__}")
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    # the verbs are listed in groups in the epilog (jiyi.cli_help.verb_map), not by argparse
+    verbs = parser.add_subparsers(
+        dest="verb", metavar="VERB", required=True, help=argparse.SUPPRESS, prog="jiyi"
+    )
 
     p = verbs.add_parser(
         "train",
-        help="fine-tune a model on labelled texts",
-        description="Fine-tune a pretrained encoder for text classification. "
-        "Every flag is also a key of the YAML --config file; flags win.",
+        help="fine-tune a model: classification, multilabel, NER, QA or seq2seq",
+        usage=TRAIN_USAGE,
+        description="Fine-tune a pretrained encoder on labelled data for one task (--task): "
+        "classification (the default), multilabel, ner, qa or seq2seq. Flags the user leaves "
+        "unset get defaults chosen for the task, the model and the data (printed when training "
+        "starts, saved in RUN_DIR/config.yaml). Every flag is also a key of the YAML --config "
+        "file; flags win over it.",
+        epilog=TRAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--config", metavar="FILE.yaml", help="YAML file of settings (keys as the flags, with _)"
+    add_dataclass_flags(
+        p, TrainConfig, config_file="YAML file of settings (keys as the flags, with _ or -)"
     )
-    add_dataclass_flags(p, TrainConfig)
     p.set_defaults(func=cmd_train)
 
     p = verbs.add_parser(
@@ -156,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="error",
         help="stop at a bad row, or skip and count",
     )
+    add_delimiter_flag(p)
     p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
     p.add_argument(
         "--slice-by",
@@ -193,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--text-pair-column", help="second-text column for pair models (default: the run's)"
     )
+    add_delimiter_flag(p)
     p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
     p.add_argument(
         "--memory",
@@ -268,15 +301,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("env", help="versions, devices, threads, offline state (for bug reports)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_env)
+    parser.epilog = verb_map(verbs) + "\n" + EXAMPLES
     return parser
 
 
+def add_delimiter_flag(parser: argparse.ArgumentParser) -> None:
+    """`--delimiter CHAR` of a verb that reads CSV/TSV files (`jiyi.data.readers.reading`)."""
+    parser.add_argument(
+        "--delimiter",
+        metavar="CHAR",
+        help="CSV/TSV field delimiter (; tab | ,); by default guessed from the header and the "
+        "first lines",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from jiyi.data.readers import reading
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error already printed: its code
+        return e.code if isinstance(e.code, int) else 2
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        # the readers' advice names --on-bad-rows or --delimiter only to a verb that has it
+        with reading(delimiter=getattr(args, "delimiter", None), settings=vars(args)):
+            return func(args)
     except JiyiError as e:
         print(f"jiyi {args.verb}: error: {e}", file=sys.stderr)
         return e.exit_code

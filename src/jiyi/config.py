@@ -17,13 +17,16 @@ import typing
 from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from jiyi.errors import JiyiError
 from jiyi.tasks import TASKS, TaskSpec, adapter, get_task, task_names
 from jiyi.tasks.registry import tasks_taking_trim_vocab
 
 TRUNCATIONS = ("head", "tail", "head+tail")
+ON_BAD_ROWS = ("error", "skip")
+TAG_SCHEMES = ("BIO", "BIOES")
+PRESETS = ("tiny", "small", "base")  # `jiyi pretrain --architecture` from scratch
 
 
 @dataclass
@@ -62,6 +65,8 @@ class LoopConfig:
     """How many of the most recent checkpoints to keep, besides the best."""
     resume: bool = False
     """Continue the run in --output from its last checkpoint, data position included."""
+    keep_final_checkpoint: bool = False
+    """Keep the last resumable checkpoint (weights, optimizer, scheduler, RNG) once the run finishes, to --resume it with more --epochs later; by default a finished run is model/ plus logs."""
     bf16: bool = False
     """Run forward passes under bfloat16 autocast (where the device supports it)."""
     log_every: int = 20
@@ -153,6 +158,8 @@ class TrainConfig(LoopConfig):
     """Augmented copies made of each training example."""
     on_bad_rows: str = "error"
     """What to do with a malformed row: error (stop and name it) or skip (drop it and count it)."""
+    delimiter: str | None = None
+    """CSV/TSV field delimiter of every data file (`;`, `tab`, `|`, ...); by default guessed from the header and the first lines among , ; tab |."""
     validation_fraction: float = 0.1
     """Share of --train carved out as validation data when --validation is absent."""
     tag_scheme: str | None = None
@@ -209,12 +216,16 @@ class TrainConfig(LoopConfig):
         check_choice("--task", self.task, task_names())
         spec = get_task(self.task)
         if self.tag_scheme is not None:
-            check_choice("--tag-scheme", self.tag_scheme, ("BIO", "BIOES"))
+            check_choice("--tag-scheme", self.tag_scheme, TAG_SCHEMES)
         assert self.stride is not None
         if self.stride < 0:
             raise JiyiError(f"--stride must be >= 0, got {self.stride}.")
         check_choice("--truncation", self.truncation, TRUNCATIONS)
-        check_choice("--on-bad-rows", self.on_bad_rows, ("error", "skip"))
+        check_choice("--on-bad-rows", self.on_bad_rows, ON_BAD_ROWS)
+        if self.delimiter is not None:
+            from jiyi.data.readers import parse_delimiter
+
+            self.delimiter = parse_delimiter(self.delimiter)
         check_choice("--metric", self.metric, spec.metrics)
         self.validate_loop()
         for flag, value in (
@@ -329,32 +340,142 @@ def _parse_value(flag: str, kind: type, raw: str) -> Any:
         raise JiyiError(f"{flag} expects {kind.__name__}, got {raw!r}.") from None
 
 
+# The --help groups of the dataclass flags: ONE place says which group a field belongs to (the
+# same name means the same thing in TrainConfig and PretrainConfig). A task's own flags
+# (`TaskSpec.own_flags` + `TaskSpec.help_flags` in the registry) get one group per task.
+FLAG_GROUPS: dict[str, tuple[str, ...]] = {
+    "common": (
+        "model", "from_model", "architecture", "tokenizer", "corpus", "train", "validation",
+        "test", "output", "task", "resume", "keep_final_checkpoint",
+    ),
+    "data": (
+        "text_column", "text_pair_column", "label_column", "delimiter",
+        "on_bad_rows", "validation_fraction", "heldout_fraction", "max_length", "truncation",
+        "shuffle_buffer",
+    ),
+    "optimisation": (
+        "epochs", "max_steps", "lr", "batch_size", "grad_accum", "warmup_ratio", "max_grad_norm",
+        "seed", "metric", "patience", "evals_per_epoch", "eval_steps", "eval_blocks",
+        "eval_batch_size", "save_steps", "keep_checkpoints", "log_every", "bf16", "threads",
+    ),
+    "regularisation": (
+        "weight_decay", "dropout", "l1", "l1_prox", "augment", "augment_rate", "augment_copies",
+        "trim_vocab", "freeze_embeddings",
+    ),
+    "masked LM": ("mask_rate", "whole_word_mask"),
+}  # fmt: skip
+GROUP_TITLES = {
+    "common": "common (what to train on, where the run goes)",
+    "data": "data (columns, file format, lengths)",
+    "optimisation": "optimisation (steps, learning rate, evaluation, checkpoints)",
+    "regularisation": "regularisation and augmentation",
+    "masked LM": "masked LM",
+}
+# Fields whose values are one of a fixed set: argparse shows them as {a,b} and refuses others.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "truncation": TRUNCATIONS,
+    "on_bad_rows": ON_BAD_ROWS,
+    "tag_scheme": TAG_SCHEMES,
+}
+# Fields shown with a richer placeholder than their NAME (values not enforced by argparse).
+METAVARS = {
+    "architecture": "{" + ",".join(PRESETS) + "}|FILE.json",
+    "delimiter": "CHAR",
+    "train": "FILE",
+    "validation": "FILE",
+    "test": "FILE",
+    "corpus": "FILES",
+    "output": "RUN_DIR",
+    "tokenizer": "DIR",
+}
+
+
+def field_choices(name: str) -> tuple[str, ...] | None:
+    """The fixed values of a field (`--task`: the registered tasks), None when it is open."""
+    return task_names() if name == "task" else CHOICES.get(name)
+
+
+def task_flag_groups() -> dict[str, tuple[str, ...]]:
+    """Each task's group of `jiyi train --help`: its own flags, then the other flags it reads.
+    A flag two tasks read (--stride: ner and qa) sits in the first task's group.
+
+    >>> task_flag_groups()["seq2seq"][:2]
+    ('decoder', 'share_weights')
+    """
+    return {name: spec.own_flags + spec.help_flags for name, spec in TASKS.items()}
+
+
+def help_group_of(name: str) -> str:
+    """The --help group of a field: a key of `FLAG_GROUPS`, or a task name."""
+    for group, names in itertools.chain(FLAG_GROUPS.items(), task_flag_groups().items()):
+        if name in names:
+            return group
+    raise KeyError(f"{name}: no --help group; add it to jiyi.config.FLAG_GROUPS")  # a bug
+
+
+def flag_help(cls: type, name: str, default: Any) -> str:
+    """A flag's help: its attribute docstring, then its default unless None (the docstring says
+    what None means) or False (an off switch), escaped for argparse's % formatting."""
+    text = field_docs(cls).get(name, "")
+    if default is not None and default is not False:
+        text += f" (default: {default})"
+    return text.replace("%", "%%")
+
+
 def add_dataclass_flags(
-    parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()
-) -> None:
+    parser: argparse.ArgumentParser,
+    cls: type,
+    skip: tuple[str, ...] = (),
+    *,
+    config_file: str | None = None,
+) -> dict[str, Any]:
     """One flag per field, help from the attribute docstring, default left unset (None) so that
-    values given on the command line can be told apart from the defaults and override YAML."""
-    docs = field_docs(cls)
-    own = list(inspect.get_annotations(cls))  # the class's own fields first, as declared
-    for f in sorted(fields(cls), key=lambda f: own.index(f.name) if f.name in own else len(own)):
+    values given on the command line can be told apart from the defaults and override YAML.
+
+    Flags land in argument groups (`FLAG_GROUPS`, then one group per task), in the order the
+    groups are declared. `config_file` (the help of the YAML file's flag) adds `--config
+    FILE.yaml` to the common group: --config means the YAML file of settings in every verb.
+    Returns the argument groups by name, for a verb to add its own flags to."""
+    groups: dict[str, Any] = {}
+    order = [*FLAG_GROUPS, *task_flag_groups()]
+    present = {help_group_of(f.name) for f in fields(cls) if f.name not in skip}
+    tasks = task_flag_groups()
+    for name in order:
+        if name in present or (name == "common" and config_file):
+            title = GROUP_TITLES.get(name) or f"--task {name}"
+            shared = [flag_name(f) for f in tasks.get(name, ()) if help_group_of(f) != name]
+            also = f"also reads {', '.join(shared)} (above)" if shared else None
+            groups[name] = parser.add_argument_group(title, description=also)
+    if config_file:
+        groups["common"].add_argument("--config", metavar="FILE.yaml", help=config_file)
+    position = {n: i for i, n in enumerate(itertools.chain(*FLAG_GROUPS.values()))}
+    for f in sorted(fields(cls), key=lambda f: position.get(f.name, len(position))):
         if f.name in skip:
             continue
         kind, _ = _base_type(cls, f.name)
         default = f.default if f.default is not dataclasses.MISSING else None
-        # argparse formats help with %: a literal one ("5% [UNK]") must be doubled
-        help_text = f"{docs.get(f.name, '')} (default: {default})".replace("%", "%%")
+        group = groups[help_group_of(f.name)]
+        help_text = flag_help(cls, f.name, default)
         if kind is bool:
-            parser.add_argument(
+            group.add_argument(
                 flag_name(f.name),
                 dest=f.name,
                 action=argparse.BooleanOptionalAction,
                 default=None,
                 help=help_text,
             )
-        else:
-            parser.add_argument(
-                flag_name(f.name), dest=f.name, default=None, metavar=f.name.upper(), help=help_text
-            )
+            continue
+        choices = field_choices(f.name)
+        metavar = None if choices else METAVARS.get(f.name, f.name.upper())
+        group.add_argument(
+            flag_name(f.name),
+            dest=f.name,
+            default=None,
+            choices=choices,
+            metavar=metavar,
+            help=help_text,
+        )
+    return groups
 
 
 def build_config(cls: type, cli_values: dict[str, Any], config_file: str | None = None) -> Any:
@@ -393,6 +514,7 @@ def load_yaml_config(path: str, cls: type) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")
+        name = getattr(cls, "RENAMED_KEYS", {}).get(name, name)
         if name not in known:
             raise JiyiError(
                 f"--config {path}: unknown key {key!r}. Known keys: {', '.join(sorted(known))}."
@@ -419,12 +541,11 @@ def config_to_yaml(config: Any) -> str:
     return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False, allow_unicode=True)
 
 
-PRESETS = ("tiny", "small", "base")
-
-
 @dataclass
 class PretrainConfig(LoopConfig):
-    """Settings of `jiyi pretrain`. Every field is a flag and a YAML key of --settings."""
+    """Settings of `jiyi pretrain`. Every field is a flag and a YAML key of --config."""
+
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"config": "architecture"}  # YAML of older runs
 
     corpus: str | None = None
     """Text to pretrain on: files or folders, comma-separated (plain text, one text per line; JSONL with --text-column; .gz too). Streamed, never read whole."""
@@ -432,7 +553,7 @@ class PretrainConfig(LoopConfig):
     """Held-out text for perplexity (files, comma-separated); by default --heldout-fraction of the corpus is held out."""
     from_model: str | None = None
     """Continue pretraining this encoder (domain adaptation): the alias `minilm`, a folder, a run. An MLM head tied to the input embeddings is created when it has none."""
-    config: str | None = None
+    architecture: str | None = None
     """Pretrain from scratch with this architecture: tiny, small (4 layers, hidden 256, 4 heads), base (BERT-base), or a config.json of BERT settings."""
     tokenizer: str | None = None
     """Tokenizer folder (from `jiyi tokenizer train`); required from scratch, default the model's own with --from."""
@@ -478,30 +599,31 @@ class PretrainConfig(LoopConfig):
         ):
             if value < 1:
                 raise JiyiError(f"{flag} must be at least 1, got {value}.")
-        if self.from_model and self.config:
+        arch = self.architecture
+        if self.from_model and arch:
             raise JiyiError(
-                "--from and --config exclude each other: --from continues an existing encoder, "
-                "--config builds a new one from scratch."
+                "--from and --architecture exclude each other: --from continues an existing "
+                "encoder, --architecture builds a new one from scratch."
             )
-        if self.config and self.config.endswith((".yaml", ".yml")):
+        if arch and arch.endswith((".yaml", ".yml")):
             raise JiyiError(
-                f"--config {self.config}: --config takes an architecture ({', '.join(PRESETS)} "
-                "or a config.json); a YAML file of settings goes in --settings."
+                f"--architecture {arch}: takes an architecture ({', '.join(PRESETS)} or a "
+                "config.json); a YAML file of settings goes in --config."
             )
-        if self.config and self.config not in PRESETS and not Path(self.config).is_file():
+        if arch and arch not in PRESETS and not Path(arch).is_file():
             raise JiyiError(
-                f"--config {self.config}: not a preset ({', '.join(PRESETS)}) nor an existing "
+                f"--architecture {arch}: not a preset ({', '.join(PRESETS)}) nor an existing "
                 "config.json."
             )
         if require_paths and not self.resume:
             if not self.corpus:
                 raise JiyiError("--corpus is required: the text files or folders to pretrain on.")
-            if not self.from_model and not self.config:
+            if not self.from_model and not arch:
                 raise JiyiError(
-                    "say what to pretrain: --from MODEL (continue an encoder) or --config "
+                    "say what to pretrain: --from MODEL (continue an encoder) or --architecture "
                     f"{'|'.join(PRESETS)}|FILE (from scratch)."
                 )
-            if self.config and not self.tokenizer:
+            if arch and not self.tokenizer:
                 raise JiyiError(
                     "--tokenizer is required from scratch: train one with `jiyi tokenizer train "
                     "--corpus ... --vocab-size N --output DIR`."

@@ -7,6 +7,10 @@ can be skipped instead with ``on_bad_rows="skip"``; they are then recorded in
 `ReadResult.skipped`. File-level problems (no such file, unknown type, missing column, no rows)
 always raise.
 
+The field delimiter of a CSV/TSV file is guessed (`guess_delimiter`: the extension's own, else
+what `csv.Sniffer` finds among , ; tab |, checked against the header) unless one is given, as a
+`delimiter=` argument or for every read of a command through `reading(delimiter=...)`.
+
 >>> result = read_examples("data/train.csv")  # columns text,label
 >>> result.examples[0]
 Example(text='a gripping film', label='fresh', text_pair=None, line=2)
@@ -14,12 +18,16 @@ Example(text='a gripping film', label='fresh', text_pair=None, line=2)
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import io
 import json
 import math
 import random
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,7 +48,8 @@ from jiyi.errors import JiyiError
 
 TASKS = ("classification", "multilabel")
 MULTILABEL_DELIMITERS = ("|", ";", ",")
-_FIX = "Fix or remove the row, or pass --on-bad-rows skip to skip bad rows."
+DELIMITERS = (",", ";", "\t", "|")  # what a CSV/TSV file's delimiter is guessed among
+DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 _WHOLE_NUMBER = re.compile(r"[+-]?\d+\.0*")  # "1.0" -> "1": pandas writes int labels as floats
 
 
@@ -58,6 +67,105 @@ class ReadResult:
     path: Path
     examples: list[Example]
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
+
+
+@dataclass(frozen=True)
+class ReadingOptions:
+    """How a command reads its data files (`reading` sets them for everything it reads)."""
+
+    delimiter: str | None = None
+    """The CSV/TSV field delimiter; None: guessed per file (`guess_delimiter`)."""
+    settings: frozenset[str] | None = None
+    """The settings (argparse dests) the running command has: a message suggests --on-bad-rows
+    or --delimiter only to a command that has it. None (library use): all are suggested."""
+
+    def offers(self, setting: str) -> bool:
+        return self.settings is None or setting in self.settings
+
+
+_OPTIONS: ContextVar[ReadingOptions | None] = ContextVar("jiyi_reading", default=None)
+
+
+def reading_options() -> ReadingOptions:
+    """The options `reading` set for the current command (the defaults outside one)."""
+    return _OPTIONS.get() or ReadingOptions()
+
+
+@contextlib.contextmanager
+def reading(
+    *, delimiter: str | None = None, settings: Iterable[str] | None = None
+) -> Iterator[ReadingOptions]:
+    """Read every data file inside the block with these options; a None keeps the outer value.
+
+    >>> with reading(delimiter="semicolon"):
+    ...     read_examples("tickets.csv")  # doctest: +SKIP  (read with ";", not guessed)
+    """
+    outer = reading_options()
+    options = ReadingOptions(
+        delimiter=outer.delimiter if delimiter is None else parse_delimiter(delimiter),
+        settings=outer.settings if settings is None else frozenset(settings),
+    )
+    token = _OPTIONS.set(options)
+    try:
+        yield options
+    finally:
+        _OPTIONS.reset(token)
+
+
+def parse_delimiter(value: str) -> str:
+    """A --delimiter value as one character: `;` `|` `,`, or a name (tab, \\t, comma, semicolon,
+    pipe). A quote, a newline or several characters -> JiyiError naming the flag.
+
+    >>> parse_delimiter("tab"), parse_delimiter(";")
+    ('\\t', ';')
+    """
+    char = DELIMITER_NAMES.get(value.lower(), value) if len(value) > 1 else value
+    if len(char) != 1 or char in '"\r\n' or char.isalnum():
+        names = ", ".join(DELIMITER_NAMES)
+        raise JiyiError(
+            f"--delimiter {value!r}: give one character such as ; or | (or a name: {names})."
+        )
+    return char
+
+
+def guess_delimiter(text: str, default: str, columns: Sequence[str] = ()) -> str:
+    """The field delimiter of CSV/TSV text: the extension's `default` when its header holds the
+    wanted `columns` (or, none wanted, more than one column), else `csv.Sniffer`'s guess among
+    `DELIMITERS` on the header and the next lines, else the first that splits the header into
+    the wanted columns, else `default`.
+
+    >>> guess_delimiter("text;label\\ngood; fun;pos\\n", ",", ["text", "label"])
+    ';'
+    >>> guess_delimiter("text,label\\na; b,pos\\n", ",", ["text", "label"])
+    ','
+    """
+    sample = "\n".join(text.lstrip("\ufeff").splitlines()[:6])
+
+    def fits(delimiter: str) -> bool:
+        try:
+            header = next(csv.reader(io.StringIO(sample), delimiter=delimiter), [])
+        except csv.Error:
+            return False
+        names = {c.strip() for c in header}
+        return all(c in names for c in columns) if columns else len(names) > 1
+
+    if fits(default):
+        return default
+    try:
+        sniffed = csv.Sniffer().sniff(sample, delimiters="".join(DELIMITERS)).delimiter
+    except csv.Error:
+        sniffed = None
+    for delimiter in (sniffed, *DELIMITERS):
+        if delimiter and fits(delimiter):
+            return delimiter
+    return default
+
+
+def _fix(unit: str) -> str:
+    """What to do about a bad row; --on-bad-rows is named only to a command that has it."""
+    if reading_options().offers("on_bad_rows"):
+        return f"Fix or remove the {unit}, or pass --on-bad-rows skip to skip bad rows."
+    return f"Fix or remove the {unit}."
 
 
 class _BadRow(Exception):
@@ -79,14 +187,20 @@ def read_examples(
     on_bad_rows: str = "error",
     label_delimiter: str | None = None,
     extra_columns: dict[str, str] | None = None,
+    delimiter: str | None = None,
 ) -> ReadResult:
     """Read one data file (or `datasets` folder) into examples; see the module docstring.
 
     `extra_columns` maps more columns to read (into `Example.extra`, values as stored) to the
-    flag that named them, for the error when the file lacks one.
+    flag that named them, for the error when the file lacks one. `delimiter`: of a CSV/TSV file
+    (default: `reading`'s, else guessed).
     """
     spec = _Spec(text_column, text_pair_column, label_column, task, require_labels, label_delimiter)
-    spec = replace(spec, extra_columns=tuple((extra_columns or {}).items()))
+    spec = replace(
+        spec,
+        extra_columns=tuple((extra_columns or {}).items()),
+        delimiter=parse_delimiter(delimiter) if delimiter else None,
+    )
     return _read(Path(path), str(path), spec, on_bad_rows)
 
 
@@ -100,12 +214,14 @@ def read_inputs(
     extra_columns: dict[str, str] | None = None,
     task: str = "classification",
     label_delimiter: str | None = None,
+    delimiter: str | None = None,
 ) -> list[Example]:
     """Texts to predict: "-" is stdin, .txt one text per line, anything else a data file.
 
     Stdin holds one text per line, or JSON Lines when its first non-blank line starts with "{".
     Blank lines and rows with empty text are dropped (the others keep their `line` numbers);
-    labels are read when the file has them, else None. `extra_columns`: see `read_examples`.
+    labels are read when the file has them, else None. `extra_columns`, `delimiter`: see
+    `read_examples`.
     """
     spec = _Spec(text_column, text_pair_column, require_labels=False, skip_empty_text=True)
     spec = replace(
@@ -114,6 +230,7 @@ def read_inputs(
         extra_columns=tuple((extra_columns or {}).items()),
         task=task,
         label_delimiter=label_delimiter,
+        delimiter=parse_delimiter(delimiter) if delimiter else None,
     )
     if str(path) == "-":
         raw = sys.stdin.buffer.read()
@@ -221,6 +338,7 @@ class _Spec:
     require_labels: bool = True
     label_delimiter: str | None = None
     skip_empty_text: bool = False  # read_inputs: drop rows without text instead of failing
+    delimiter: str | None = None  # CSV/TSV: None -> reading()'s, else guessed
     extra_columns: tuple[tuple[str, str], ...] = ()  # (column, flag that named it)
 
 
@@ -257,7 +375,12 @@ def _read(path: Path, where: str, spec: _Spec, on_bad_rows: str) -> ReadResult:
                 if not columns:  # every line bad: report the rows, not a "missing column"
                     columns = wanted
             else:
-                columns, rows = csv_rows(raw, where, "," if fmt == "csv" else "\t")
+                delimiter = spec.delimiter or reading_options().delimiter
+                if delimiter is None:
+                    text = raw[:65536].decode("utf-8", errors="replace")
+                    delimiter = guess_delimiter(text, "," if fmt == "csv" else "\t", wanted)
+                spec = replace(spec, delimiter=delimiter)
+                columns, rows = csv_rows(raw, where, delimiter)
     needed = [(spec.text_column, "--text-column"), (spec.text_pair_column, "--text-pair-column")]
     if spec.require_labels:
         needed.append((spec.label_column, "--label-column"))
@@ -265,7 +388,17 @@ def _read(path: Path, where: str, spec: _Spec, on_bad_rows: str) -> ReadResult:
     for column, flag in needed:
         if column and column not in columns:
             kind = "keys" if fmt == "jsonl" else "columns"
-            header = " (jiyi reads the first line as the header)" if fmt in ("csv", "tsv") else ""
+            header = ""
+            if fmt in ("csv", "tsv"):
+                header = (
+                    " (jiyi reads the first line as the header, fields separated by "
+                    f"{spec.delimiter!r}"
+                    + (
+                        "; pass --delimiter CHAR if they are not)"
+                        if reading_options().offers("delimiter")
+                        else ")"
+                    )
+                )
             raise JiyiError(
                 f'{where}: no column "{column}"; the file has {kind}: '
                 f"{', '.join(repr(c) for c in columns)}{header}. Pass {flag} NAME to use another."
@@ -295,7 +428,7 @@ def _collect(
             ex = _to_example(record, line, spec)
         except _BadRow as bad:
             if on_bad_rows == "error":
-                raise JiyiError(f"{where} {unit} {line}: {bad.reason}. {_FIX}") from None
+                raise JiyiError(f"{where} {unit} {line}: {bad.reason}. {_fix('row')}") from None
             skipped.append((line, bad.reason))
             continue
         if ex is not None:

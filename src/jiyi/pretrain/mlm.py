@@ -124,17 +124,21 @@ def build_model(config: PretrainConfig, say: Any) -> tuple[Any, Any]:
                 "own tokenizer (leave --tokenizer out)."
             )
         return model, tokenizer
-    assert config.config and config.tokenizer
+    assert config.architecture and config.tokenizer
     tokenizer = load_tokenizer(config.tokenizer)
-    if config.config in PRESET_CONFIGS:
-        arch: dict[str, Any] = dict(PRESET_CONFIGS[config.config])
+    if config.architecture in PRESET_CONFIGS:
+        arch: dict[str, Any] = dict(PRESET_CONFIGS[config.architecture])
     else:
         try:
-            arch = json.loads(Path(config.config).read_text(encoding="utf-8"))
+            arch = json.loads(Path(config.architecture).read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
-            raise JiyiError(f"--config {config.config}: not a readable JSON file ({e}).") from None
+            raise JiyiError(
+                f"--architecture {config.architecture}: not a readable JSON file ({e})."
+            ) from None
         if not isinstance(arch, dict):
-            raise JiyiError(f"--config {config.config}: expected a JSON object of BERT settings.")
+            raise JiyiError(
+                f"--architecture {config.architecture}: expected a JSON object of BERT settings."
+            )
         arch = {k: v for k, v in arch.items() if k not in ("architectures", "model_type")}
     arch.update(
         vocab_size=len(tokenizer),
@@ -148,7 +152,7 @@ def build_model(config: PretrainConfig, say: Any) -> tuple[Any, Any]:
         bert_config = BertConfig(**arch)
     except (TypeError, ValueError) as e:
         raise JiyiError(
-            f"--config {config.config}: not a valid BERT configuration ({e})."
+            f"--architecture {config.architecture}: not a valid BERT configuration ({e})."
         ) from None
     torch.manual_seed(config.seed)
     model = BertForMaskedLM(bert_config)
@@ -306,7 +310,7 @@ def pretrain(
                     "objective": "masked-lm",
                     "max_length": config.max_length,
                     "base_model": config.from_model,
-                    "architecture": config.config,
+                    "architecture": config.architecture,
                     "step": state.step,
                     **extra,
                 },

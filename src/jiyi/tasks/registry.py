@@ -76,6 +76,9 @@ class TaskSpec:
     """`jiyi compress` (int8, ONNX, pruning, distillation)."""
     own_flags: tuple[str, ...] = ()
     """TrainConfig fields only this task reads: given with another --task, they are refused."""
+    help_flags: tuple[str, ...] = ()
+    """Other TrainConfig fields shown in this task's group of `jiyi train --help` (after
+    `own_flags`): flags it reads that other tasks may share or ignore (ner's --stride)."""
     trim_vocab: bool = False
     """`jiyi train --trim-vocab` and `--freeze-embeddings` (its training trims the base's
     vocabulary to the text its tokenizer encodes, and can freeze the embedding layer)."""
@@ -143,6 +146,7 @@ TASKS: dict[str, TaskSpec] = {
             default_metric="f1",
             adapter_module="jiyi.tasks.ner",
             service="ner",
+            help_flags=("tag_scheme", "stride", "tokens_column", "tags_column", "strict"),
             trim_vocab=True,
             preset=Preset(min_steps=600, lr={"small": 1e-4, "base": 5e-5, "large": 3e-5}),
         ),
@@ -153,6 +157,14 @@ TASKS: dict[str, TaskSpec] = {
             default_metric="f1",
             adapter_module="jiyi.tasks.qa",
             service="qa",
+            help_flags=(
+                "question_column",
+                "context_column",
+                "answers_column",
+                "max_answer_length",
+                "null_threshold",
+                "stride",
+            ),
             trim_vocab=True,
             preset=Preset(min_steps=600),
         ),
@@ -170,6 +182,7 @@ TASKS: dict[str, TaskSpec] = {
                 "max_new_tokens",
                 "no_repeat_ngram_size",
             ),
+            help_flags=("source_column", "target_column", "max_target_length"),
         ),
     )
 }
