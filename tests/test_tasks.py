@@ -1,6 +1,6 @@
 """The task registry's contract, for every registered task: its adapter has every function, a run
 folder of the task resolves to it, and every verb it does not support is refused through the real
-CLI with one message and exit 2. The README's capability matrix is the registry's."""
+CLI with one message and exit 2. The capability matrix of docs/tasks.md is the registry's."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from jiyi.tasks import (
     task_of_run,
 )
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+TASKS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "tasks.md"
 EVERY_RUN = [*TASKS.values(), PRETRAINING]
 
 
@@ -151,10 +151,10 @@ def test_a_refusal_names_what_applies_and_what_the_task_takes() -> None:
         ner.can("fly")
 
 
-def test_the_readme_capability_matrix_is_the_registrys() -> None:
-    text = README.read_text(encoding="utf-8")
+def test_the_docs_capability_matrix_is_the_registrys() -> None:
+    text = TASKS_PAGE.read_text(encoding="utf-8")
     matrix = capability_matrix()
-    assert matrix in text, "README's capability matrix differs: paste capability_matrix()"
+    assert matrix in text, "docs/tasks.md's capability matrix differs: paste capability_matrix()"
     header = [cell.strip(" |`") for cell in matrix.splitlines()[0].split(" | ")]
     assert header == ["task", *CAPABILITIES.values()]
     rows = {line.split(" | ")[0].lstrip("| "): line for line in matrix.splitlines()[2:]}
