@@ -15,7 +15,6 @@ import yaml
 
 from conftest import make_texts, write_csv
 from jiyi.cli import main
-from jiyi.config import TrainConfig
 
 QUICK = ["--batch-size", "8", "--lr", "3e-3", "--seed", "0", "--threads", "1"]
 
@@ -74,6 +73,17 @@ def test_max_length_past_the_positions_is_refused_before_anything_is_written(
     assert main(train_args(tiny_model_dir, small_data, empty, "--max-length", "65")) == 2
     one_error_line(capsys.readouterr().err, "--max-length 65", "--max-length 64 or less")
     assert list(empty.iterdir()) == []
+
+
+def test_pretrain_from_a_model_checks_max_length_too(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"{text}\n" for text, _ in make_texts(50, seed=5)))
+    argv = ["pretrain", "--from", str(tiny_model_dir), "--corpus", str(corpus)]
+    assert main([*argv, "--max-length", "80", "--output", str(tmp_path / "p")]) == 2
+    one_error_line(capsys.readouterr().err, "--max-length 80", f"--from {tiny_model_dir}")
+    assert not (tmp_path / "p").exists()
 
 
 def test_default_max_length_is_cut_to_the_positions(lean_run: tuple[Path, str]) -> None:
@@ -171,14 +181,12 @@ def test_discard_if_unstarted(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def interrupted_run(
-    tiny_model_dir: Path, small_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Path:
-    """A run with checkpoints at steps 1 and 2 of 3, as if killed after step 2 (its final
+def interrupted_run(tiny_model_dir: Path, small_data: Path, tmp_path: Path) -> Path:
+    """A run with checkpoints at steps 2 and 3 of 3, as if killed after step 2 (its final
     checkpoint removed)."""
-    monkeypatch.setattr(TrainConfig, "keep_final_checkpoint", True, raising=False)
     out = tmp_path / "run"
     argv = ["--max-steps", "3", "--save-steps", "1", "--max-length", "16"]
+    argv += ["--keep-final-checkpoint"]
     assert main(train_args(tiny_model_dir, small_data, out, *argv)) == 0
     ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert ckpts == ["step-000002", "step-000003"]  # the last --keep-checkpoints 2
@@ -211,6 +219,23 @@ def test_resume_takes_corrected_safe_settings_and_refuses_the_others(
     assert settings["max_length"] == 24 and settings["lr"] == 3e-3
     events = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert max(e.get("step", 0) for e in events) == 3
+
+
+def test_resume_continues_a_finished_run_given_more_steps(
+    tiny_model_dir: Path, small_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    argv = train_args(tiny_model_dir, small_data, out, "--max-length", "16", "--max-steps", "2")
+    assert main([*argv, "--keep-final-checkpoint"]) == 0
+    assert main([*train_args(tiny_model_dir, small_data, out, "--max-steps", "4"), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "had finished at step 2; continuing to 4" in err
+    events = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e["event"] == "eval"] == [2, 4]
+    ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert ckpts == ["step-000002", "step-000004"]  # the last --keep-checkpoints, as asked
+    assert main([*train_args(tiny_model_dir, small_data, out, "--max-steps", "4"), "--resume"]) == 0
+    assert "re-running its final evaluation" in capsys.readouterr().err
 
 
 def test_resume_of_a_lean_finished_run_says_what_to_do(

@@ -327,7 +327,12 @@ def start_run(
             ckpts[-1], accelerator.unwrap_model(model), optimizer, scheduler
         )
         run.say(f"Resuming from {ckpts[-1]} (step {run.state.step}, epoch {run.state.epoch}).")
-        if run.state.finished:
+        state, patience = run.state, getattr(config, "patience", None)
+        stopped_early = patience is not None and state.evals_without_improvement >= patience
+        if state.finished and state.step < total_steps and not stopped_early:
+            state.finished = False  # a larger --epochs / --max-steps (or --patience) given
+            run.say(f"That run had finished at step {state.step}; continuing to {total_steps}.")
+        elif state.finished:
             run.say("[yellow]That run had already finished; re-running its final evaluation.[/]")
     if config.resume:
         run.write_folder()
@@ -500,10 +505,7 @@ def finish_checkpoints(run: Run) -> None:
     """At the end of a run: keep the last --keep-checkpoints checkpoints (the final one
     written) when --keep-final-checkpoint asks, else none (model/ is the result; optimizer
     state is only for resuming). Then say the folder's size in one line."""
-    keep = getattr(run.config, "keep_final_checkpoint", None)
-    if keep is None:  # settings without the field: pretraining keeps them (it is continued)
-        keep = run.verb != "train"
-    if keep:
+    if run.config.keep_final_checkpoint:
         run.checkpoint()
     elif run.main:
         prune_checkpoints(run.run_dir, 0)
@@ -513,7 +515,7 @@ def finish_checkpoints(run: Run) -> None:
         f"{len(ckpts)} checkpoint{'s' * (len(ckpts) != 1)} "
         f"{human_bytes(folder_bytes(run.run_dir / 'checkpoints'))}"
         if ckpts
-        else "no checkpoint: --keep-final-checkpoint keeps one to --resume from"
+        else "no checkpoint: --keep-final-checkpoint keeps the last to --resume from"
     )
     run.say(
         f"Run folder {run.run_dir}: {human_bytes(folder_bytes(run.run_dir))} "

@@ -1,8 +1,8 @@
 """`--resume`: which settings a resumed run keeps, which it may change, and the check of --output.
 
-    jiyi train --output runs/x --resume --max-length 256   # continues, with texts cut anew
-    jiyi train --output runs/x --resume --lr 1e-4          # refused: the optimizer state was
-                                                           # trained with the saved --lr
+jiyi train --output runs/x --resume --max-length 256   # continues, with texts cut anew
+jiyi train --output runs/x --resume --lr 1e-4          # refused: the optimizer state was
+                                                       # trained with the saved --lr
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def prepare_run_dir(
         raise JiyiError(
             f"--resume: {run_dir} has finished and kept no resumable checkpoint ({MODEL_DIR}/ holds "
             f"its best model). Fine-tune further from it in a new run (jiyi {verb} --model "
-            f"{run_dir} --output NEW_DIR), or pass --keep-final-checkpoint to keep one."
+            f"{run_dir} --output NEW_DIR); --keep-final-checkpoint keeps a finished run resumable."
         )
     cls = type(config)
     values = load_yaml_config(str(saved), cls)
