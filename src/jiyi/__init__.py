@@ -1,7 +1,8 @@
 """jiyi (记忆): form, transfer, inspect, extend, shrink and serve an encoder's memory.
 
 >>> import jiyi
->>> jiyi.load("runs/rt").predict(["a moving, funny film"])  # doctest: +SKIP
+>>> jiyi.load("runs/rt").predict(["a moving, funny film"])  # doctest: +SKIP  (a list per list)
+>>> jiyi.load("runs/rt").predict("a moving, funny film")  # doctest: +SKIP  (one dict per string)
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ if TYPE_CHECKING:
 
 
 def load(path: str, **kwargs: Any) -> Classifier:
-    """Load a run directory or model folder for prediction (torch is imported on first use)."""
+    """Load a run directory or model folder for prediction (torch is imported on first use).
+    `.predict(text)` gives one prediction for a string, a list of them for a list of texts."""
     from jiyi.predict import load as _load
 
     return _load(path, **kwargs)

@@ -7,9 +7,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -93,9 +94,24 @@ class Classifier:
         ordered[rows] = probs
         return ordered
 
-    def predict(self, texts: list[str], pairs: list[str] | None = None) -> list[dict[str, Any]]:
-        """One dict per text: `label` (a list for multilabel), `score`, `probabilities`."""
-        probs = self.predict_proba(texts, pairs)
+    @overload
+    def predict(self, texts: str, pairs: str | None = None) -> dict[str, Any]: ...
+    @overload
+    def predict(
+        self, texts: Sequence[str], pairs: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]: ...
+    def predict(
+        self, texts: str | Sequence[str], pairs: str | Sequence[str] | None = None
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """One dict per text: `label` (a list for multilabel), `score`, `probabilities`; a single
+        string (and pair) gives its one dict: `predict("a fun film")` -> {"label": ...}."""
+        if isinstance(texts, str):
+            if pairs is not None and not isinstance(pairs, str):
+                raise TypeError("predict(text, pair): with one text, the pair is one string too")
+            return self.predict([texts], None if pairs is None else [pairs])[0]
+        if isinstance(pairs, str):
+            raise TypeError("predict(texts, pairs): with a list of texts, pairs is a list too")
+        probs = self.predict_proba(list(texts), None if pairs is None else list(pairs))
         return [self._row(p) for p in probs]
 
     def _row(self, p: np.ndarray) -> dict[str, Any]:

@@ -378,14 +378,11 @@ def _read(path: Path, where: str, spec: _Spec, on_bad_rows: str) -> ReadResult:
                 delimiter = spec.delimiter or reading_options().delimiter
                 if delimiter is None:
                     text = raw[:65536].decode("utf-8", errors="replace")
-                    delimiter = guess_delimiter(text, "," if fmt == "csv" else "\t", wanted)
+                    required = [c for c, _ in _needed_columns(spec) if c]
+                    delimiter = guess_delimiter(text, "," if fmt == "csv" else "\t", required)
                 spec = replace(spec, delimiter=delimiter)
                 columns, rows = csv_rows(raw, where, delimiter)
-    needed = [(spec.text_column, "--text-column"), (spec.text_pair_column, "--text-pair-column")]
-    if spec.require_labels:
-        needed.append((spec.label_column, "--label-column"))
-    needed += list(spec.extra_columns)
-    for column, flag in needed:
+    for column, flag in _needed_columns(spec):
         if column and column not in columns:
             kind = "keys" if fmt == "jsonl" else "columns"
             header = ""
@@ -406,6 +403,14 @@ def _read(path: Path, where: str, spec: _Spec, on_bad_rows: str) -> ReadResult:
     if spec.label_column not in columns:
         spec = replace(spec, label_column="")  # unlabelled (labels optional): label None
     return _collect(where, fmt, rows, spec, on_bad_rows, path)
+
+
+def _needed_columns(spec: _Spec) -> list[tuple[str | None, str]]:
+    """The columns a file must have, each with the flag that names it."""
+    needed = [(spec.text_column, "--text-column"), (spec.text_pair_column, "--text-pair-column")]
+    if spec.require_labels:
+        needed.append((spec.label_column, "--label-column"))
+    return needed + list(spec.extra_columns)
 
 
 def _collect(
