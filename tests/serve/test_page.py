@@ -3,16 +3,13 @@ loopback port, around the tiny trained run), Playwright driving Debian's chromiu
 laptop's 1280 × 800.
 
 Skipped when playwright or /usr/bin/chromium is missing. Each test saves a screenshot in its
-tmp_path; set JIYI_UPDATE_SCREENSHOT=1 to also copy the one with a memory (every panel) to
-docs/serve.png, the README's picture.
+tmp_path (the README's docs/serve.png comes from a real MiniLM run: docs/make_screenshots.py).
 """
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +29,6 @@ expect = sync_api.expect
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs chromium at /usr/bin/chromium")
 
-REPO = Path(__file__).resolve().parents[2]
 VIEWPORT = {"width": 1280, "height": 800}
 LAYERS, HEADS = 2, 4  # the tiny BERT of tests/conftest.py
 TIMEOUT_MS = 60_000  # explain runs integrated gradients on the CPU
@@ -72,14 +68,10 @@ def open_page(browser: Any, url: str) -> Iterator[Any]:
         context.close()
 
 
-def screenshot(page: Any, path: Path, *, docs: bool = False) -> None:
-    """Save the page as `path`; with docs=True and JIYI_UPDATE_SCREENSHOT=1, also as the README's
-    docs/serve.png."""
+def screenshot(page: Any, path: Path) -> None:
+    """Save the page as `path` (a blank or broken page is smaller than 10 kB)."""
     page.screenshot(path=str(path))
     assert path.stat().st_size > 10_000
-    if docs and os.environ.get("JIYI_UPDATE_SCREENSHOT"):
-        (REPO / "docs").mkdir(exist_ok=True)
-        shutil.copyfile(path, REPO / "docs" / "serve.png")
 
 
 def test_page_predicts_and_shows_attributions_and_attention(
@@ -233,7 +225,7 @@ def test_page_with_a_token_shows_errors_inline_and_the_nearest_examples(
         expect(rows.first.locator("td").nth(1)).to_have_text(LABEL)
         expect(page.locator("#words .w").first).to_be_visible()
         expect(page.locator("#predict-status")).to_be_empty()
-        screenshot(page, tmp_path / "serve-memory.png", docs=True)
+        screenshot(page, tmp_path / "serve-memory.png")
 
 
 def test_page_asks_a_faq_memory(
