@@ -87,6 +87,12 @@ class TaskSpec:
     preset: Preset = DEFAULT_PRESET
     """Its training defaults: the fewest optimizer steps and the learning rate by model size
     (`jiyi.tasks.presets`), used for every --epochs, --lr, --patience the user leaves unset."""
+    pipeline_tag: str | None = None
+    """The Hugging Face pipeline tag of its models: a model card's `pipeline_tag` and the task
+    type of its `model-index` (`jiyi.card`)."""
+    rates: tuple[tuple[str, str], ...] = ()
+    """Metrics that are a share of independent items, each with the metrics.json key counting
+    them (("accuracy", "n")): a model card gives them a 95% Wilson interval."""
 
     def can(self, capability: str) -> bool:
         """Whether the task supports `capability` (a key of `CAPABILITIES`)."""
@@ -119,6 +125,8 @@ _TEXT_CLASSIFIER = dict(
     curve=True,
     compress=True,
     trim_vocab=True,
+    pipeline_tag="text-classification",
+    rates=(("accuracy", "n"),),
 )
 
 TASKS: dict[str, TaskSpec] = {
@@ -146,6 +154,7 @@ TASKS: dict[str, TaskSpec] = {
             default_metric="f1",
             adapter_module="jiyi.tasks.ner",
             service="ner",
+            pipeline_tag="token-classification",
             help_flags=("tag_scheme", "stride", "tokens_column", "tags_column", "strict"),
             trim_vocab=True,
             preset=Preset(min_steps=600, lr={"small": 1e-4, "base": 5e-5, "large": 3e-5}),
@@ -157,6 +166,12 @@ TASKS: dict[str, TaskSpec] = {
             default_metric="f1",
             adapter_module="jiyi.tasks.qa",
             service="qa",
+            pipeline_tag="question-answering",
+            rates=(
+                ("exact_match", "n"),
+                ("has_ans_exact_match", "has_ans_n"),
+                ("no_ans_exact_match", "no_ans_n"),
+            ),
             help_flags=(
                 "question_column",
                 "context_column",
@@ -174,6 +189,8 @@ TASKS: dict[str, TaskSpec] = {
             metrics=("rougeL", "rouge1", "rouge2", "bleu", "chrf", "exact_match", "loss"),
             default_metric="rougeL",
             adapter_module="jiyi.tasks.seq2seq",
+            pipeline_tag="text2text-generation",
+            rates=(("exact_match", "n"),),
             own_flags=(
                 "decoder",
                 "share_weights",
