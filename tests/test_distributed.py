@@ -52,7 +52,7 @@ def test_two_process_pretraining(tiny_model_dir: Path, tmp_path: Path) -> None:
     cmd = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29518",
-        "-m", "jiyi", "pretrain", "--corpus", str(corpus), "--config", "tiny",
+        "-m", "jiyi", "pretrain", "--corpus", str(corpus), "--architecture", "tiny",
         "--tokenizer", str(tiny_model_dir), "--output", str(out), "--epochs", "2",
         "--batch-size", "8", "--max-length", "32", "--heldout-fraction", "0.1", "--log-every", "1",
     ]  # fmt: skip

@@ -1,5 +1,5 @@
 """Chinese NER at the character level on an encoder made by jiyi: `jiyi tokenizer train --chinese`,
-`jiyi pretrain --config tiny`, then `jiyi train --task ner --model PRETRAIN_RUN` on CoNLL files with
+`jiyi pretrain --architecture tiny`, then `jiyi train --task ner --model PRETRAIN_RUN` on CoNLL files with
 one character per line, and `jiyi predict` on raw Chinese text back to character offsets."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def chinese_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     argv = ["tokenizer", "train", "--corpus", str(corpus), "--vocab-size", "300", "--chinese"]
     assert main([*argv, "--output", str(tok)]) == 0
     run = root / "pretrain"
-    argv = ["pretrain", "--corpus", str(corpus), "--config", "tiny", "--tokenizer", str(tok)]
+    argv = ["pretrain", "--corpus", str(corpus), "--architecture", "tiny", "--tokenizer", str(tok)]
     argv += ["--max-steps", "6", "--batch-size", "16", "--max-length", "32", "--output", str(run)]
     assert main(argv) == 0
     return run

@@ -184,6 +184,7 @@ def pretrained_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactor
         "20",
         "--keep-checkpoints",
         "5",
+        "--keep-final-checkpoint",  # test_resume_reproduces_the_run resumes from them
         "--log-every",
         "5",
         "--output",
@@ -301,7 +302,8 @@ def test_chinese_whole_word_pretraining(tmp_path: Path) -> None:
         == 0
     )
     out = tmp_path / "run"
-    argv = ["pretrain", "--corpus", str(corpus), "--config", "tiny", "--tokenizer", str(tok_dir)]
+    argv = ["pretrain", "--corpus", str(corpus), "--architecture", "tiny"]
+    argv += ["--tokenizer", str(tok_dir)]
     argv += ["--whole-word-mask", "--max-steps", "4", "--batch-size", "8", "--max-length", "32"]
     assert main([*argv, "--output", str(out)]) == 0
     assert (out / "model" / "model.safetensors").is_file()
@@ -310,11 +312,12 @@ def test_chinese_whole_word_pretraining(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--config", "tiny", "--from", "minilm"], "exclude each other"),
-        (["--config", "tiny"], "--tokenizer is required"),
+        (["--architecture", "tiny", "--from", "minilm"], "exclude each other"),
+        (["--architecture", "tiny"], "--tokenizer is required"),
         ([], "--from MODEL"),
-        (["--config", "settings.yaml"], "--settings"),
-        (["--config", "huge"], "not a preset"),
+        (["--architecture", "settings.yaml"], "a YAML file of settings goes in --config"),
+        (["--config", "settings.yaml"], "--config settings.yaml: no such file"),
+        (["--architecture", "huge"], "not a preset"),
     ],
 )
 def test_bad_settings_are_named(
@@ -330,7 +333,7 @@ def test_bad_settings_are_named(
 def test_missing_corpus_is_named(
     tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["pretrain", "--corpus", str(tmp_path / "nope.txt"), "--config", "tiny"]
+    argv = ["pretrain", "--corpus", str(tmp_path / "nope.txt"), "--architecture", "tiny"]
     argv += ["--tokenizer", str(tiny_model_dir), "--output", str(tmp_path / "o")]
     assert main(argv) == 2
     err = capsys.readouterr().err
