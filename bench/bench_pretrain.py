@@ -142,7 +142,7 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
 
 def jiyi_round(s: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     argv = [
-        "pretrain", "--corpus", s["corpus"], "--config", s["config"], "--tokenizer",
+        "pretrain", "--corpus", s["corpus"], "--architecture", s["config"], "--tokenizer",
         s["tokenizer"], "--max-steps", s["steps"], "--batch-size", s["batch_size"],
         "--max-length", s["max_length"], "--lr", s["lr"], "--warmup-ratio", s["warmup_ratio"],
         "--weight-decay", s["weight_decay"], "--mask-rate", s["mlm_probability"],

@@ -93,7 +93,7 @@ def scale(args: argparse.Namespace) -> dict[str, Any]:
 
     # 2. jiyi pretrain on the whole file, in a subprocess, its RSS sampled every 0.25 s
     run_dir = fresh(out / "scale-run")
-    cmd = [*JIYI, "pretrain", "--corpus", str(corpus), "--config", args.config,
+    cmd = [*JIYI, "pretrain", "--corpus", str(corpus), "--architecture", args.config,
            "--tokenizer", str(tokenizer), "--max-steps", str(args.steps),
            "--batch-size", str(args.batch_size), "--log-every", "1",
            "--threads", str(args.threads), "--output", str(run_dir)]  # fmt: skip

@@ -17,9 +17,12 @@ from jiyi.data.readers import (
     Example,
     ReadResult,
     check_split_labels,
+    guess_delimiter,
     label_list,
+    parse_delimiter,
     read_examples,
     read_inputs,
+    reading,
     stratified_split,
 )
 from jiyi.errors import JiyiError
@@ -542,3 +545,61 @@ def test_stratified_split_is_stratified_and_deterministic() -> None:
         stratified_split(exs, 1.0, seed=0)
     with pytest.raises(JiyiError, match="no label has 2"):
         stratified_split([Example("a", "x"), Example("b", "y")], 0.5, seed=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The field delimiter: guessed, or given (--delimiter).
+
+
+@pytest.mark.parametrize(
+    ("text", "suffix", "expected"),
+    [
+        ("text;label\ngood, fun film;pos\nbad;neg\n", ".csv", ";"),
+        ("text|label\na, b; c|pos\nd|neg\n", ".csv", "|"),
+        ("text\tlabel\na, b; c\tpos\n", ".csv", "\t"),
+        ('text,label\n"a; b; c",pos\nd;e,neg\n', ".csv", ","),  # ; inside texts only
+        ("text,label\na,pos\n", ".tsv", ","),  # a comma .tsv
+        ("text\tlabel\na;b,c\tpos\n", ".tsv", "\t"),
+    ],
+)
+def test_delimiter_is_guessed(text: str, suffix: str, expected: str, tmp_path: Path) -> None:
+    path = tmp_path / f"data{suffix}"
+    path.write_text(text, encoding="utf-8")
+    examples = read_examples(path).examples
+    assert examples[0].label == "pos"
+    assert guess_delimiter(text, "," if suffix == ".csv" else "\t", ["text", "label"]) == expected
+
+
+def test_given_delimiter_wins_over_the_guess(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("text;label\na,b;pos\nc;neg\n", encoding="utf-8")
+    assert [e.text for e in read_examples(path).examples] == ["a,b", "c"]
+    with pytest.raises(JiyiError, match=r"separated by ','; pass --delimiter CHAR"):
+        read_examples(path, delimiter=",")
+    with reading(delimiter="semicolon"):  # what --delimiter sets for a whole command
+        assert read_inputs(path)[1].text == "c"
+    with reading(delimiter=","), pytest.raises(JiyiError, match="no column"):
+        read_inputs(path)
+
+
+@pytest.mark.parametrize(
+    ("value", "char"), [(";", ";"), ("tab", "\t"), ("\\t", "\t"), ("\t", "\t"), ("PIPE", "|")]
+)
+def test_parse_delimiter(value: str, char: str) -> None:
+    assert parse_delimiter(value) == char
+
+
+@pytest.mark.parametrize("value", ['"', "ab", "x", "\n", ""])
+def test_bad_delimiter_names_the_flag(value: str) -> None:
+    with pytest.raises(JiyiError, match="--delimiter"):
+        parse_delimiter(value)
+
+
+def test_bad_row_advice_names_on_bad_rows_only_to_commands_that_have_it(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\na,pos\n,neg\n", encoding="utf-8")
+    with pytest.raises(JiyiError, match="or pass --on-bad-rows skip"):
+        read_examples(path)
+    with reading(settings={"text_column"}), pytest.raises(JiyiError) as e:
+        read_examples(path)
+    assert "--on-bad-rows" not in str(e.value) and "Fix or remove the row." in str(e.value)
