@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from jiyi.config import PRESETS, PretrainConfig, add_dataclass_flags, build_config
+from jiyi.runs import discard_if_unstarted
 
 
 def deprecated_spellings(args: argparse.Namespace) -> None:
@@ -43,7 +44,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     deprecated_spellings(args)
     config = build_config(PretrainConfig, vars(args), args.config)
     explicit = {k for k, v in vars(args).items() if v is not None}
-    summary = pretrain(config, explicit=explicit)
+    with discard_if_unstarted(config.output, config.resume):  # a failed start leaves no folder
+        summary = pretrain(config, explicit=explicit)
     print(json.dumps(summary, default=str))
     return 0
 
