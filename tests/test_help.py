@@ -170,7 +170,7 @@ def test_flags_named_in_messages_exist() -> None:
         for literal in re.findall(
             r"(?s)(\"\"\".*?\"\"\"|\"[^\"\n]*\"|'[^'\n]*')", path.read_text()
         ):
-            for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*[a-z0-9](?!\w)", literal):
+            for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*[a-z0-9](?![\w{-])", literal):
                 if flag not in flags:
                     missing.setdefault(flag, str(path.relative_to(SRC)))
     assert not missing, missing

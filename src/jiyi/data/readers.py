@@ -161,11 +161,25 @@ def guess_delimiter(text: str, default: str, columns: Sequence[str] = ()) -> str
     return default
 
 
-def _fix(unit: str) -> str:
-    """What to do about a bad row; --on-bad-rows is named only to a command that has it."""
+def file_delimiter(raw: bytes, fmt: str, columns: Sequence[str] = ()) -> str:
+    """The delimiter to read a "csv" or "tsv" file's bytes with: `reading`'s, else guessed
+    (`guess_delimiter`) with the columns the read needs."""
+    given = reading_options().delimiter
+    if given is not None:
+        return given
+    text = raw[:65536].decode("utf-8", errors="replace")
+    return guess_delimiter(text, "," if fmt == "csv" else "\t", columns)
+
+
+def bad_row_advice(fix: str = "Fix or remove the row", skipped: str = "bad rows") -> str:
+    """What to do about a bad row; --on-bad-rows is named only to a command that has it.
+
+    >>> bad_row_advice("Fix it", "the sentence")  # outside `reading`, or in a verb that has it
+    'Fix it, or pass --on-bad-rows skip to skip the sentence.'
+    """
     if reading_options().offers("on_bad_rows"):
-        return f"Fix or remove the {unit}, or pass --on-bad-rows skip to skip bad rows."
-    return f"Fix or remove the {unit}."
+        return f"{fix}, or pass --on-bad-rows skip to skip {skipped}."
+    return f"{fix}."
 
 
 class _BadRow(Exception):
@@ -375,11 +389,8 @@ def _read(path: Path, where: str, spec: _Spec, on_bad_rows: str) -> ReadResult:
                 if not columns:  # every line bad: report the rows, not a "missing column"
                     columns = wanted
             else:
-                delimiter = spec.delimiter or reading_options().delimiter
-                if delimiter is None:
-                    text = raw[:65536].decode("utf-8", errors="replace")
-                    required = [c for c, _ in _needed_columns(spec) if c]
-                    delimiter = guess_delimiter(text, "," if fmt == "csv" else "\t", required)
+                required = [c for c, _ in _needed_columns(spec) if c]
+                delimiter = spec.delimiter or file_delimiter(raw, fmt, required)
                 spec = replace(spec, delimiter=delimiter)
                 columns, rows = csv_rows(raw, where, delimiter)
     for column, flag in _needed_columns(spec):
@@ -433,7 +444,9 @@ def _collect(
             ex = _to_example(record, line, spec)
         except _BadRow as bad:
             if on_bad_rows == "error":
-                raise JiyiError(f"{where} {unit} {line}: {bad.reason}. {_fix('row')}") from None
+                raise JiyiError(
+                    f"{where} {unit} {line}: {bad.reason}. {bad_row_advice()}"
+                ) from None
             skipped.append((line, bad.reason))
             continue
         if ex is not None:

@@ -29,6 +29,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+from jiyi.data.readers import bad_row_advice
 from jiyi.data.sources import SURROGATE, json_kind
 from jiyi.errors import JiyiError
 from jiyi.io import atomic_write_text
@@ -38,7 +39,6 @@ CONLL_SUFFIXES = (".conll", ".txt", ".tsv", ".bio", ".iob", ".iob2", ".bioes")
 JSONL_SUFFIXES = (".jsonl", ".json")
 DOCSTART = "-DOCSTART-"
 _COLUMNS = re.compile(r"[ \t]+")
-_FIX = "Fix it, or pass --on-bad-rows skip to skip the sentence."
 
 
 @dataclass
@@ -107,7 +107,8 @@ def read_ner(
             for item in items:
                 if isinstance(item, _Bad):
                     if on_bad_rows == "error":
-                        raise JiyiError(f"{where} line {item.line}: {item.reason}. {_FIX}")
+                        advice = bad_row_advice("Fix it", "the sentence")
+                        raise JiyiError(f"{where} line {item.line}: {item.reason}. {advice}")
                     skipped.append((item.line, item.reason))
                 else:
                     examples.append(NerExample(item.tokens, item.tags, f"{where}:{item.line}"))

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jiyi.data.readers import bad_row_advice, file_delimiter
 from jiyi.data.sources import (
     FORMATS,
     SURROGATE,
@@ -45,8 +46,6 @@ from jiyi.data.sources import (
     parquet_rows,
 )
 from jiyi.errors import JiyiError
-
-_FIX = "Fix it, or pass --on-bad-rows skip to skip the question."
 
 
 @dataclass(frozen=True)
@@ -118,7 +117,8 @@ def read_qa(
             examples.append(_example(record, columns, labelled, at))
         except _Bad as bad:
             if on_bad_rows == "error":
-                raise JiyiError(f"{name}: {bad}. {_FIX}") from None
+                advice = bad_row_advice("Fix it", "the question")
+                raise JiyiError(f"{name}: {bad}. {advice}") from None
             skipped.append((name, str(bad)))
     if not examples and skipped:
         first, reason = skipped[0]
@@ -172,7 +172,8 @@ def _records(
         if names:
             _check_columns(where, names, columns, labelled, "keys")
         return _located(where, "line", iter(parsed))
-    names, rows = csv_rows(raw, where, "," if fmt == "csv" else "\t")
+    delimiter = file_delimiter(raw, fmt, [columns.question, columns.context])
+    names, rows = csv_rows(raw, where, delimiter)
     _check_columns(where, names, columns, labelled, "columns")
     return _located(where, "line", rows)
 

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from jiyi.data.readers import bad_row_advice
 from jiyi.errors import JiyiError
 
 IGNORE = -100  # label of the padding after a target: no loss there
-_FIX = "Fix or remove the row, or pass --on-bad-rows skip to skip bad rows."
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def read_pairs(
         p = Path(path)
         unit = "row" if p.is_dir() or p.suffix.lower() == ".parquet" else "line"
         line, reason = skipped[0]
-        raise JiyiError(f"{path} {unit} {line}: {reason}. {_FIX}")
+        raise JiyiError(f"{path} {unit} {line}: {reason}. {bad_row_advice()}")
     if not examples:
         raise JiyiError(
             f"{path}: no row has both a source and a target ({len(skipped)} bad rows skipped)."
