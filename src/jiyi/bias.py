@@ -405,6 +405,7 @@ def summary_table(summary: dict[str, Any]) -> Any:
 def cmd_bias(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from jiyi.card import write_card_safely
     from jiyi.data.readers import read_inputs
     from jiyi.io import output_folder
     from jiyi.predict import load
@@ -456,6 +457,7 @@ def cmd_bias(args: argparse.Namespace) -> int:
     base = run_dir if (run_dir / "model").is_dir() else run_dir.parent
     out_dir = Path(args.output) if args.output else base / "eval" / "bias"
     paths = write_bias_dir(out_dir, document, n_worst=args.worst)
+    write_card_safely(base)  # RUN_DIR/README.md gains the bias section
     Console(stderr=True).print(summary_table(document))
     print(f"written: {', '.join(paths)} in {out_dir}", file=sys.stderr)
     print(f"open: {paths['bias.html']}", file=sys.stderr)

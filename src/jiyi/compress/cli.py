@@ -23,6 +23,7 @@ EXAMPLES = """examples:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
+    from jiyi.card import write_card_safely
     from jiyi.compress.artifacts import model_dir_of, read_meta
     from jiyi.compress.pipeline import (
         Settings,
@@ -76,6 +77,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         steps = [step for _, _, step in made]
         artifacts = [(m, d) for m, d, _ in made]
         print(f"written: {out}", file=sys.stderr)
+        write_card_safely(out)  # OUT_DIR/README.md; measurements added below
     source = model_dir_of(args.run_dir)
     if not args.report_only and methods == ["trim-vocab"] and not is_classifier(source):
         print("no report: the model has no classification head to measure", file=sys.stderr)
@@ -88,6 +90,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         print(f"measuring {name} ({folder})", file=sys.stderr, flush=True)
         rows.append(measure(name, Path(folder), texts, gold, threads=threads))
     report = write_report(out, rows, steps, data)
+    write_card_safely(out)
     print(report["table"])
     agreement = ", ".join(
         f"{r['name']} {a:.1%}"
