@@ -79,6 +79,7 @@ def train(
     paths, timings; `task`, and `test` with the test metrics when --test is given).
 
     `explicit` names the settings given on the command line (they may override a resumed run's)."""
+    from jiyi.card import write_card_safely
     from jiyi.tasks import adapter, get_task
 
     saved = Path(config.output or "") / "config.yaml"
@@ -87,6 +88,7 @@ def train(
         task = load_yaml_config(str(saved), TrainConfig).get("task", task)
     spec = get_task(task)
     summary = adapter(spec).train(config, console, explicit)
+    write_card_safely(summary["run_dir"])  # RUN_DIR/README.md, every task; a failure only warns
     return {"task": spec.name, **summary}
 
 
