@@ -113,7 +113,7 @@ def front_matter(
     if seen and seen["languages"]:
         meta["language"] = seen["languages"]
     if base["license"]:
-        meta["license"] = base["license"]
+        meta["license"] = str(base["license"]).lower()  # the Hub spells them so: mit, apache-2.0
     meta["base_model"] = base["hub_id"] or base["name"]
     if facts.config.get("train"):
         meta["datasets"] = [str(facts.config["train"])]
