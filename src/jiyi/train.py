@@ -29,7 +29,7 @@ from jiyi.loop import (
 )
 from jiyi.predict import forward_probs
 from jiyi.prepare import PreparedData, Split, augment_train, read_data, tokenize_splits
-from jiyi.runs import write_meta
+from jiyi.runs import discard_if_unstarted, write_meta
 from jiyi.tasks.presets import resolve_schedule
 from jiyi.tasks.registry import get_task
 
@@ -87,7 +87,8 @@ def train(
     if config.resume and saved.is_file():  # a resumed run keeps its task
         task = load_yaml_config(str(saved), TrainConfig).get("task", task)
     spec = get_task(task)
-    summary = adapter(spec).train(config, console, explicit)
+    with discard_if_unstarted(config.output, config.resume):  # a failed start leaves no folder
+        summary = adapter(spec).train(config, console, explicit)
     write_card_safely(summary["run_dir"])  # RUN_DIR/README.md, every task; a failure only warns
     return {"task": spec.name, **summary}
 
