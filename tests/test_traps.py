@@ -323,7 +323,13 @@ def test_embed_refuses_a_folder_for_its_output_file(
 
 def test_a_finished_run_is_lean_and_says_its_size(lean_run: tuple[Path, str]) -> None:
     run, err = lean_run
-    assert {p.name for p in run.iterdir()} == {"config.yaml", "model", "metrics.jsonl", "logs"}
+    assert {p.name for p in run.iterdir()} == {
+        "config.yaml",
+        "model",
+        "metrics.jsonl",
+        "logs",
+        "README.md",
+    }
     assert not list(run.rglob("optimizer.pt"))
     size = [line for line in err.splitlines() if line.startswith("Run folder")]
     assert len(size) == 1 and "model/" in size[0] and "no checkpoint" in size[0], err

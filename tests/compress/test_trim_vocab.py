@@ -320,7 +320,7 @@ def test_compress_cli_on_a_run(trained_run: Path, tiny_data_dir: Path, tmp_path:
     )
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(["compress.json", "config.json", "jiyi.json", "model.safetensors",
-                            "tokenizer.json", "tokenizer_config.json", RECORD])  # fmt: skip
+                            "tokenizer.json", "tokenizer_config.json", RECORD, "README.md"])  # fmt: skip
     meta = json.loads((out / "jiyi.json").read_text())
     step = meta["compress"]["chain"][0]
     assert step["method"] == "trim-vocab" and meta["task"] == "classification"

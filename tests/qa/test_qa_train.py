@@ -19,7 +19,12 @@ from task_data import CODES, QUESTION, make_rows, write_jsonl
 
 def test_qa_learns_and_writes_its_run(qa_run: Path) -> None:
     assert {p.name for p in qa_run.iterdir()} == {
-        "config.yaml", "model", "metrics.jsonl", "eval", "logs",
+        "config.yaml",
+        "model",
+        "metrics.jsonl",
+        "eval",
+        "logs",
+        "README.md",
     }  # fmt: skip  (no checkpoints/: a finished run keeps none unless --keep-final-checkpoint)
     assert {p.name for p in (qa_run / "eval").iterdir()} == {"metrics.json", "predictions.jsonl"}
     metrics = json.loads((qa_run / "eval" / "metrics.json").read_text())
