@@ -50,7 +50,7 @@ TRAIN_EXAMPLES = """examples:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from jiyi.data.readers import reading
+    from jiyi.data.reading import reading
     from jiyi.tasks import adapter, get_task
     from jiyi.train import train
 
@@ -316,7 +316,7 @@ def add_delimiter_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from jiyi.data.readers import reading
+    from jiyi.data.reading import reading
 
     parser = build_parser()
     try:

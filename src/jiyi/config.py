@@ -223,7 +223,7 @@ class TrainConfig(LoopConfig):
         check_choice("--truncation", self.truncation, TRUNCATIONS)
         check_choice("--on-bad-rows", self.on_bad_rows, ON_BAD_ROWS)
         if self.delimiter is not None:
-            from jiyi.data.readers import parse_delimiter
+            from jiyi.data.reading import parse_delimiter
 
             self.delimiter = parse_delimiter(self.delimiter)
         check_choice("--metric", self.metric, spec.metrics)

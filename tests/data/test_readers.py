@@ -17,14 +17,12 @@ from jiyi.data.readers import (
     Example,
     ReadResult,
     check_split_labels,
-    guess_delimiter,
     label_list,
-    parse_delimiter,
     read_examples,
     read_inputs,
-    reading,
     stratified_split,
 )
+from jiyi.data.reading import guess_delimiter, parse_delimiter, reading
 from jiyi.errors import JiyiError
 
 ROWS = [

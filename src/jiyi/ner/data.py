@@ -29,7 +29,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from jiyi.data.readers import bad_row_advice
+from jiyi.data.reading import bad_row_advice
 from jiyi.data.sources import SURROGATE, json_kind
 from jiyi.errors import JiyiError
 from jiyi.io import atomic_write_text

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jiyi.data.readers import bad_row_advice, file_delimiter
+from jiyi.data.reading import bad_row_advice, file_delimiter
 from jiyi.data.sources import (
     FORMATS,
     SURROGATE,

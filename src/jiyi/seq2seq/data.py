@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from jiyi.data.readers import bad_row_advice
+from jiyi.data.reading import bad_row_advice
 from jiyi.errors import JiyiError
 
 IGNORE = -100  # label of the padding after a target: no loss there
