@@ -443,7 +443,11 @@ def add_dataclass_flags(
     for name in order:
         if name in present or (name == "common" and config_file):
             title = GROUP_TITLES.get(name) or f"--task {name}"
-            shared = [flag_name(f) for f in tasks.get(name, ()) if help_group_of(f) != name]
+            shared = [
+                flag_name(f)
+                for f in tasks.get(name, ())
+                if help_group_of(f) != name and f not in skip
+            ]
             also = f"also reads {', '.join(shared)} (above)" if shared else None
             groups[name] = parser.add_argument_group(title, description=also)
     if config_file:
