@@ -297,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     from jiyi.summarize import add_parsers as add_summarize_parsers
 
     add_summarize_parsers(verbs)
+    from jiyi.card import add_parsers as add_card_parsers
+
+    add_card_parsers(verbs)
 
     p = verbs.add_parser("env", help="versions, devices, threads, offline state (for bug reports)")
     p.add_argument("--json", action="store_true", help="print JSON")

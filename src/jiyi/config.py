@@ -62,11 +62,11 @@ class LoopConfig:
     save_steps: int | None = None
     """Also write a resumable checkpoint every N optimizer steps (one is always written at each evaluation)."""
     keep_checkpoints: int = 2
-    """How many of the most recent checkpoints to keep, besides the best."""
+    """How many of the most recent checkpoints to keep while training (model/ holds the best weights)."""
     resume: bool = False
     """Continue the run in --output from its last checkpoint, data position included."""
     keep_final_checkpoint: bool = False
-    """Keep the last resumable checkpoint (weights, optimizer, scheduler, RNG) once the run finishes, to --resume it with more --epochs later; by default a finished run is model/ plus logs."""
+    """Keep the last --keep-checkpoints resumable checkpoints (weights, optimizer, scheduler, RNG) once the run finishes, to --resume it with more --epochs later; by default a finished run is model/ plus logs."""
     bf16: bool = False
     """Run forward passes under bfloat16 autocast (where the device supports it)."""
     log_every: int = 20

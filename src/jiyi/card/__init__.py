@@ -114,7 +114,7 @@ def add_parsers(verbs: Any) -> None:
         "card",
         help="(re)write a run's model card, RUN_DIR/README.md, and print it",
         description="Write RUN_DIR/README.md, a Hugging Face model card (YAML metadata with "
-        "model-index; training data and split sizes, hyperparameters, test metrics with 95%% "
+        "model-index; training data and split sizes, hyperparameters, test metrics with 95% "
         "intervals, slices, bias and calibration results, limitations, provenance, the command "
         "that reproduces the run), generated from the run's files, then print it. `jiyi train` "
         "writes it, `jiyi evaluate` and `jiyi bias` update it; this verb writes it again.",
