@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import httpx
-from PIL import Image
+from PIL import Image, ImageChops
 
 from jiyi.cli import main as jiyi
 
@@ -60,8 +60,11 @@ def free_port() -> int:
 
 
 def save_png(shot: Path, name: str, width: int) -> None:
-    """Scale `shot` to `width`, reduce it to a 256-colour palette and save docs/`name`."""
+    """Cut the blank strip below the content, scale `shot` to `width`, reduce it to a 256-colour palette and save docs/`name`."""
     image = Image.open(shot).convert("RGB")
+    bottom = ImageChops.invert(image).getbbox()  # the last non-white row: no blank strip below
+    if bottom:
+        image = image.crop((0, 0, image.width, min(image.height, bottom[3] + 16)))
     if image.width > width:
         image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
     image = image.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
