@@ -1,8 +1,8 @@
 """jiyi (记忆): form, transfer, inspect, extend, shrink and serve an encoder's memory.
 
 >>> import jiyi
->>> jiyi.load("runs/rt").predict(["a moving, funny film"])  # doctest: +SKIP  (a list per list)
->>> jiyi.load("runs/rt").predict("a moving, funny film")  # doctest: +SKIP  (one dict per string)
+>>> jiyi.load("runs/demo").predict(["a moving, funny film"])  # doctest: +SKIP  (a list per list)
+>>> jiyi.load("runs/demo").predict("a moving, funny film")  # doctest: +SKIP  (one dict per string)
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Counterfactual bias probes: swap terms (he↔she, Emily↔Lakisha), predict both texts, count flips.
 
-    jiyi bias runs/rt --data data/rt/test.csv
-    jiyi bias runs/rt --data reviews.csv --swap my_terms.tsv --one-way --output out/bias
+    jiyi bias runs/demo --data data/rotten-tomatoes/test.csv
+    jiyi bias runs/demo --data reviews.csv --swap my_terms.tsv --one-way --output out/bias
 
 Every text holding at least one listed term is predicted twice, as written and with its terms
 swapped; a probe records whether the predicted label flips and how far the probability of the

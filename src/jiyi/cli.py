@@ -18,14 +18,14 @@ from jiyi.config import TrainConfig, add_dataclass_flags, build_config
 from jiyi.errors import JiyiError
 
 EXAMPLES = """examples:
-  jiyi data export rotten-tomatoes --output data/rt
-  jiyi train --model minilm --train data/rt/train.csv --validation data/rt/validation.csv \\
-             --test data/rt/test.csv --output runs/rt
-  jiyi evaluate runs/rt --data data/rt/test.csv
-  echo "a moving, funny film" | jiyi predict runs/rt
-  jiyi memory build runs/rt --data data/rt/train.csv --validation data/rt/validation.csv \\
-                    --output runs/rt-memory
-  echo "a moving, funny film" | jiyi predict runs/rt --memory runs/rt-memory --neighbours 3
+  jiyi data export rotten-tomatoes --output data/rotten-tomatoes
+  jiyi train --model minilm --train data/rotten-tomatoes/train.csv --validation data/rotten-tomatoes/validation.csv \\
+             --test data/rotten-tomatoes/test.csv --output runs/demo
+  jiyi evaluate runs/demo --data data/rotten-tomatoes/test.csv
+  echo "a moving, funny film" | jiyi predict runs/demo
+  jiyi memory build runs/demo --data data/rotten-tomatoes/train.csv --validation data/rotten-tomatoes/validation.csv \\
+                    --output runs/demo-memory
+  echo "a moving, funny film" | jiyi predict runs/demo --memory runs/demo-memory --neighbours 3
 """
 TRAIN_USAGE = (
     "%(prog)s --train FILE --output RUN_DIR [--model MODEL] [--task TASK] [--validation FILE] "
@@ -33,9 +33,9 @@ TRAIN_USAGE = (
 )
 TRAIN_EXAMPLES = """examples:
   # classification (columns text,label); unset flags get defaults chosen for the data, printed
-  jiyi data export rotten-tomatoes --output data/rt
-  jiyi train --model minilm --train data/rt/train.csv --validation data/rt/validation.csv \\
-             --test data/rt/test.csv --output runs/rt
+  jiyi data export rotten-tomatoes --output data/rotten-tomatoes
+  jiyi train --model minilm --train data/rotten-tomatoes/train.csv --validation data/rotten-tomatoes/validation.csv \\
+             --test data/rotten-tomatoes/test.csv --output runs/demo
   # your own semicolon-separated file, columns named otherwise
   jiyi train --train tickets.csv --delimiter ";" --text-column body --label-column queue \\
              --output runs/tickets
@@ -44,8 +44,8 @@ TRAIN_EXAMPLES = """examples:
   jiyi train --task ner --train data/ner/train.conll --validation data/ner/validation.conll \\
              --test data/ner/test.conll --tag-scheme BIOES --output runs/ner
   # settings from a YAML file, one overridden; continue a killed run
-  jiyi train --config configs/minilm-sentiment.yaml --lr 3e-5 --output runs/rt-lr
-  jiyi train --output runs/rt --resume
+  jiyi train --config configs/minilm-sentiment.yaml --lr 3e-5 --output runs/demo-lr
+  jiyi train --output runs/demo --resume
 """
 
 

@@ -1,15 +1,15 @@
 """A model card with every run: RUN_DIR/README.md in the Hugging Face format (YAML front matter
 with `model-index`, then prose), generated from the run's files and nothing else.
 
-    jiyi card runs/rt            # (re)write runs/rt/README.md and print it
+    jiyi card runs/demo            # (re)write runs/demo/README.md and print it
 
 Written at the end of `jiyi train`, and again by `jiyi evaluate` and `jiyi bias` when they add
 results to the run; `jiyi compress` writes one into the folder it makes. A card that cannot be
 written never fails those verbs: it becomes a warning (`write_card_safely`).
 
->>> write_card("runs/rt")                  # doctest: +SKIP
-PosixPath('runs/rt/README.md')
->>> front_matter_of("runs/rt/README.md")["model-index"][0]["results"][0]["metrics"][0]  # doctest: +SKIP
+>>> write_card("runs/demo")                  # doctest: +SKIP
+PosixPath('runs/demo/README.md')
+>>> front_matter_of("runs/demo/README.md")["model-index"][0]["results"][0]["metrics"][0]  # doctest: +SKIP
 {'type': 'accuracy', 'value': 0.84, 'name': 'accuracy'}
 """
 

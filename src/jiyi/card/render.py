@@ -1,7 +1,7 @@
 """A model card in the Hugging Face format: YAML front matter (with `model-index`), then prose,
 every number taken from `CardFacts`.
 
->>> card = render(gather("runs/rt"))          # doctest: +SKIP
+>>> card = render(gather("runs/demo"))          # doctest: +SKIP
 >>> card.splitlines()[0]                      # doctest: +SKIP
 '---'
 """

@@ -12,13 +12,13 @@ from jiyi.errors import JiyiError
 from jiyi.io import output_folder
 
 EXAMPLES = """examples:
-  jiyi compress runs/rt --method onnx-int8 --output runs/rt-int8
-  jiyi compress runs/rt --method distill --layers 3 --epochs 3 --output runs/rt-3l
-  jiyi compress runs/rt --method prune-heads --ratio 0.3 --recover-epochs 1 --output runs/rt-pruned
-  jiyi compress runs/rt --method distill,prune-heads,onnx-int8 --output runs/rt-small
-  jiyi compress runs/rt --output runs/rt-int8 --report-only      # measure again
+  jiyi compress runs/demo --method onnx-int8 --output runs/demo-int8
+  jiyi compress runs/demo --method distill --layers 3 --epochs 3 --output runs/demo-3l
+  jiyi compress runs/demo --method prune-heads --ratio 0.3 --recover-epochs 1 --output runs/demo-pruned
+  jiyi compress runs/demo --method distill,prune-heads,onnx-int8 --output runs/demo-small
+  jiyi compress runs/demo --output runs/demo-int8 --report-only      # measure again
   jiyi compress me5-small --method trim-vocab --corpus zh/train.csv zh/test.csv --output me5-zh
-  jiyi predict runs/rt-int8 --input texts.txt                      # a drop-in: no extra flag
+  jiyi predict runs/demo-int8 --input texts.txt                      # a drop-in: no extra flag
 """
 
 

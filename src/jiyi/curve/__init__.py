@@ -4,8 +4,8 @@ Fine-tune on nested, stratified subsets of the training data (several seeds per 
 each run on the full validation file, fit a saturating power law metric(n) = a − b·n^(−c) and
 say what more data would buy:
 
-    jiyi curve --model minilm --train data/rt/train.csv --validation data/rt/validation.csv \\
-               --target 0.85 --memory --output runs/rt-curve
+    jiyi curve --model minilm --train data/rotten-tomatoes/train.csv --validation data/rotten-tomatoes/validation.csv \\
+               --target 0.85 --memory --output runs/demo-curve
 
 writes DIR/runs/size-N-seed-S/ (a `jiyi train` run each, its subset in train.jsonl),
 DIR/curve.json (points, per-size mean/std, the fit, the target estimate, the summary line, the

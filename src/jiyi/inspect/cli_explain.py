@@ -1,8 +1,8 @@
 """The `jiyi explain` verb: parse the flags, read the texts, call `write_explanations`.
 
-jiyi explain runs/rt --text "a moving, funny film" --output out/explain
-jiyi explain runs/rt --input data/rt/test.csv --max-texts 200 --faithfulness --output out/faith
-jiyi explain runs/rt --text "fine" --head-importance --data data/rt/validation.csv --output out/h
+jiyi explain runs/demo --text "a moving, funny film" --output out/explain
+jiyi explain runs/demo --input data/rotten-tomatoes/test.csv --max-texts 200 --faithfulness --output out/faith
+jiyi explain runs/demo --text "fine" --head-importance --data data/rotten-tomatoes/validation.csv --output out/h
 """
 
 from __future__ import annotations

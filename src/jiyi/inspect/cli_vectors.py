@@ -14,7 +14,7 @@ from typing import Any
 
 EMBED_EXAMPLES = """examples:
   jiyi embed minilm --input texts.txt --output vectors.npy --normalize
-  jiyi embed runs/rt --input reviews.parquet --output vectors.parquet --layers -4: --pooling cls
+  jiyi embed runs/demo --input reviews.parquet --output vectors.parquet --layers -4: --pooling cls
   jiyi embed me5-small --input zh.txt --output vectors.npy --normalize --prompt "passage: "
 """
 

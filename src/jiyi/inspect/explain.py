@@ -1,12 +1,12 @@
 """`jiyi explain`: why did the model say that? Attention, rollout, gradient × input and
 integrated gradients for each text, checked by a deletion test, as JSON, PNG and one HTML page.
 
-    clf = jiyi.load("runs/rt")
+    clf = jiyi.load("runs/demo")
     record = explain_text(clf, "a moving, funny film")
     record["scores"]["words"]["integrated_gradients"]   # one score per word
     record["faithfulness"]["methods"]["integrated_gradients"]["margin"]   # > 0: beats random
 
-    write_explanations("runs/rt", ["a moving, funny film"], "out/")
+    write_explanations("runs/demo", ["a moving, funny film"], "out/")
     -> out/explain.json, explain.html, attributions.png, attention_layer1.png ... (one per layer)
        (+ faithfulness.json with faithfulness=True; + head_importance.json/.png with head_data)
 

@@ -5,7 +5,7 @@ standardised logistic regression, scored by stratified k-fold cross-validated ac
 whose vectors separate the labels linearly "knows" the task; a fine-tuned model's curve rises at
 the top, a pretrained one's stays flatter.
 
->>> result = run_probe("runs/rt", "data/rt/validation.csv", "runs/rt/probe", compare="minilm")
+>>> result = run_probe("runs/demo", "data/rotten-tomatoes/validation.csv", "runs/demo/probe", compare="minilm")
 >>> [round(r["accuracy"], 2) for r in result["layers"]]  # doctest: +SKIP
 [0.62, 0.7, 0.73, 0.76, 0.78, 0.81, 0.86]
 """

@@ -15,11 +15,11 @@ from typing import Any
 from jiyi.errors import JiyiError
 
 MEMORY_EXAMPLES = """examples:
-  jiyi memory build runs/rt --data data/rt/train.csv --validation data/rt/validation.csv \\
-                    --output runs/rt-memory
-  jiyi predict runs/rt --memory runs/rt-memory --input texts.txt     # kNN-augmented
-  jiyi predict --memory runs/rt-memory --input texts.txt              # memory-only
-  jiyi memory add runs/rt-memory --data new_examples.csv              # learn, no retraining
+  jiyi memory build runs/demo --data data/rotten-tomatoes/train.csv --validation data/rotten-tomatoes/validation.csv \\
+                    --output runs/demo-memory
+  jiyi predict runs/demo --memory runs/demo-memory --input texts.txt     # kNN-augmented
+  jiyi predict --memory runs/demo-memory --input texts.txt              # memory-only
+  jiyi memory add runs/demo-memory --data new_examples.csv              # learn, no retraining
   jiyi memory build minilm --data faq.csv --text-column question --payload answer \\
                     --validation faq_validation.csv --output runs/faq
   jiyi ask runs/faq "how long does delivery take?"

@@ -67,7 +67,7 @@ def add_parsers(verbs: Any) -> None:
         "  jiyi pretrain --corpus data/zh/corpus.txt --validation data/zh/heldout.txt "
         "--architecture small --tokenizer runs/zh-tok --whole-word-mask --max-steps 2000 "
         "--output runs/zh-bert\n"
-        "  jiyi pretrain --corpus data/rt/train.csv.txt --from minilm --epochs 2 "
+        "  jiyi pretrain --corpus data/rotten-tomatoes/train.csv.txt --from minilm --epochs 2 "
         "--output runs/minilm-rt",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

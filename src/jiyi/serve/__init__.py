@@ -3,7 +3,7 @@
 The package, split by concern:
 
 - `cli` the verb; `services` picks the service of a run from the task registry
-  (`jiyi.tasks`, `TaskSpec.service`) and loads it: `load_service("runs/rt")`;
+  (`jiyi.tasks`, `TaskSpec.service`) and loads it: `load_service("runs/demo")`;
 - `service` the base every service shares; `classification`, `ner`, `qa` one service each, with
   its own routes; `routes` the /v1 routes services share (explain, embed, memory, FAQ ask);
 - `app` `create_app(settings, service)`: the page, probes, metrics and /v1/info, then the

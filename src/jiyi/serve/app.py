@@ -1,6 +1,6 @@
 """The HTTP application of `jiyi serve`: a FastAPI app around one service (a loaded run).
 
->>> service = load_service("runs/rt", "runs/mem")     # jiyi.serve.services: the run's service
+>>> service = load_service("runs/demo", "runs/mem")     # jiyi.serve.services: the run's service
 >>> app = create_app(Settings(token="s3cret"), service)
 >>> uvicorn.run(app, host="127.0.0.1", port=8000)
 

@@ -1,7 +1,7 @@
 """`jiyi serve` on a classification or multi-label run (any format: PyTorch, ONNX, int8),
 optionally with a memory (`jiyi memory build`).
 
->>> service = ClassificationService(jiyi.load("runs/rt"), Memory.open("runs/rt-mem"))
+>>> service = ClassificationService(jiyi.load("runs/demo"), Memory.open("runs/demo-mem"))
 >>> app = create_app(Settings(), service)
 >>> # POST /v1/predict {"texts": ["a moving, funny film"]} ->
 >>> # {"predictions": [{"label": "pos", "score": 0.93, "probabilities": {...}}]}

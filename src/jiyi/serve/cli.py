@@ -26,12 +26,12 @@ TOKEN_ENV = "JIYI_TOKEN"
 GRACE_S = 5  # beyond --timeout-s, how long a graceful shutdown waits for requests in flight
 
 SERVE_EXAMPLES = """examples:
-  jiyi serve runs/rt                                  # http://127.0.0.1:8000
-  jiyi serve runs/rt --memory runs/rt-memory --port 9000
-  jiyi serve runs/rt-int8                             # a compressed model (ONNX int8 etc.)
+  jiyi serve runs/demo                                  # http://127.0.0.1:8000
+  jiyi serve runs/demo --memory runs/demo-memory --port 9000
+  jiyi serve runs/demo-int8                             # a compressed model (ONNX int8 etc.)
   jiyi serve runs/ner                                 # a NER run: entities, character offsets
   jiyi serve runs/qa                                  # a QA run: POST /v1/ask {question, context}
-  JIYI_TOKEN=$(openssl rand -hex 16) jiyi serve runs/rt --host 0.0.0.0
+  JIYI_TOKEN=$(openssl rand -hex 16) jiyi serve runs/demo --host 0.0.0.0
   curl -s localhost:8000/v1/predict -H 'Content-Type: application/json' \\
        -d '{"texts": ["a moving, funny film"]}'
 """

@@ -24,7 +24,7 @@ from jiyi import runs
 from jiyi.errors import JiyiError
 from jiyi.tasks.presets import DEFAULT_PRESET, Preset
 
-# What a run can be asked to do, in the order of the README's capability matrix.
+# What a run can be asked to do, in the order of the capability matrix in docs/tasks.md.
 CAPABILITIES: dict[str, str] = {  # capability -> how the matrix (and a refusal) names it
     "train": "train",
     "predict": "predict",
@@ -288,7 +288,7 @@ def adapter(spec: TaskSpec) -> ModuleType:
 
 
 def capability_matrix() -> str:
-    """The README's capability matrix (task x verb) as a markdown table, from the registry."""
+    """The capability matrix of docs/tasks.md (task x verb) as a markdown table, from the registry."""
     head = ["task", *CAPABILITIES.values()]
     lines = [
         "| " + " | ".join(f"`{h}`" if h.startswith("--") else h for h in head) + " |",
