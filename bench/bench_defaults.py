@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import sys
@@ -29,13 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from common import (
-    cpu_model,
     fmt,
     md_table,
     read_json,
     run_checked,
-    usable_cores,
-    versions,
+    run_header,
     write_json,
 )
 
@@ -47,16 +44,6 @@ TUNED = {
 }
 TASK = {"twitter-ner": ["--task", "ner"], "rotten-tomatoes": []}
 METRIC = {"twitter-ner": "f1", "rotten-tomatoes": "accuracy"}
-
-
-def header() -> dict[str, Any]:
-    return {
-        "cpu": cpu_model(),
-        "cores": usable_cores(),
-        "versions": versions(),
-        "load": os.getloadavg()[0],
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }
 
 
 def train_row(data: Path, run_dir: Path, flags: list[str], seed: int) -> dict[str, Any]:
@@ -95,7 +82,7 @@ def run_part(part: str, args: argparse.Namespace) -> dict[str, Any]:
         for arm, flags in (("default", TASK[part]), ("tuned", TASK[part] + TUNED[part])):
             row = train_row(data, out / "runs" / f"{part}-{arm}-{seed}", flags, seed)
             result[arm].append(row)
-            write_json(out / f"{part}.json", result | {"header": header()})
+            write_json(out / f"{part}.json", result | {"header": run_header()})
     if part == "twitter-ner":
         from jiyi.ner.crf import crf_baseline
 
@@ -103,7 +90,7 @@ def run_part(part: str, args: argparse.Namespace) -> dict[str, Any]:
         suffix = next(data.glob("train.*")).suffix
         crf = crf_baseline(data / f"train{suffix}", data / f"test{suffix}")
         result["crf"] = {"f1": crf["test"]["f1"], "seconds": time.perf_counter() - t0}
-    result["header"] = header()
+    result["header"] = run_header()
     write_json(out / f"{part}.json", result)
     return result
 

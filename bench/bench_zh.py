@@ -25,7 +25,6 @@ import argparse
 import csv
 import json
 import math
-import os
 import shutil
 import statistics
 import sys
@@ -34,13 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from common import (
-    cpu_model,
     fmt,
     md_table,
     mean_std,
     run_checked,
-    usable_cores,
-    versions,
+    run_header,
     write_json,
 )
 
@@ -64,16 +61,6 @@ def export(name: str, out: Path) -> Path:
     if not folder.is_dir():
         jiyi(["data", "export", name, "--output", folder])
     return folder
-
-
-def header() -> dict[str, Any]:
-    return {
-        "cpu": cpu_model(),
-        "cores": usable_cores(),
-        "versions": versions(),
-        "load": os.getloadavg()[0],
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }
 
 
 def test_metrics(run_dir: Path) -> dict[str, Any]:
@@ -133,12 +120,12 @@ def part_sentiment(args: argparse.Namespace) -> dict[str, Any]:
         result["trimmed"].append(
             fine_tune("me5-small", data, run_dir, seed, [*flags, "--trim-vocab"])
         )
-        write_json(out / "sentiment.json", result | {"header": header()})
+        write_json(out / "sentiment.json", result | {"header": run_header()})
     if not args.skip_full:
         seed = args.seeds[0]
         run_dir = out / "runs" / f"sentiment-full-{seed}"
         result["full"].append(fine_tune("me5-small", data, run_dir, seed, flags))
-    result["header"] = header()
+    result["header"] = run_header()
     write_json(out / "sentiment.json", result)
     return result
 
@@ -190,7 +177,7 @@ def part_steps(args: argparse.Namespace) -> dict[str, Any]:
             "step_seconds": 32 / statistics.median(rates) if rates else None,
             **folder_stats(run_dir / "model"),
         }
-    result["header"] = header()
+    result["header"] = run_header()
     write_json(out / "steps.json", result)
     return result
 
@@ -205,8 +192,8 @@ def part_ner(args: argparse.Namespace) -> dict[str, Any]:
     for seed in args.seeds[: args.ner_seeds]:
         run_dir = out / "runs" / f"ner-{seed}"
         result["me5"].append(fine_tune("me5-small", data, run_dir, seed, flags, "test.jsonl"))
-        write_json(out / "ner.json", result | {"header": header()})
-    result["header"] = header()
+        write_json(out / "ner.json", result | {"header": run_header()})
+    result["header"] = run_header()
     write_json(out / "ner.json", result)
     return result
 
@@ -253,7 +240,7 @@ def part_faq(args: argparse.Namespace) -> dict[str, Any]:
         else None,
         "build_seconds": build_seconds,
         "ask_seconds": ask_seconds,
-        "header": header(),
+        "header": run_header(),
     }
     write_json(out / "faq.json", result)
     return result
@@ -268,8 +255,8 @@ def part_english(args: argparse.Namespace) -> dict[str, Any]:
             run_dir = out / "runs" / f"rt-{model}-{seed}"
             flags = epoch_flags(args.epochs) + (["--trim-vocab"] if model == "me5-small" else [])
             result[model].append(fine_tune(model, data, run_dir, seed, flags))
-            write_json(out / "english.json", result | {"header": header()})
-    result["header"] = header()
+            write_json(out / "english.json", result | {"header": run_header()})
+    result["header"] = run_header()
     write_json(out / "english.json", result)
     return result
 

@@ -314,3 +314,14 @@ def train_tokens(lengths: list[int], epochs: float, steps: int, batch_size: int)
     """
     seen = min(1.0, steps * batch_size / (epochs * len(lengths)))
     return round(sum(lengths) * epochs * seen)
+
+
+def run_header() -> dict[str, Any]:
+    """The conditions a benchmark part ran under: CPU, cores, versions, load, date (UTC)."""
+    return {
+        "cpu": cpu_model(),
+        "cores": usable_cores(),
+        "versions": versions(),
+        "load": os.getloadavg()[0],
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }

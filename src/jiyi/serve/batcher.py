@@ -92,8 +92,9 @@ class HeapTrimmer:
             self._last = time.monotonic()
 
 
-def _resolve(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
-    """Runs on the caller's loop: set the outcome unless the caller gave up (timeout)."""
+def resolve_future(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+    """Runs on the caller's loop: set the outcome unless the caller gave up (timeout); the
+    prediction batcher's and the explanation worker's threads both hand results back this way."""
     if future.done():
         return
     if error is not None:
@@ -377,7 +378,7 @@ class MicroBatcher:
     @staticmethod
     def _deliver(job: _Job, result: Any, error: BaseException | None) -> None:
         with suppress(RuntimeError):  # the caller's loop is closed: nobody waits any more
-            job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
+            job.loop.call_soon_threadsafe(resolve_future, job.future, result, error)
 
 
 __all__ = ["BatcherClosed", "MicroBatcher", "QueueFull"]

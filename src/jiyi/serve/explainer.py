@@ -38,7 +38,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from jiyi.serve.batcher import BatcherClosed, QueueFull
+from jiyi.serve.batcher import BatcherClosed, QueueFull, resolve_future
 
 MIN_STEPS = 8  # fewer integrated-gradients steps say little: such a text is refused instead
 YIELD_POLL_S = 0.05  # how often a paused explanation looks at its cancel flag
@@ -125,16 +125,6 @@ def plan_steps(window_tokens: int, steps: int, max_cost: int) -> int:
         "tokens at most); send a shorter text, or start the server with a larger "
         "--max-explain-cost."
     )
-
-
-def resolve(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
-    """Runs on the caller's loop: set the outcome unless the caller gave up."""
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
 
 
 class ExplainWorker:
@@ -279,7 +269,7 @@ class ExplainWorker:
     @staticmethod
     def _deliver(job: ExplainJob, result: Any, error: BaseException | None) -> None:
         with suppress(RuntimeError):  # the caller's loop is closed: nobody waits any more
-            job.loop.call_soon_threadsafe(resolve, job.future, result, error)
+            job.loop.call_soon_threadsafe(resolve_future, job.future, result, error)
 
 
 __all__ = [
