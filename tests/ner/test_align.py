@@ -354,7 +354,7 @@ def test_cjk_markers_are_dropped_but_other_words_keep_theirs() -> None:
     from jiyi.ner.align import drop_cjk_markers
 
     ids, wid = drop_cjk_markers(
-        [5, 20, 9, 5, 30, 5, 21], [0, 0, 1, 2, 2, 3, 3], list("美国") + ["ok", "京"], frozenset({5})
+        [5, 20, 9, 5, 30, 5, 21], [0, 0, 1, 2, 2, 3, 3], ["美", "国", "ok", "京"], frozenset({5})
     )
     assert (ids, wid) == ([20, 9, 5, 30, 21], [0, 1, 2, 2, 3])
     # a lone ▁ (the word's only piece) stays: dropping it would drop the word
