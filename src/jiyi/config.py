@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from jiyi.errors import JiyiError
+from jiyi.precision import PRECISIONS
 from jiyi.tasks import TASKS, TaskSpec, adapter, get_task, task_names
 from jiyi.tasks.registry import tasks_taking_trim_vocab
 
@@ -67,8 +68,8 @@ class LoopConfig:
     """Continue the run in --output from its last checkpoint, data position included."""
     keep_final_checkpoint: bool = False
     """Keep the last --keep-checkpoints resumable checkpoints (weights, optimizer, scheduler, RNG) once the run finishes, to --resume it with more --epochs later; by default a finished run is model/ plus logs."""
-    bf16: bool = False
-    """Run forward passes under bfloat16 autocast (where the device supports it)."""
+    precision: str = "fp32"
+    """Arithmetic of the forward passes: fp32; bf16 (bfloat16 autocast, weights and optimizer state stay float32); auto (bf16 where the CPU has avx512_bf16/AMX or the GPU supports it, else fp32; the choice is printed and saved). --bf16 is --precision bf16."""
     log_every: int = 20
     """Write the training loss to metrics.jsonl every N optimizer steps."""
     threads: int | None = None
@@ -106,6 +107,7 @@ class LoopConfig:
             raise JiyiError(
                 f"--max-grad-norm must be >= 0 (0 disables clipping), got {self.max_grad_norm}."
             )
+        check_choice("--precision", self.precision, PRECISIONS)
 
 
 @dataclass
@@ -356,7 +358,7 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
     "optimisation": (
         "epochs", "max_steps", "lr", "batch_size", "grad_accum", "warmup_ratio", "max_grad_norm",
         "seed", "metric", "patience", "evals_per_epoch", "eval_steps", "eval_blocks",
-        "eval_batch_size", "save_steps", "keep_checkpoints", "log_every", "bf16", "threads",
+        "eval_batch_size", "save_steps", "keep_checkpoints", "log_every", "precision", "threads",
     ),
     "regularisation": (
         "weight_decay", "dropout", "l1", "l1_prox", "augment", "augment_rate", "augment_copies",
@@ -376,7 +378,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "truncation": TRUNCATIONS,
     "on_bad_rows": ON_BAD_ROWS,
     "tag_scheme": TAG_SCHEMES,
+    "precision": PRECISIONS,
 }
+# Older flags kept as aliases of a field's value: `--bf16` is `--precision bf16`, and the YAML
+# key `bf16: true|false` (in the config.yaml of older runs) is `precision: bf16|<its default>`.
+FLAG_ALIASES: dict[str, tuple[str, str]] = {"bf16": ("precision", "bf16")}
 # Fields shown with a richer placeholder than their NAME (values not enforced by argparse).
 METAVARS = {
     "architecture": "{" + ",".join(PRESETS) + "}|FILE.json",
@@ -479,6 +485,16 @@ def add_dataclass_flags(
             metavar=metavar,
             help=help_text,
         )
+    names = {f.name for f in fields(cls)} - set(skip)
+    for alias, (target, value) in FLAG_ALIASES.items():
+        if target in names:
+            groups[help_group_of(target)].add_argument(
+                flag_name(alias),
+                dest=target,
+                action="store_const",
+                const=value,
+                help=f"the same as {flag_name(target)} {value}",
+            )
     return groups
 
 
@@ -494,6 +510,10 @@ def build_config(cls: type, cli_values: dict[str, Any], config_file: str | None 
         kind, _ = _base_type(cls, name)
         values[name] = raw if isinstance(raw, bool) else _parse_value(flag_name(name), kind, raw)
     return cls(**values)
+
+
+def _field_default(cls: type, name: str) -> Any:
+    return next(f.default for f in fields(cls) if f.name == name)
 
 
 def load_yaml_config(path: str, cls: type) -> dict[str, Any]:
@@ -519,6 +539,14 @@ def load_yaml_config(path: str, cls: type) -> dict[str, Any]:
     for key, value in data.items():
         name = str(key).replace("-", "_")
         name = getattr(cls, "RENAMED_KEYS", {}).get(name, name)
+        if name in FLAG_ALIASES and FLAG_ALIASES[name][0] in known:
+            if not isinstance(value, bool):
+                raise JiyiError(
+                    f"--config {path}: key {key!r} expects true or false, got {value!r}."
+                )
+            target, when_true = FLAG_ALIASES[name]
+            out[target] = when_true if value else _field_default(cls, target)
+            continue
         if name not in known:
             raise JiyiError(
                 f"--config {path}: unknown key {key!r}. Known keys: {', '.join(sorted(known))}."

@@ -30,6 +30,7 @@ def environment_report() -> dict[str, Any]:
     from jiyi import __version__
     from jiyi.me5.convert import TOKENIZER, WEIGHTS
     from jiyi.models import ME5_ALIASES, MODEL_ALIASES, is_offline
+    from jiyi.precision import device_has_bf16
 
     versions = {}
     for name in (*PACKAGES, *(p[0] for p in (WEIGHTS, TOKENIZER))):
@@ -38,12 +39,6 @@ def environment_report() -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = "not installed"
     cuda = torch.cuda.is_available()
-    cpu_flags = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu_flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        pass
     return {
         "jiyi": __version__,
         "python": platform.python_version(),
@@ -51,9 +46,7 @@ def environment_report() -> dict[str, Any]:
         **versions,
         "device": torch.cuda.get_device_name(0) if cuda else "cpu",
         "cuda": torch.version.cuda if cuda else "not available",
-        "bf16": bool(cuda and torch.cuda.is_bf16_supported())
-        or "avx512_bf16" in cpu_flags
-        or "amx_bf16" in cpu_flags,
+        "bf16": device_has_bf16("cuda" if cuda else "cpu"),
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "HF_HUB_OFFLINE": is_offline(),

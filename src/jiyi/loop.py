@@ -46,6 +46,7 @@ from jiyi.penalties import (  # also imported from here by the workflows and tes
     soft_threshold_,
     weight_sparsity,
 )
+from jiyi.precision import resolve_precision
 from jiyi.resume import prepare_run_dir
 from jiyi.runs import MODEL_DIR, FreshRun, folder_bytes, human_bytes
 
@@ -234,6 +235,10 @@ def setup(
     say = console.print if accelerator.is_main_process else (lambda *a, **k: None)
     run_dir, config = prepare_run_dir(config, explicit, verb=verb, say=say)
     config = fit_max_length(config, explicit, say)  # before anything is written
+    precision, why = resolve_precision(config.precision, accelerator.device.type)
+    if why != f"--precision {config.precision}":
+        say(f"Precision {precision} ({why}).")
+    config = dataclasses.replace(config, precision=precision)  # config.yaml says what ran
     if not config.resume and (fresh := FreshRun.before(run_dir)) is not None:
         FRESH_RUNS[fresh.run_dir] = fresh
     if config.threads:
@@ -414,7 +419,9 @@ def run_loop(
                     with (
                         contextlib.nullcontext() if sync else accelerator.no_sync(model),
                         torch.autocast(
-                            accelerator.device.type, dtype=torch.bfloat16, enabled=config.bf16
+                            accelerator.device.type,
+                            dtype=torch.bfloat16,
+                            enabled=config.precision == "bf16",
                         ),
                     ):
                         loss, units = batch_loss(batch)
@@ -426,7 +433,7 @@ def run_loop(
                         raise JiyiError(
                             f"The training loss became {total.item()} at step {state.step} (epoch "
                             f"{state.epoch}). Lower --lr (now {config.lr}), keep --max-grad-norm "
-                            "on, or turn --bf16 off. The last good checkpoint is in "
+                            "on, or use --precision fp32. The last good checkpoint is in "
                             f"{run.run_dir / 'checkpoints'}."
                         )
                     accelerator.backward(total)

@@ -34,7 +34,7 @@ RESUME_OVERRIDABLE = (
     "evals_per_epoch",
     "max_length",  # texts are cut anew; the data position then counts the re-cut batches
     "test",  # evaluated once, at the end
-    "bf16",
+    "precision",
 )
 NOT_SETTINGS = ("output", "resume")  # given with every --resume, never compared
 

@@ -58,7 +58,7 @@ def evaluate_split(
         batch_size=config.eval_batch_size,
         multilabel=config.task == "multilabel",
         indices=mine,
-        bf16=config.bf16,
+        bf16=config.precision == "bf16",
     )
     if accelerator.num_processes > 1:
         gathered = gather_object([(rows, probs)])

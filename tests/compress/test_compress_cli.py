@@ -12,8 +12,8 @@ import pytest
 from conftest import make_texts
 from jiyi.cli import main as run_cli
 from jiyi.compress.pipeline import parse_methods
-from jiyi.compress.quantize import bf16_supported
 from jiyi.errors import JiyiError
+from jiyi.precision import cpu_has_bf16
 
 
 def predict_labels(folder: Path, texts_file: Path, out: Path) -> list[str]:
@@ -29,7 +29,7 @@ def probe_texts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 METHODS = ["dynamic-int8", "onnx", "onnx-int8", "prune-heads", "distill"]
-if bf16_supported():
+if cpu_has_bf16():
     METHODS.append("bf16")
 
 

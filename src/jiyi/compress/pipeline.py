@@ -170,9 +170,10 @@ def _step(method: str, src: Path, dst: Path, settings: Settings, files: tuple) -
             save_int8(dynamic_int8(model), tmp)
             fmt = "torch-int8"
         elif method == "bf16":
-            from jiyi.compress.quantize import bf16_supported, to_bf16
+            from jiyi.compress.quantize import to_bf16
+            from jiyi.precision import cpu_has_bf16
 
-            if not bf16_supported():
+            if not cpu_has_bf16():
                 raise JiyiError(
                     "--method bf16: this CPU has no native bfloat16 (avx512_bf16 or AMX); it "
                     "would be emulated and slower than fp32. Use dynamic-int8 or onnx-int8."

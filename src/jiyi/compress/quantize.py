@@ -127,15 +127,6 @@ def _apply_pruning_if_any(model: Any, model_dir: Path) -> None:
         apply_layout(model, {int(k): list(v) for k, v in layout.items()})
 
 
-def bf16_supported() -> bool:
-    """Whether this CPU computes in bfloat16 natively (avx512_bf16 or AMX), not emulated."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def to_bf16(model: Any) -> Any:
     """A bfloat16 copy of `model` (weights and arithmetic)."""
     import copy
