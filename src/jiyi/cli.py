@@ -124,6 +124,15 @@ def cmd_data_export(args: argparse.Namespace) -> int:
 def cmd_env(args: argparse.Namespace) -> int:
     from jiyi.env import environment_report
 
+    if args.bench:
+        from jiyi.machine import machine_bench, render_bench
+
+        for flag, value in (("--batch-size", args.batch_size), ("--max-length", args.max_length)):
+            if value < 1:
+                raise JiyiError(f"{flag} must be at least 1, got {value}.")
+        bench = machine_bench(args.model, args.batch_size, args.max_length)
+        print(json.dumps(bench, indent=2) if args.json else render_bench(bench))
+        return 0
     report = environment_report()
     if args.json:
         print(json.dumps(report, indent=2))
@@ -301,8 +310,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_card_parsers(verbs)
 
-    p = verbs.add_parser("env", help="versions, devices, threads, offline state (for bug reports)")
+    p = verbs.add_parser(
+        "env",
+        help="versions, devices, threads, offline state (for bug reports); --bench: this "
+        "machine's speed for a model",
+        description="Versions, devices, threads and the offline state, for bug reports. With "
+        "--bench: the matrix-product peak (fp32, bf16 where the CPU has it), one training step "
+        "and one prediction batch of --model at each precision, their MFU, and what --precision "
+        "auto chooses (about 30 s for minilm; run it on an idle machine).",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--bench", action="store_true", help="measure this machine's speed for --model")
+    p.add_argument("--model", default="minilm", help="the model --bench measures (default: minilm)")
+    p.add_argument(
+        "--batch-size", type=int, default=32, help="texts per --bench batch (default: 32)"
+    )
+    p.add_argument(
+        "--max-length", type=int, default=128, help="tokens per --bench text (default: 128)"
+    )
     p.set_defaults(func=cmd_env)
     parser.epilog = verb_map(verbs) + "\n" + EXAMPLES
     return parser
