@@ -90,3 +90,14 @@ def test_sorted_batches_cover_everything() -> None:
     lengths = np.array([5, 1, 9, 3])
     batches = sorted_batches(lengths, 3)
     assert batches == [[2, 0, 3], [1]]
+
+
+def test_sorted_batches_by_tokens_are_wide_for_short_texts_and_narrow_for_long() -> None:
+    lengths = np.random.default_rng(0).integers(2, 128, size=500)
+    batches = sorted_batches(lengths, 64, max_tokens=1024)
+    assert sorted(i for b in batches for i in b) == list(range(500))
+    for batch in batches:
+        widest = max(lengths[i] for i in batch)
+        assert len(batch) <= 64 and (len(batch) * widest <= 1024 or len(batch) == 1)
+    assert len(batches[0]) == 1024 // lengths.max() and len(batches[-1]) == 64
+    assert sorted_batches(np.array([900, 10]), 8, max_tokens=100) == [[0], [1]]  # over: alone

@@ -60,7 +60,14 @@ def forward_probs(
 class Classifier:
     """A fine-tuned model folder (or run directory) ready to predict."""
 
-    def __init__(self, path: str | Path, *, batch_size: int = 64, threads: int | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        batch_size: int = 64,
+        threads: int | None = None,
+        max_batch_tokens: int | None = None,
+    ):
         from jiyi.models import load_classifier
 
         model_dir = runs.model_dir(path)
@@ -78,6 +85,8 @@ class Classifier:
         )
         self.truncation = self.meta.get("truncation", "head+tail")
         self.batch_size = batch_size
+        # None: forward passes of batch_size texts; N: also at most N padded tokens a pass
+        self.max_batch_tokens = max_batch_tokens
 
     def predict_proba(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
         """(N, C) probabilities in input order."""
@@ -89,6 +98,7 @@ class Classifier:
             pad_id=self.tokenizer.pad_token_id or 0,
             batch_size=self.batch_size,
             multilabel=self.multilabel,
+            indices=sorted_batches(enc.lengths, self.batch_size, self.max_batch_tokens),
         )
         ordered = np.empty_like(probs)
         ordered[rows] = probs

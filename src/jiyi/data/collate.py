@@ -246,7 +246,26 @@ def length_grouped_batches(
     return batches
 
 
-def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[list[int]]:
-    """Inference batches: texts sorted by length (least padding); callers restore input order."""
-    order = np.argsort(-lengths, kind="stable")
-    return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+def sorted_batches(
+    lengths: np.ndarray, batch_size: int, max_tokens: int | None = None
+) -> list[list[int]]:
+    """Inference batches: texts sorted by length (least padding); callers restore input order.
+    With `max_tokens`, a batch also stops before its padded size (texts × its longest text)
+    would pass `max_tokens`, so short texts go in wide batches and long ones in narrow ones; a
+    text longer than `max_tokens` is a batch of its own.
+
+    >>> sorted_batches(np.array([3, 50, 4, 48, 5]), 4, max_tokens=100)
+    [[1, 3], [4, 2, 0]]
+    """
+    order = np.argsort(-lengths, kind="stable").tolist()
+    if max_tokens is None:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    for i in order:
+        batch = batches[-1] if batches else None
+        # sorted longest first: the batch's first text sets its padded width
+        if batch and len(batch) < batch_size and (len(batch) + 1) * lengths[batch[0]] <= max_tokens:
+            batch.append(i)
+        else:
+            batches.append([i])
+    return batches

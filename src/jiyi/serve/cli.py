@@ -102,6 +102,7 @@ def check_limits(args: argparse.Namespace) -> None:
     positive = {
         "--max-batch-size": args.max_batch_size,
         "--forward-batch-size": args.forward_batch_size,
+        "--forward-tokens": args.forward_tokens or 1,
         "--max-texts": args.max_texts,
         "--max-chars": args.max_chars,
         "--max-body-bytes": args.max_body_bytes,
@@ -178,6 +179,7 @@ def settings_from(args: argparse.Namespace, token: str | None) -> Any:
     return Settings(
         max_batch_size=args.max_batch_size,
         forward_batch_size=args.forward_batch_size,
+        forward_tokens=args.forward_tokens,
         max_wait_ms=args.max_wait_ms,
         batching=not args.no_batching,
         max_texts=args.max_texts,
@@ -303,6 +305,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=8,
         help="a batch is sorted by length and run in forward passes of this many texts, so "
         "short texts are not padded to the longest (default 8)",
+    )
+    g.add_argument(
+        "--forward-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also cut a forward pass before it holds N padded tokens (texts × its longest), so "
+        "short texts run in wide passes and long ones in narrow ones (classification runs)",
     )
     g.add_argument(
         "--max-wait-ms",

@@ -13,6 +13,7 @@ class Settings:
 
     max_batch_size: int = 32
     forward_batch_size: int = 8
+    forward_tokens: int | None = None  # padded tokens a forward pass holds at most (None: any)
     max_wait_ms: float = 5.0
     batching: bool = True
     max_texts: int = 64
