@@ -48,6 +48,7 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_summarize.py --output bench/results/summarize
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_zh.py all --output bench/results/me5-zh
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_defaults.py all --output bench/results/defaults
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_step.py --output bench/results/step
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_train.py --output bench/results --render-only
 
 lint: install

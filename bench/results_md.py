@@ -20,6 +20,7 @@ import bench_ner
 import bench_practice
 import bench_pretrain
 import bench_serve
+import bench_step
 import bench_summarize
 import bench_zh
 
@@ -35,6 +36,7 @@ SECTIONS: list[tuple[str, Callable[[Path], str]]] = [
     ("serve", bench_serve.render_section),
     ("me5-zh", bench_zh.render_section),
     ("defaults", bench_defaults.render_section),
+    ("step", bench_step.render_section),
 ]
 
 
