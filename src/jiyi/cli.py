@@ -309,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     from jiyi.card import add_parsers as add_card_parsers
 
     add_card_parsers(verbs)
+    from jiyi.calibrate_cli import add_parsers as add_calibrate_parsers
+
+    add_delimiter_flag(add_calibrate_parsers(verbs))
 
     p = verbs.add_parser(
         "env",

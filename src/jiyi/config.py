@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from jiyi.errors import JiyiError
 from jiyi.precision import PRECISIONS
 from jiyi.tasks import TASKS, TaskSpec, adapter, get_task, task_names
-from jiyi.tasks.registry import tasks_taking_trim_vocab
+from jiyi.tasks.registry import CALIBRATIONS, tasks_taking_trim_vocab, tasks_that_calibrate
 
 TRUNCATIONS = ("head", "tail", "head+tail")
 ON_BAD_ROWS = ("error", "skip")
@@ -140,6 +140,8 @@ class TrainConfig(LoopConfig):
     """Column holding the label (strings or ints)."""
     label_delimiter: str | None = None
     """Multilabel only: the delimiter between labels; by default the first of | ; , found."""
+    calibration: str | None = None
+    """Classification and multilabel: after training, fit calibrated probabilities on the validation data: temperature (default; one T, or one per label for multilabel, decisions unchanged), vector (a scale and bias per class; per-label Platt for multilabel) or none. Stored in model/jiyi.json and used by predict, evaluate, serve; `jiyi calibrate` refits it."""
     eval_batch_size: int = 128
     """Examples per forward pass when evaluating and predicting."""
     truncation: str = "head+tail"
@@ -258,6 +260,13 @@ class TrainConfig(LoopConfig):
                     f"{flag} applies to --task {', '.join(takers[:-1])} and {takers[-1]}, "
                     f"not {spec.name}."
                 )
+        if self.calibration is not None:
+            check_choice("--calibration", self.calibration, CALIBRATIONS)
+            if not spec.calibrate:
+                takers = tasks_that_calibrate()
+                raise JiyiError(
+                    f"--calibration applies to --task {' and '.join(takers)}, not {spec.name}."
+                )
         adapter(spec).validate(self)  # the task's own flags (jiyi.tasks.<task>.validate)
         if require_paths:
             if not self.train and not self.resume:
@@ -362,7 +371,7 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "regularisation": (
         "weight_decay", "dropout", "l1", "l1_prox", "augment", "augment_rate", "augment_copies",
-        "trim_vocab", "freeze_embeddings",
+        "trim_vocab", "freeze_embeddings", "calibration",
     ),
     "masked LM": ("mask_rate", "whole_word_mask"),
 }  # fmt: skip
@@ -379,6 +388,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "on_bad_rows": ON_BAD_ROWS,
     "tag_scheme": TAG_SCHEMES,
     "precision": PRECISIONS,
+    "calibration": CALIBRATIONS,
 }
 # Older flags kept as aliases of a field's value: `--bf16` is `--precision bf16`, and the YAML
 # key `bf16: true|false` (in the config.yaml of older runs) is `precision: bf16|<its default>`.

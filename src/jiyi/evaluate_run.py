@@ -18,7 +18,7 @@ from jiyi.evaluate import (
     multilabel_metrics,
     slice_metrics,
 )
-from jiyi.predict import load
+from jiyi.predict import Classifier, load
 from jiyi.prepare import targets_for
 
 
@@ -47,36 +47,28 @@ def evaluate_run(
     out_dir = output_folder(output) if output else default  # checked before any work
     clf = load(run_dir, batch_size=batch_size)
     task = "multilabel" if clf.multilabel else "classification"
-    pair_column = clf.meta.get("text_pair_column")
-    try:
-        result = read_examples(
-            data,
-            text_column=text_column or clf.meta.get("text_column", "text"),
-            text_pair_column=pair_column,
-            label_column=label_column or clf.meta.get("label_column", "label"),
-            task=task,
-            on_bad_rows=on_bad_rows,
-            extra_columns={column: "--slice-by" for column in slice_by or ()},
-        )
-    except JiyiError as e:
-        raise JiyiError(f"--data {e}") from None
-    known = set(clf.labels)
-    for ex in result.examples:
-        seen = set(ex.label) if isinstance(ex.label, tuple) else {ex.label}
-        unknown = seen - known
-        if unknown:
-            raise JiyiError(
-                f"--data {data} line {ex.line}: label {sorted(unknown)[0]!r} is not one the model "
-                f"knows ({', '.join(clf.labels)}). Fix the label or drop the row."
-            )
-    texts = [e.text for e in result.examples]
-    pairs = [e.text_pair or "" for e in result.examples] if pair_column else None
-    probs = clf.predict_proba(texts, pairs)
-    y = targets_for(result.examples, clf.labels, task)
+    result, texts, pairs, y = read_labelled(
+        clf,
+        data,
+        text_column=text_column,
+        label_column=label_column,
+        on_bad_rows=on_bad_rows,
+        extra_columns={column: "--slice-by" for column in slice_by or ()},
+    )
+    logits = clf.logits(texts, pairs)
+    probs = clf.probabilities(logits)  # calibrated when the run stores a calibration
     if clf.multilabel:
         metrics = multilabel_metrics(y, probs, clf.labels, np.asarray(clf.thresholds))
     else:
         metrics = classification_metrics(y, probs, clf.labels)
+    raw_probs = None
+    if clf.calibration is not None:
+        from jiyi.calibrate import calibration_block
+
+        raw_probs = clf.probabilities(logits, calibrated=False)
+        metrics["calibration"] = calibration_block(
+            clf.meta["calibration"], y, raw_probs, metrics, clf.labels, clf.multilabel
+        )
     if result.skipped:
         metrics["skipped_rows"] = len(result.skipped)
     if slice_by:
@@ -105,9 +97,50 @@ def evaluate_run(
         thresholds=np.asarray(clf.thresholds) if clf.multilabel else None,
         title=f"jiyi evaluation: {data}",
         extra={"model": str(clf.model_dir), "data": str(data)},
+        uncalibrated_probs=raw_probs,
     )
     write_card_safely(run_dir, eval_data=str(data), written_to=out_dir)  # the run's README.md
     return metrics, out_dir
+
+
+def read_labelled(
+    clf: Classifier,
+    data: str,
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    on_bad_rows: str = "error",
+    extra_columns: dict[str, str] | None = None,
+) -> tuple[Any, list[str], list[str] | None, np.ndarray]:
+    """A labelled file for `clf` (the run's columns unless told otherwise) -> (the reader's
+    result, texts, pairs or None, targets); a label the model does not know is a JiyiError
+    naming the line."""
+    task = "multilabel" if clf.multilabel else "classification"
+    pair_column = clf.meta.get("text_pair_column")
+    try:
+        result = read_examples(
+            data,
+            text_column=text_column or clf.meta.get("text_column", "text"),
+            text_pair_column=pair_column,
+            label_column=label_column or clf.meta.get("label_column", "label"),
+            task=task,
+            on_bad_rows=on_bad_rows,
+            extra_columns=extra_columns or {},
+        )
+    except JiyiError as e:
+        raise JiyiError(f"--data {e}") from None
+    known = set(clf.labels)
+    for ex in result.examples:
+        seen = set(ex.label) if isinstance(ex.label, tuple) else {ex.label}
+        unknown = seen - known
+        if unknown:
+            raise JiyiError(
+                f"--data {data} line {ex.line}: label {sorted(unknown)[0]!r} is not one the model "
+                f"knows ({', '.join(clf.labels)}). Fix the label or drop the row."
+            )
+    texts = [e.text for e in result.examples]
+    pairs = [e.text_pair or "" for e in result.examples] if pair_column else None
+    return result, texts, pairs, targets_for(result.examples, clf.labels, task)
 
 
 def _slice_name(value: Any) -> str:

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, overload
@@ -16,9 +16,34 @@ import numpy as np
 import torch
 
 from jiyi import runs
+from jiyi.calibrate import Calibration, logits_to_probs
 from jiyi.compress.trim_hooks import warn_unknown_rate
 from jiyi.data.collate import encode, pad_batch, sorted_batches
 from jiyi.runs import read_meta
+
+
+@torch.inference_mode()
+def forward_logits(
+    model: Any,
+    enc: Any,
+    *,
+    pad_id: int,
+    batch_size: int,
+    indices: list[list[int]] | None = None,
+    bf16: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw logits for the texts of `enc`, batched by length; returns (row indices, logits (n, C)).
+
+    `indices` restricts the work to given batches (a process's share under distributed eval).
+    """
+    rows: list[int] = []
+    out = [
+        logits.cpu().numpy()
+        for logits in _batch_logits(model, enc, pad_id, batch_size, indices, bf16, rows)
+    ]
+    n_labels = model.config.num_labels
+    logits = np.concatenate(out) if out else np.zeros((0, n_labels), dtype=np.float32)
+    return np.asarray(rows, dtype=np.int64), logits
 
 
 @torch.inference_mode()
@@ -31,30 +56,48 @@ def forward_probs(
     multilabel: bool,
     indices: list[list[int]] | None = None,
     bf16: bool = False,
+    calibration: Calibration | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities for the texts of `enc`, batched by length; returns (row indices, probs (n, C)).
 
-    `indices` restricts the work to given batches (a process's share under distributed eval).
+    `indices` restricts the work to given batches (a process's share under distributed eval);
+    `calibration` (`jiyi.calibrate`) maps the logits first (None: the model's own probabilities).
     """
+    rows: list[int] = []
+    out = [
+        logits_to_probs(logits, multilabel, calibration).cpu().numpy()
+        for logits in _batch_logits(model, enc, pad_id, batch_size, indices, bf16, rows)
+    ]
+    n_labels = model.config.num_labels
+    probs = np.concatenate(out) if out else np.zeros((0, n_labels), dtype=np.float32)
+    return np.asarray(rows, dtype=np.int64), probs
+
+
+def _batch_logits(
+    model: Any,
+    enc: Any,
+    pad_id: int,
+    batch_size: int,
+    indices: list[list[int]] | None,
+    bf16: bool,
+    rows: list[int],
+) -> Iterator[torch.Tensor]:
+    """(B, C) float logits per batch, in eval mode; the batch's row indices appended to `rows`."""
     was_training = model.training
     model.eval()
     batches = indices if indices is not None else sorted_batches(enc.lengths, batch_size)
     device = next(model.parameters()).device
-    rows: list[int] = []
-    out: list[np.ndarray] = []
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
-    for batch in batches:
-        inputs = {k: v.to(device) for k, v in pad_batch(enc, batch, pad_id).items()}
-        with autocast:
-            logits = model(**inputs).logits.float()  # (B, C)
-        probs = torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=-1)
-        rows.extend(batch)
-        out.append(probs.cpu().numpy())
-    if was_training:
-        model.train()
-    n_labels = model.config.num_labels
-    probs = np.concatenate(out) if out else np.zeros((0, n_labels), dtype=np.float32)
-    return np.asarray(rows, dtype=np.int64), probs
+    try:
+        for batch in batches:
+            inputs = {k: v.to(device) for k, v in pad_batch(enc, batch, pad_id).items()}
+            with autocast:
+                logits = model(**inputs).logits.float()  # (B, C)
+            rows.extend(batch)
+            yield logits
+    finally:
+        if was_training:
+            model.train()
 
 
 class Classifier:
@@ -80,6 +123,8 @@ class Classifier:
         id2label = self.model.config.id2label
         self.labels = [str(id2label[i]) for i in range(len(id2label))]
         self.thresholds = np.asarray(self.meta.get("thresholds", [0.5] * len(self.labels)))
+        # jiyi.json's "calibration" (fitted by `jiyi train` / `jiyi calibrate`); None: none
+        self.calibration = Calibration.from_meta(self.meta, len(self.labels))
         self.max_length = int(
             self.meta.get("max_length", min(self.tokenizer.model_max_length, 512))
         )
@@ -89,9 +134,8 @@ class Classifier:
         self.max_batch_tokens = max_batch_tokens
 
     def predict_proba(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
-        """(N, C) probabilities in input order."""
-        enc = encode(self.tokenizer, list(texts), pairs, self.max_length, self.truncation)
-        warn_unknown_rate(self.tokenizer, enc, self.model_dir)  # a trimmed vocabulary's [UNK]s
+        """(N, C) probabilities in input order, calibrated when the run stores a calibration."""
+        enc = self._encode(texts, pairs)
         rows, probs = forward_probs(
             self.model,
             enc,
@@ -99,10 +143,35 @@ class Classifier:
             batch_size=self.batch_size,
             multilabel=self.multilabel,
             indices=sorted_batches(enc.lengths, self.batch_size, self.max_batch_tokens),
+            calibration=self.calibration,
         )
         ordered = np.empty_like(probs)
         ordered[rows] = probs
         return ordered
+
+    def logits(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+        """(N, C) raw logits (before any calibration) in input order."""
+        enc = self._encode(texts, pairs)
+        rows, logits = forward_logits(
+            self.model,
+            enc,
+            pad_id=self.tokenizer.pad_token_id or 0,
+            batch_size=self.batch_size,
+            indices=sorted_batches(enc.lengths, self.batch_size, self.max_batch_tokens),
+        )
+        ordered = np.empty_like(logits)
+        ordered[rows] = logits
+        return ordered
+
+    def probabilities(self, logits: np.ndarray, calibrated: bool = True) -> np.ndarray:
+        """`logits` (from `logits`) -> (N, C) probabilities, with or without the calibration."""
+        cal = self.calibration if calibrated else None
+        return logits_to_probs(torch.from_numpy(logits), self.multilabel, cal).numpy()
+
+    def _encode(self, texts: list[str], pairs: list[str] | None) -> Any:
+        enc = encode(self.tokenizer, list(texts), pairs, self.max_length, self.truncation)
+        warn_unknown_rate(self.tokenizer, enc, self.model_dir)  # a trimmed vocabulary's [UNK]s
+        return enc
 
     @overload
     def predict(self, texts: str, pairs: str | None = None) -> dict[str, Any]: ...

@@ -51,11 +51,14 @@ def write_eval_dir(
     thresholds: np.ndarray | None = None,
     title: str = "jiyi evaluation",
     extra: dict | None = None,
+    uncalibrated_probs: np.ndarray | None = None,
 ) -> dict[str, Path]:
     """Write metrics.json, the plots, errors.jsonl and report.html into `out_dir`.
 
     classification: y_true (N,) class ids, probs (N, C) softmax. multilabel: y_true (N, C) 0/1,
     probs (N, C) sigmoid, predictions at `thresholds` (default: metrics["thresholds"], else 0.5).
+    `uncalibrated_probs`: the model's own probabilities when `probs` are calibrated (the
+    reliability diagram draws both; metrics["calibration"] holds the before/after numbers).
     Returns {file name: path}.
     """
     if task not in TASKS:
@@ -74,7 +77,9 @@ def write_eval_dir(
     if task == "classification":
         pngs["confusion_matrix.png"] = figure_png(confusion_matrix_figure(y_true, probs, labels))
     pngs["roc_curve.png"] = figure_png(roc_figure(y_true, probs, labels, task))
-    pngs["reliability.png"] = figure_png(reliability_figure(y_true, probs, task))
+    pngs["reliability.png"] = figure_png(
+        reliability_figure(y_true, probs, task, before=uncalibrated_probs)
+    )
     mistakes = misclassified_rows(y_true, probs, labels, texts, task, thresholds)
 
     paths = {
@@ -167,6 +172,7 @@ def render_html(
         slices=metrics.get("slices", {}),
         slice_gaps=metrics.get("slice_gaps", {}),
         slice_metrics=[k for k in HEADLINE_METRICS if k != "n" and k in metrics],
+        calibration=metrics.get("calibration"),
     )
 
 
@@ -320,9 +326,14 @@ def roc_figure(
 
 
 def reliability_figure(
-    y_true: np.ndarray, probs: np.ndarray, task: str, n_bins: int = 15
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    task: str,
+    n_bins: int = 15,
+    before: np.ndarray | None = None,
 ) -> Figure:
-    """Accuracy per confidence bin against the diagonal; the title carries the ECE."""
+    """Accuracy per confidence bin against the diagonal; the title carries the ECE. `before`:
+    the uncalibrated probabilities of calibrated `probs`, drawn as a second curve."""
     from matplotlib.figure import Figure
 
     confidence, correct = calibration_inputs(y_true, probs, task)
@@ -353,7 +364,18 @@ def reliability_figure(
     )
     ax.vlines(centres[filled], accuracy[filled], mean_conf[filled], color="tab:red", linewidth=1.5)
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=f"Reliability (ECE = {ece:.4f})")
+    title = f"Reliability (ECE = {ece:.4f})"
+    if before is not None:
+        conf0, correct0 = calibration_inputs(y_true, before, task)
+        _, mean0, acc0, counts0 = reliability_bins(conf0, correct0, n_bins)
+        ece0 = expected_calibration_error(conf0, correct0, n_bins)
+        kept = counts0 > 0
+        ax.plot(mean0[kept], acc0[kept], "s-", color="tab:orange", markersize=4,
+                label=f"before calibration (ECE {ece0:.4f})")  # fmt: skip
+        ax.plot(mean_conf[filled], accuracy[filled], "o-", color="tab:blue", markersize=4,
+                label=f"calibrated (ECE {ece:.4f})")  # fmt: skip
+        title = f"Reliability (ECE {ece0:.4f} before, {ece:.4f} calibrated)"
+    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=title)
     ax.legend(loc="upper left", fontsize=8)
     hist.bar(left, counts, width=width, align="edge", color="grey", edgecolor="black")
     hist.set(xlabel="confidence", ylabel="count")
@@ -385,4 +407,13 @@ def _caption(metrics: dict) -> str:
         for k in HEADLINE_METRICS
         if k in metrics and not k.startswith(("precision", "recall", "f1"))
     ]
+    cal = metrics.get("calibration")
+    if isinstance(cal, dict) and "before" in cal:
+        parts.append(
+            f"calibrated ({cal['method']}): "
+            + ", ".join(
+                f"{k} {format_value(cal['before'].get(k))} → {format_value(cal['after'].get(k))}"
+                for k in ("ece", "log_loss")
+            )
+        )
     return " · ".join(parts)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from jiyi.calibrate import Calibration
 from jiyi.config import TrainConfig, load_yaml_config
 from jiyi.data.collate import pad_batch, sorted_batches
 from jiyi.io import atomic_directory
@@ -27,7 +28,7 @@ from jiyi.loop import (
     steps_per_epoch,
     weight_sparsity,
 )
-from jiyi.predict import forward_probs
+from jiyi.predict import forward_logits, forward_probs
 from jiyi.prepare import PreparedData, Split, augment_train, read_data, tokenize_splits
 from jiyi.runs import discard_if_unstarted, write_meta
 from jiyi.tasks.presets import resolve_schedule
@@ -41,35 +42,91 @@ def loss_fn(logits: torch.Tensor, targets: torch.Tensor, multilabel: bool) -> to
 
 
 def evaluate_split(
-    model: Any, split: Split, labels: list[str], config: TrainConfig, accelerator: Any, pad_id: int
+    model: Any,
+    split: Split,
+    labels: list[str],
+    config: TrainConfig,
+    accelerator: Any,
+    pad_id: int,
+    calibration: Calibration | None = None,
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None]:
-    """Metrics of `split`; under several processes each evaluates a share, results are gathered."""
-    from accelerate.utils import gather_object
-
+    """Metrics of `split`; under several processes each evaluates a share, results are gathered.
+    Multilabel thresholds are tuned on `split` (the validation data)."""
     from jiyi.evaluate import classification_metrics, multilabel_metrics, tune_thresholds
 
-    assert split.enc is not None
-    batches = sorted_batches(split.enc.lengths, config.eval_batch_size)
-    mine = batches[accelerator.process_index :: accelerator.num_processes]
-    rows, probs = forward_probs(
-        accelerator.unwrap_model(model),
-        split.enc,
-        pad_id=pad_id,
-        batch_size=config.eval_batch_size,
-        multilabel=config.task == "multilabel",
-        indices=mine,
-        bf16=config.precision == "bf16",
-    )
-    if accelerator.num_processes > 1:
-        gathered = gather_object([(rows, probs)])
-        rows = np.concatenate([r for r, _ in gathered])
-        probs = np.concatenate([p for _, p in gathered])
-    ordered = np.empty_like(probs)
-    ordered[rows] = probs
+    ordered = split_outputs(model, split, config, accelerator, pad_id, calibration=calibration)
     if config.task == "multilabel":
         thresholds = tune_thresholds(split.targets, ordered)
         return multilabel_metrics(split.targets, ordered, labels, thresholds), ordered, thresholds
     return classification_metrics(split.targets, ordered, labels), ordered, None
+
+
+def split_outputs(
+    model: Any,
+    split: Split,
+    config: TrainConfig,
+    accelerator: Any,
+    pad_id: int,
+    *,
+    calibration: Calibration | None = None,
+    logits: bool = False,
+) -> np.ndarray:
+    """(N, C) probabilities (or raw logits) of `split` in row order; each process computes a
+    share of the batches, the shares are gathered."""
+    from accelerate.utils import gather_object
+
+    assert split.enc is not None
+    batches = sorted_batches(split.enc.lengths, config.eval_batch_size)
+    mine = batches[accelerator.process_index :: accelerator.num_processes]
+    common = dict(
+        pad_id=pad_id,
+        batch_size=config.eval_batch_size,
+        indices=mine,
+        bf16=config.precision == "bf16",
+    )
+    model = accelerator.unwrap_model(model)
+    if logits:
+        rows, out = forward_logits(model, split.enc, **common)
+    else:
+        multilabel = config.task == "multilabel"
+        rows, out = forward_probs(
+            model, split.enc, multilabel=multilabel, calibration=calibration, **common
+        )
+    if accelerator.num_processes > 1:
+        gathered = gather_object([(rows, out)])
+        rows = np.concatenate([r for r, _ in gathered])
+        out = np.concatenate([p for _, p in gathered])
+    ordered = np.empty_like(out)
+    ordered[rows] = out
+    return ordered
+
+
+def calibrate_on_validation(
+    model: Any,
+    data: PreparedData,
+    config: TrainConfig,
+    accelerator: Any,
+    pad_id: int,
+    run_dir: Path,
+    say: Any,
+) -> Calibration | None:
+    """Fit --calibration (default temperature) on the validation logits of the best model and
+    store it in model/jiyi.json (`jiyi.calibrate.refit`); every process fits the same one."""
+    from jiyi.calibrate import refit, summary_line
+    from jiyi.runs import read_meta
+
+    method = config.calibration or "temperature"
+    val = data.splits["validation"]
+    logits = split_outputs(model, val, config, accelerator, pad_id, logits=True)
+    meta = read_meta(run_dir / "model")
+    where = config.validation or f"{config.train} (validation slice)"
+    calibration, meta = refit(logits, val.targets, data.labels, meta, method=method, data=where)
+    if accelerator.is_main_process:
+        write_meta(run_dir / "model", meta)
+    if calibration is not None:
+        say(f"calibration: {summary_line(meta['calibration'])} (validation)")
+    accelerator.wait_for_everyone()
+    return calibration
 
 
 def train(
@@ -227,9 +284,17 @@ def train_classifier(
     accelerator.wait_for_everyone()
     best_model, _ = load_classifier(run_dir / "model")
     summary = run.summary(train_seconds, labels=data.labels)
-    if "test" in data.splits:
+    calibration = None
+    if "test" in data.splits or config.calibration != "none":
         best_model = accelerator.prepare(best_model)
-        test_metrics = write_test_eval(best_model, data, config, accelerator, pad_id, run_dir)
+    if config.calibration != "none":  # on the best model's validation logits; test uses it
+        calibration = calibrate_on_validation(
+            best_model, data, config, accelerator, pad_id, run_dir, say
+        )
+    if "test" in data.splits:
+        test_metrics = write_test_eval(
+            best_model, data, config, accelerator, pad_id, run_dir, calibration
+        )
         summary["test"] = test_metrics
         summary["test_file"] = config.test
         run.log({"event": "test", **headline(test_metrics)})
@@ -246,19 +311,32 @@ def write_test_eval(
     accelerator: Any,
     pad_id: int,
     run_dir: Path,
+    calibration: Calibration | None = None,
 ) -> dict[str, Any]:
+    """Test metrics of the best model (calibrated when `calibration` is given, with the before
+    and after numbers under `calibration`) -> RUN_DIR/eval."""
+    from jiyi.calibrate import calibration_block, probabilities
     from jiyi.evaluate import classification_metrics, multilabel_metrics
     from jiyi.report import write_eval_dir
     from jiyi.runs import read_meta
 
     test = data.splits["test"]
-    _, probs, _ = evaluate_split(model, test, data.labels, config, accelerator, pad_id)
+    multilabel = config.task == "multilabel"
+    logits = split_outputs(model, test, config, accelerator, pad_id, logits=True)
+    probs = probabilities(logits, multilabel, calibration)
     thresholds = None
-    if config.task == "multilabel":  # thresholds tuned on validation, not on test
-        thresholds = np.asarray(read_meta(run_dir / "model").get("thresholds", 0.5))
+    meta = read_meta(run_dir / "model")
+    if multilabel:  # thresholds tuned on validation, not on test
+        thresholds = np.asarray(meta.get("thresholds", 0.5))
         metrics = multilabel_metrics(test.targets, probs, data.labels, thresholds)
     else:
         metrics = classification_metrics(test.targets, probs, data.labels)
+    raw_probs = None
+    if calibration is not None:
+        raw_probs = probabilities(logits, multilabel, None)
+        metrics["calibration"] = calibration_block(
+            meta["calibration"], test.targets, raw_probs, metrics, data.labels, multilabel
+        )
     metrics["sparsity"] = weight_sparsity(accelerator.unwrap_model(model))  # the model evaluated
     if accelerator.is_main_process:
         write_eval_dir(
@@ -272,6 +350,7 @@ def write_test_eval(
             thresholds=thresholds,
             title=f"jiyi evaluation: {test.source}",
             extra={"model": config.model, "data": test.source, **_settings(config)},
+            uncalibrated_probs=raw_probs,
         )
     return metrics
 

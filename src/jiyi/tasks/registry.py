@@ -36,6 +36,8 @@ CAPABILITIES: dict[str, str] = {  # capability -> how the matrix (and a refusal)
     "compress": "compress",
     "serve": "serve",
 }
+# The --calibration methods of the tasks that calibrate (`TaskSpec.calibrate`, `jiyi.calibrate`).
+CALIBRATIONS = ("temperature", "vector", "none")
 # Every adapter module defines these (tests/test_tasks.py checks it).
 ADAPTER_FUNCTIONS = (
     "defaults",  # (config: TrainConfig) -> None: fill the task's defaults of unset flags
@@ -74,6 +76,9 @@ class TaskSpec:
     """`jiyi curve` (learning curves)."""
     compress: bool = False
     """`jiyi compress` (int8, ONNX, pruning, distillation)."""
+    calibrate: bool = False
+    """Calibrated probabilities: `jiyi train --calibration` fits them on validation after
+    training (temperature by default), `jiyi calibrate` refits them (`jiyi.calibrate`)."""
     own_flags: tuple[str, ...] = ()
     """TrainConfig fields only this task reads: given with another --task, they are refused."""
     help_flags: tuple[str, ...] = ()
@@ -124,6 +129,7 @@ _TEXT_CLASSIFIER = dict(
     bias=True,
     curve=True,
     compress=True,
+    calibrate=True,
     trim_vocab=True,
     pipeline_tag="text-classification",
     rates=(("accuracy", "n"),),
@@ -256,6 +262,11 @@ def task_of_run(run_or_model: str | Path) -> TaskSpec:
 def tasks_with(capability: str) -> list[TaskSpec]:
     """The registered tasks that support `capability`."""
     return [spec for spec in TASKS.values() if spec.can(capability)]
+
+
+def tasks_that_calibrate() -> list[str]:
+    """The --task values whose probabilities are calibrated (`TaskSpec.calibrate`)."""
+    return [spec.name for spec in TASKS.values() if spec.calibrate]
 
 
 def tasks_taking_trim_vocab() -> list[str]:
