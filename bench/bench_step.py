@@ -60,7 +60,7 @@ def measure(model_path: str, variant: dict[str, bool], batch: int, length: int, 
         optimizer.zero_grad(set_to_none=True)
         marks.append(time.perf_counter())
         if step >= 3:
-            for phase, a, b in zip(PHASES, marks, marks[1:], strict=True):
+            for phase, a, b in zip(PHASES, marks[:-1], marks[1:], strict=True):
                 times[phase].append(b - a)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {

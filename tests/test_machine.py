@@ -33,17 +33,20 @@ def test_bench_report_on_the_tiny_model(
 def test_bench_table(tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = {
         "model": "m", "batch_size": 4, "max_length": 16, "torch_threads": 2, "cpu_cores": 2,
-        "load_average_at_start": 1.5, "precision_auto": "fp32",
+        "busy_at_start": 0.5, "precision_auto": "fp32",
         "precisions": {"fp32": {
             "matmul_peak_flops_per_s": 1e11, "train_step_s": 0.5, "train_tokens_per_s": 128.0,
             "train_mfu": 0.25, "predict_batch_s": 0.1, "predict_texts_per_s": 40.0,
             "predict_mfu": 0.3,
         }},
-        "warning": "the load average was 1.5",
+        "warning": "other processes used 50% of the CPU",
     }  # fmt: skip
     text = machine.render_bench(report)
     assert "100.0 GFLOP/s" in text and "25%" in text and "30%" in text
-    assert "--precision auto chooses fp32 here" in text and "Warning: the load average" in text
+    assert (
+        "--precision auto chooses fp32 here" in text and "Warning: other processes used 50%" in text
+    )
+    assert "50% busy with other work" in text
 
 
 def test_model_flops_counts_dense_weights_and_attention() -> None:

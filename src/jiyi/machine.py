@@ -9,8 +9,8 @@ jiyi env --bench --model me5-small --max-length 64 --json
 The step is a classification step on random token ids (no padding: every text `--max-length`
 tokens), AdamW included; the FLOPs are the usual estimate, 6 × non-embedding parameters × tokens
 plus the attention scores (a forward pass is a third of that). Other busy processes lower every
-figure, the peak included, and a peak measured under load inflates MFU: the load average at the
-start is part of the report, with a warning when the machine was not idle.
+figure, the peak included, and a peak measured under load inflates MFU: how busy the CPU was at the
+start (from /proc/stat) is part of the report, with a warning when the machine was not idle.
 """
 
 from __future__ import annotations
@@ -23,6 +23,25 @@ from typing import Any
 from jiyi.precision import device_has_bf16, resolve_precision
 
 MATMUL_SIZE = 1024
+
+
+def busy_share(seconds: float = 1.0) -> float | None:
+    """The share of all CPU time other work took over the next `seconds` (from /proc/stat; None
+    off Linux): 0 on an idle machine. Unlike the load average, which trails by a minute, it says
+    whether something runs now."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return values[3] + values[4], sum(values)  # idle + iowait, total
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(seconds)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
 
 
 def best_seconds(fn: Callable[[], Any], repeats: int, budget: float = 2.0) -> float:
@@ -76,7 +95,7 @@ def model_timings(model_path: str, batch_size: int, length: int, precision: str)
     ids = torch.randint(low, model.config.vocab_size, (batch_size, length))
     mask = torch.ones_like(ids)
     labels = torch.randint(0, 2, (batch_size,))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)  # as jiyi trains
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def step() -> None:
@@ -117,7 +136,7 @@ def machine_bench(
     from jiyi.errors import JiyiError
     from jiyi.models import position_limit, resolve_model
 
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    busy = busy_share()
     cores = os.cpu_count() or 1
     path = resolve_model(model)
     limit = position_limit(path)
@@ -130,7 +149,7 @@ def machine_bench(
         "max_length": max_length,
         "torch_threads": torch.get_num_threads(),
         "cpu_cores": cores,
-        "load_average_at_start": load,
+        "busy_at_start": busy,
         "precision_auto": resolve_precision("auto", "cpu")[0],
         "precisions": {},
     }
@@ -145,11 +164,11 @@ def machine_bench(
         fp32, bf16 = report["precisions"]["fp32"], report["precisions"]["bf16"]
         report["bf16_train_speedup"] = fp32["train_step_s"] / bf16["train_step_s"]
         report["bf16_predict_speedup"] = fp32["predict_batch_s"] / bf16["predict_batch_s"]
-    if load is not None and load > 0.5:
+    if busy is not None and busy > 0.1:
         report["warning"] = (
-            f"the load average was {load:.1f} at the start ({cores} cores): other processes "
-            "were running, so every figure is low and the peak may be too (MFU then reads high). "
-            "Measure again on an idle machine."
+            f"other processes used {busy:.0%} of the CPU when the measurement started, so every "
+            "figure is low and the peak may be too (MFU then reads high). Measure again on an "
+            "idle machine."
         )
     return report
 
@@ -158,8 +177,12 @@ def render_bench(report: dict[str, Any]) -> str:
     """The report as the lines `jiyi env --bench` prints."""
     lines = [
         f"{report['model']}: batch {report['batch_size']} × {report['max_length']} tokens, "
-        f"{report['torch_threads']} torch threads on {report['cpu_cores']} cores, load average "
-        f"{report['load_average_at_start'] or 0:.2f} at the start",
+        f"{report['torch_threads']} torch threads on {report['cpu_cores']} cores"
+        + (
+            f", the CPU {report['busy_at_start']:.0%} busy with other work at the start"
+            if report.get("busy_at_start") is not None
+            else ""
+        ),
         "",
         f"{'precision':<10}{'matmul peak':>14}{'train step':>12}{'tokens/s':>10}{'MFU':>7}"
         f"{'predict batch':>15}{'texts/s':>9}{'MFU':>7}",
