@@ -185,6 +185,23 @@ def test_readyz_says_503_until_the_app_has_started(classifier: Any) -> None:
     error_of(asyncio.run(go()), 503)
 
 
+def test_forward_passes_are_sized_by_the_settings(trained_run: Path, start_server: Any) -> None:
+    from jiyi.predict import load
+
+    clf = load(trained_run)
+    server = start_server(
+        Settings(forward_batch_size=16, forward_tokens=48), ClassificationService(clf)
+    )
+    assert (clf.batch_size, clf.max_batch_tokens) == (16, 48)
+    texts = [t for t, _ in make_texts(20, seed=3)]
+    got = httpx.post(f"{server.url}/v1/predict", json={"texts": texts}, timeout=30).json()
+    expected = load(trained_run).predict(texts)
+    assert [p["label"] for p in got["predictions"]] == [p["label"] for p in expected]
+    assert [p["score"] for p in got["predictions"]] == pytest.approx(
+        [p["score"] for p in expected], abs=1e-5
+    )
+
+
 def test_info(server: Any, classifier: Any) -> None:
     info = httpx.get(f"{server.url}/v1/info").json()
     assert info["format"] == "torch" and info["task"] == "classification"
@@ -531,6 +548,8 @@ def test_cli_refuses_a_public_address_without_a_token(
     assert "not a loopback address" in err and "--token" in err and "Traceback" not in err
     assert serve_cli.main([str(trained_run), "--max-texts", "0"]) == 2
     assert "--max-texts 0" in capsys.readouterr().err
+    assert serve_cli.main([str(trained_run), "--forward-tokens", "0"]) == 2
+    assert "--forward-tokens 0: must be at least 1" in capsys.readouterr().err
 
 
 # ---- a compressed model -----------------------------------------------------------------------

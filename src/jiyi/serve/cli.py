@@ -102,7 +102,7 @@ def check_limits(args: argparse.Namespace) -> None:
     positive = {
         "--max-batch-size": args.max_batch_size,
         "--forward-batch-size": args.forward_batch_size,
-        "--forward-tokens": args.forward_tokens or 1,
+        "--forward-tokens": 1 if args.forward_tokens is None else args.forward_tokens,
         "--max-texts": args.max_texts,
         "--max-chars": args.max_chars,
         "--max-body-bytes": args.max_body_bytes,
