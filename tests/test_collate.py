@@ -99,5 +99,7 @@ def test_sorted_batches_by_tokens_are_wide_for_short_texts_and_narrow_for_long()
     for batch in batches:
         widest = max(lengths[i] for i in batch)
         assert len(batch) <= 64 and (len(batch) * widest <= 1024 or len(batch) == 1)
-    assert len(batches[0]) == 1024 // lengths.max() and len(batches[-1]) == 64
+    assert len(batches[0]) == 1024 // lengths.max() and len(batches[-1]) > 5 * len(batches[0])
+    for batch in batches[:-1]:  # each batch full: 64 texts, or one more would pass the budget
+        assert len(batch) == 64 or (len(batch) + 1) * lengths[batch[0]] > 1024
     assert sorted_batches(np.array([900, 10]), 8, max_tokens=100) == [[0], [1]]  # over: alone
