@@ -186,6 +186,7 @@ def test_training_calibrates_on_validation_and_stores_it(
     assert 'id="calibration"' in html and "before calibration" in html
     card = (trained_run / "README.md").read_text()
     assert "## Calibration" in card and "temperature" in card
+    assert f"the model's own gave ECE {block['before']['ece']:.4f}" in card
 
 
 def test_predict_evaluate_serve_and_load_use_the_stored_calibration(

@@ -136,6 +136,11 @@ def calibration_section(facts: CardFacts) -> str:
     if "ece" in m or "log_loss" in m:
         lines.append(f"On the evaluation above: expected calibration error {fmt(m.get('ece'))} "
                      f"(15 equal-width confidence bins), log loss {fmt(m.get('log_loss'))}.")  # fmt: skip
+        before = (m.get("calibration") or {}).get("before")
+        if isinstance(before, dict):  # metrics.json of calibrated probabilities
+            lines.append(f"These are the calibrated probabilities ({m['calibration'].get('method')}); "
+                         f"the model's own gave ECE {fmt(before.get('ece'))}, log loss "
+                         f"{fmt(before.get('log_loss'))} on the same data.")  # fmt: skip
         if facts.run_dir and (facts.folder / "eval" / "reliability.png").is_file():
             lines.append("Reliability diagram: `eval/reliability.png`.")
     if isinstance(record, dict):
