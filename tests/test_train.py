@@ -93,7 +93,8 @@ def test_model_folder_loads_without_jiyi(trained_run: Path) -> None:
     import jiyi
 
     ours = jiyi.load(str(trained_run)).predict_proba(["the film was great"])
-    np.testing.assert_allclose(torch.softmax(logits, -1).numpy(), ours, atol=1e-5)
+    t = json.loads((trained_run / "model" / "jiyi.json").read_text())["calibration"]["temperature"]
+    np.testing.assert_allclose(torch.softmax(logits / t, -1).numpy(), ours, atol=1e-5)
 
 
 def test_training_is_deterministic(
