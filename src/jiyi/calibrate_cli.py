@@ -85,7 +85,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def add_parsers(verbs: Any) -> argparse.ArgumentParser:
     """Add `calibrate` to the CLI's sub-parsers (`verbs` = parser.add_subparsers(...)); returns
-    its parser (the CLI adds --delimiter)."""
+    its parser (the CLI adds the labelled-file flags: `jiyi.cli.add_labelled_data_flags`)."""
     from jiyi.tasks.registry import CALIBRATIONS
 
     p = verbs.add_parser(
@@ -111,16 +111,5 @@ def add_parsers(verbs: Any) -> argparse.ArgumentParser:
         help="temperature (default: decisions unchanged), vector (a scale and bias per class) "
         "or none (remove the calibration)",
     )
-    p.add_argument("--text-column", help="text column (default: the one the run was trained with)")
-    p.add_argument(
-        "--label-column", help="label column (default: the one the run was trained with)"
-    )
-    p.add_argument(
-        "--on-bad-rows",
-        choices=("error", "skip"),
-        default="error",
-        help="stop at a bad row, or skip and count",
-    )
-    p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
     p.set_defaults(func=cmd_calibrate)
     return p

@@ -186,18 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="labelled data: CSV, TSV, JSONL, Parquet, datasets folder",
     )
     p.add_argument("--output", metavar="DIR", help="where to write (default: RUN_DIR/eval)")
-    p.add_argument("--text-column", help="text column (default: the one the run was trained with)")
-    p.add_argument(
-        "--label-column", help="label column (default: the one the run was trained with)"
-    )
-    p.add_argument(
-        "--on-bad-rows",
-        choices=("error", "skip"),
-        default="error",
-        help="stop at a bad row, or skip and count",
-    )
-    add_delimiter_flag(p)
-    p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
+    add_labelled_data_flags(p)
     p.add_argument(
         "--slice-by",
         action="append",
@@ -311,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_card_parsers(verbs)
     from jiyi.calibrate_cli import add_parsers as add_calibrate_parsers
 
-    add_delimiter_flag(add_calibrate_parsers(verbs))
+    add_labelled_data_flags(add_calibrate_parsers(verbs))
 
     p = verbs.add_parser(
         "env",
@@ -334,6 +323,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_env)
     parser.epilog = verb_map(verbs) + "\n" + EXAMPLES
     return parser
+
+
+def add_labelled_data_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of a verb that reads a labelled file of a run (evaluate, calibrate): columns,
+    bad rows, the delimiter, the forward-pass batch size."""
+    p.add_argument("--text-column", help="text column (default: the one the run was trained with)")
+    p.add_argument(
+        "--label-column", help="label column (default: the one the run was trained with)"
+    )
+    p.add_argument(
+        "--on-bad-rows",
+        choices=("error", "skip"),
+        default="error",
+        help="stop at a bad row, or skip and count",
+    )
+    add_delimiter_flag(p)
+    p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
 
 
 def add_delimiter_flag(parser: argparse.ArgumentParser) -> None:
