@@ -62,6 +62,11 @@ def test_each_method_is_a_drop_in(
         assert 0 <= r["accuracy"] <= 1 and r["latency_tokens"] <= 32
     if method in ("prune-heads", "distill"):
         assert second["parameters"] < first["parameters"]
+        # new weights, new logits: the calibration is fitted again, on the run's validation file
+        source = json.loads((trained_run / "model" / "jiyi.json").read_text())["calibration"]
+        refit = meta["calibration"]
+        assert refit["method"] == source["method"] and refit["n"] == source["n"]
+        assert refit["log_loss_before"] != source["log_loss_before"]  # the new model's logits
     if method in ("dynamic-int8", "onnx-int8"):
         assert second["size_mb"] < first["size_mb"]
     evaluated = tmp_path / "eval"

@@ -204,9 +204,34 @@ def _step(method: str, src: Path, dst: Path, settings: Settings, files: tuple) -
             step |= _distill(model, tokenizer, meta, settings, train_file, val_file)
             _save_torch(step.pop("student"), tmp)
         meta_out = write_meta(tmp, {**meta, **extra}, fmt, step, src)
+    if method in NEW_WEIGHTS and meta.get("calibration"):
+        step["calibration"] = _recalibrate(dst, meta["calibration"].get("method"), val_file)
     step["seconds"] = round(time.perf_counter() - t0, 1)
     step["format"] = meta_out["format"]
     return step
+
+
+# Steps whose model computes other logits than its source: the source's calibration (fitted on
+# the source's logits, `jiyi.calibrate`) does not carry over and is fitted again.
+NEW_WEIGHTS = ("prune-heads", "distill")
+
+
+def _recalibrate(folder: Path, method: str | None, val_file: str | None) -> dict[str, Any]:
+    """Fit the source run's calibration method again for the model in `folder`, on the run's
+    validation file; without one, drop it (probabilities are then the model's own) and say so."""
+    from jiyi import runs
+    from jiyi.calibrate_cli import calibrate_run
+
+    if val_file is None:
+        meta = runs.read_meta(folder)
+        meta.pop("calibration", None)
+        runs.write_meta(folder, meta)
+        _log(
+            f"{folder}: the source's calibration does not fit the new weights and there is no "
+            "validation file to fit it again; run `jiyi calibrate` on it."
+        )
+        return {"method": "none"}
+    return calibrate_run(folder, val_file, method=method or "temperature")
 
 
 def _save_torch(model: Any, folder: Path) -> None:
