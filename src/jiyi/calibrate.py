@@ -258,7 +258,7 @@ def logits_to_probs(
 def probabilities(
     logits: np.ndarray, multilabel: bool, calibration: Calibration | None
 ) -> np.ndarray:
-    """(N, C) logits -> probabilities, through `jiyi.predict.logits_to_probs` (the one place)."""
+    """(N, C) logits -> probabilities, through `logits_to_probs` (the one place)."""
     import torch
 
     z = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))

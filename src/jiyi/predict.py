@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, overload
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from jiyi import runs
-from jiyi.calibrate import Calibration, logits_to_probs
+from jiyi.calibrate import Calibration, probabilities
 from jiyi.compress.trim_hooks import warn_unknown_rate
 from jiyi.data.collate import encode, pad_batch, sorted_batches
 from jiyi.runs import read_meta
@@ -36,17 +36,27 @@ def forward_logits(
 
     `indices` restricts the work to given batches (a process's share under distributed eval).
     """
+    was_training = model.training
+    model.eval()
+    batches = indices if indices is not None else sorted_batches(enc.lengths, batch_size)
+    device = next(model.parameters()).device
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     rows: list[int] = []
-    out = [
-        logits.cpu().numpy()
-        for logits in _batch_logits(model, enc, pad_id, batch_size, indices, bf16, rows)
-    ]
+    out: list[np.ndarray] = []
+    try:
+        for batch in batches:
+            inputs = {k: v.to(device) for k, v in pad_batch(enc, batch, pad_id).items()}
+            with autocast:
+                out.append(model(**inputs).logits.float().cpu().numpy())  # (B, C)
+            rows.extend(batch)
+    finally:
+        if was_training:
+            model.train()
     n_labels = model.config.num_labels
     logits = np.concatenate(out) if out else np.zeros((0, n_labels), dtype=np.float32)
     return np.asarray(rows, dtype=np.int64), logits
 
 
-@torch.inference_mode()
 def forward_probs(
     model: Any,
     enc: Any,
@@ -63,41 +73,10 @@ def forward_probs(
     `indices` restricts the work to given batches (a process's share under distributed eval);
     `calibration` (`jiyi.calibrate`) maps the logits first (None: the model's own probabilities).
     """
-    rows: list[int] = []
-    out = [
-        logits_to_probs(logits, multilabel, calibration).cpu().numpy()
-        for logits in _batch_logits(model, enc, pad_id, batch_size, indices, bf16, rows)
-    ]
-    n_labels = model.config.num_labels
-    probs = np.concatenate(out) if out else np.zeros((0, n_labels), dtype=np.float32)
-    return np.asarray(rows, dtype=np.int64), probs
-
-
-def _batch_logits(
-    model: Any,
-    enc: Any,
-    pad_id: int,
-    batch_size: int,
-    indices: list[list[int]] | None,
-    bf16: bool,
-    rows: list[int],
-) -> Iterator[torch.Tensor]:
-    """(B, C) float logits per batch, in eval mode; the batch's row indices appended to `rows`."""
-    was_training = model.training
-    model.eval()
-    batches = indices if indices is not None else sorted_batches(enc.lengths, batch_size)
-    device = next(model.parameters()).device
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
-    try:
-        for batch in batches:
-            inputs = {k: v.to(device) for k, v in pad_batch(enc, batch, pad_id).items()}
-            with autocast:
-                logits = model(**inputs).logits.float()  # (B, C)
-            rows.extend(batch)
-            yield logits
-    finally:
-        if was_training:
-            model.train()
+    rows, logits = forward_logits(
+        model, enc, pad_id=pad_id, batch_size=batch_size, indices=indices, bf16=bf16
+    )
+    return rows, probabilities(logits, multilabel, calibration)
 
 
 class Classifier:
@@ -166,7 +145,7 @@ class Classifier:
     def probabilities(self, logits: np.ndarray, calibrated: bool = True) -> np.ndarray:
         """`logits` (from `logits`) -> (N, C) probabilities, with or without the calibration."""
         cal = self.calibration if calibrated else None
-        return logits_to_probs(torch.from_numpy(logits), self.multilabel, cal).numpy()
+        return probabilities(logits, self.multilabel, cal)
 
     def _encode(self, texts: list[str], pairs: list[str] | None) -> Any:
         enc = encode(self.tokenizer, list(texts), pairs, self.max_length, self.truncation)
