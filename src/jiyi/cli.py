@@ -301,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     from jiyi.calibrate_cli import add_parsers as add_calibrate_parsers
 
     add_labelled_data_flags(add_calibrate_parsers(verbs))
+    from jiyi.audit import add_parsers as add_audit_parsers
+
+    add_labelled_data_flags(add_audit_parsers(verbs))
 
     p = verbs.add_parser(
         "env",
