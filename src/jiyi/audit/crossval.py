@@ -14,7 +14,7 @@ import numpy as np
 
 from jiyi.errors import JiyiError
 
-C_GRID = (0.1, 1.0, 10.0)
+C_GRID = (0.1, 1.0, 10.0, 100.0)
 
 
 def check_folds(labels: np.ndarray, names: Sequence[str], folds: int, flag: str = "--data") -> None:
@@ -25,8 +25,8 @@ def check_folds(labels: np.ndarray, names: Sequence[str], folds: int, flag: str 
     n = len(labels)
     if len(names) < 2:
         raise JiyiError(
-            f"{flag}: every row has the label {names[0]!r} if any; auditing labels needs at "
-            "least two classes."
+            f"{flag}: every row has the label {names[0]!r}; auditing labels needs at least two "
+            "classes."
         )
     if n < folds:
         raise JiyiError(
