@@ -25,6 +25,7 @@ from jiyi.tasks import TASKS, TaskSpec, adapter, get_task, task_names
 from jiyi.tasks.registry import CALIBRATIONS, tasks_taking_trim_vocab, tasks_that_calibrate
 
 TRUNCATIONS = ("head", "tail", "head+tail")
+LOSSES = ("ce", "focal")  # `jiyi train --loss` (jiyi.imbalance)
 ON_BAD_ROWS = ("error", "skip")
 TAG_SCHEMES = ("BIO", "BIOES")
 PRESETS = ("tiny", "small", "base")  # `jiyi pretrain --architecture` from scratch
@@ -142,6 +143,12 @@ class TrainConfig(LoopConfig):
     """Multilabel only: the delimiter between labels; by default the first of | ; , found."""
     calibration: str | None = None
     """Classification and multilabel: after training, fit calibrated probabilities on the validation data: temperature (default; one T, or one per label for multilabel, decisions unchanged), vector (a scale and bias per class; per-label Platt for multilabel) or none. Stored in model/jiyi.json and used by predict, evaluate, serve; `jiyi calibrate` refits it."""
+    loss: str = "ce"
+    """Classification and multilabel: the training loss, ce (cross-entropy; binary per label for multilabel) or focal (each example's cross-entropy times (1 - p)^--focal-gamma, p the probability of its true class: examples already learnt count less, which helps a rare class)."""
+    focal_gamma: float = 2.0
+    """--loss focal: the exponent gamma of (1 - p)^gamma (0 is cross-entropy; larger discounts easy examples more)."""
+    class_weights: str | None = None
+    """Classification and multilabel: weigh the loss by class, computed on the training split only: balanced (n / (classes x count); multilabel: each label's pos_weight = negatives / positives, clipped to [0.01, 100]) or a FILE (CSV label,weight rows or a JSON object {"label": weight}; a weight > 0 for every label). Logged in metrics.jsonl, shown in the report. Without it or --loss focal, train warns when the largest class has more than 10 times the examples of the smallest."""
     eval_batch_size: int = 128
     """Examples per forward pass when evaluating and predicting."""
     truncation: str = "head+tail"
@@ -267,6 +274,11 @@ class TrainConfig(LoopConfig):
                 raise JiyiError(
                     f"--calibration applies to --task {' and '.join(takers)}, not {spec.name}."
                 )
+        check_choice("--loss", self.loss, LOSSES)
+        if self.loss != "ce" or self.class_weights is not None or self.focal_gamma != 2.0:
+            from jiyi.imbalance import check_flags  # numpy: only when the flags are given
+
+            check_flags(self, spec)
         adapter(spec).validate(self)  # the task's own flags (jiyi.tasks.<task>.validate)
         if require_paths:
             if not self.train and not self.resume:
@@ -371,6 +383,7 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "regularisation": (
         "weight_decay", "dropout", "l1", "l1_prox", "augment", "augment_rate", "augment_copies",
+        "loss", "focal_gamma", "class_weights",
         "trim_vocab", "freeze_embeddings", "calibration",
     ),
     "masked LM": ("mask_rate", "whole_word_mask"),
@@ -389,6 +402,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "tag_scheme": TAG_SCHEMES,
     "precision": PRECISIONS,
     "calibration": CALIBRATIONS,
+    "loss": LOSSES,
 }
 # Older flags kept as aliases of a field's value: `--bf16` is `--precision bf16`, and the YAML
 # key `bf16: true|false` (in the config.yaml of older runs) is `precision: bf16|<its default>`.
@@ -403,6 +417,7 @@ METAVARS = {
     "corpus": "FILES",
     "output": "RUN_DIR",
     "tokenizer": "DIR",
+    "class_weights": "balanced|FILE",
 }
 
 

@@ -16,9 +16,12 @@ import torch
 from jiyi.calibrate import Calibration
 from jiyi.config import TrainConfig, load_yaml_config
 from jiyi.data.collate import pad_batch, sorted_batches
+from jiyi.imbalance import training_objective
 from jiyi.io import atomic_directory
 from jiyi.loop import (
+    EvaluateHook,
     build_optimizer,
+    evaluation_hook,
     grouped_epochs,
     headline,
     mid_epoch_evals,
@@ -130,12 +133,17 @@ def calibrate_on_validation(
 
 
 def train(
-    config: TrainConfig, console: Any = None, explicit: set[str] = frozenset()
+    config: TrainConfig,
+    console: Any = None,
+    explicit: set[str] = frozenset(),
+    on_evaluate: EvaluateHook | None = None,
 ) -> dict[str, Any]:
     """Fine-tune `config.model` on `config.train` for its task; returns a summary (metrics,
     paths, timings; `task`, and `test` with the test metrics when --test is given).
 
-    `explicit` names the settings given on the command line (they may override a resumed run's)."""
+    `explicit` names the settings given on the command line (they may override a resumed run's).
+    `on_evaluate(step, scalars)` is called after each validation pass; a non-empty string it
+    returns stops training there (`jiyi.loop.evaluation_hook`; the summary's `stopped_by`)."""
     from jiyi.card import write_card_safely
     from jiyi.tasks import adapter, get_task
 
@@ -145,7 +153,8 @@ def train(
         task = load_yaml_config(str(saved), TrainConfig).get("task", task)
     spec = get_task(task)
     with discard_if_unstarted(config.output, config.resume):  # a failed start leaves no folder
-        summary = adapter(spec).train(config, console, explicit)
+        with evaluation_hook(on_evaluate):
+            summary = adapter(spec).train(config, console, explicit)
     write_card_safely(summary["run_dir"])  # RUN_DIR/README.md, every task; a failure only warns
     return {"task": spec.name, **summary}
 
@@ -163,6 +172,9 @@ def train_classifier(
 
     # --- data: every input error surfaces here, before the run directory is touched ----------
     data: PreparedData = read_data(config)
+    objective = training_objective(  # --loss, --class-weights; warns on imbalanced data
+        config, data.labels, data.splits["train"].targets, run_dir, say
+    )
     model_path = resolve_model(config.model)
     model_path = base_for_training(model_path, config, data, run_dir, accelerator, say)
     model, tokenizer = load_for_classification(
@@ -215,6 +227,7 @@ def train_classifier(
                 "skipped": data.skipped,
                 "total_steps": total_steps,
                 "world_size": world,
+                **objective.record(),
             }
         )
 
@@ -267,7 +280,7 @@ def train_classifier(
             for k, v in pad_batch(train_split.enc, batch, pad_id).items()
         }
         logits = model(**inputs).logits.float()  # (B, C)
-        return loss_fn(logits, targets[batch].to(accelerator.device), multilabel), len(batch)
+        return objective(logits, targets[batch].to(accelerator.device)), len(batch)
 
     train_seconds = run_loop(
         run,
@@ -292,8 +305,9 @@ def train_classifier(
             best_model, data, config, accelerator, pad_id, run_dir, say
         )
     if "test" in data.splits:
+        shown = objective.settings()  # the loss and class weights, in the report's settings
         test_metrics = write_test_eval(
-            best_model, data, config, accelerator, pad_id, run_dir, calibration
+            best_model, data, config, accelerator, pad_id, run_dir, calibration, shown
         )
         summary["test"] = test_metrics
         summary["test_file"] = config.test
@@ -312,9 +326,11 @@ def write_test_eval(
     pad_id: int,
     run_dir: Path,
     calibration: Calibration | None = None,
+    loss_settings: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Test metrics of the best model (calibrated when `calibration` is given, with the before
-    and after numbers under `calibration`) -> RUN_DIR/eval."""
+    and after numbers under `calibration`) -> RUN_DIR/eval. `loss_settings` (the loss and class
+    weights, `jiyi.imbalance.Objective.settings`) join the report's settings."""
     from jiyi.calibrate import calibration_block, probabilities
     from jiyi.evaluate import classification_metrics, multilabel_metrics
     from jiyi.report import write_eval_dir
@@ -349,7 +365,12 @@ def write_test_eval(
             task=config.task,
             thresholds=thresholds,
             title=f"jiyi evaluation: {test.source}",
-            extra={"model": config.model, "data": test.source, **_settings(config)},
+            extra={
+                "model": config.model,
+                "data": test.source,
+                **_settings(config),
+                **(loss_settings or {}),
+            },
             uncalibrated_probs=raw_probs,
         )
     return metrics
