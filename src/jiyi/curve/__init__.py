@@ -1,8 +1,10 @@
 """`jiyi curve`: how much labelled data is enough? A learning curve for text classification.
 
 Fine-tune on nested, stratified subsets of the training data (several seeds per size), score
-each run on the full validation file, fit a saturating power law metric(n) = a − b·n^(−c) and
-say what more data would buy:
+each run on the full validation file, fit a saturating power law metric(n) = a − b·n^(−c) to
+describe the points, and say what more data would buy only as far as a backtest inside the
+data supports it (several curve families, each checked on how the smaller sizes predict the
+larger ones; no forecast when they do not):
 
     jiyi curve --model minilm --train data/rotten-tomatoes/train.csv --validation data/rotten-tomatoes/validation.csv \\
                --target 0.85 --memory --output runs/demo-curve
@@ -13,7 +15,8 @@ settings) and DIR/curve.png. A killed curve continues where it stopped: a point 
 result is in curve.json; an unfinished run directory is removed and that point trained afresh.
 
 Modules: subsets (--sizes, nested stratified subsets), fit (the power law, its uncertainty, the
-summary line), baselines (the kNN memory series, the majority class), run (the resumable loop,
+summary line), forecast (several curve families weighted by a backtest inside the data, the band
+it earns, or a declined forecast), baselines (the kNN memory series, the majority class), run (the resumable loop,
 `run_curve`), plot (curve.png and the table), cli (the verb).
 """
 
@@ -25,7 +28,6 @@ from jiyi.curve.fit import (
     MIN_FIT_SIZES,
     POOR_FIT,
     analyse,
-    examples_to_reach,
     fit_draws,
     fit_power_law,
     power_law,
@@ -33,6 +35,7 @@ from jiyi.curve.fit import (
     summary_line,
     target_estimate,
 )
+from jiyi.curve.forecast import FAMILIES, HORIZON, MIN_SIZES, forecast, forecast_at, holdout_check
 from jiyi.curve.plot import curve_table, plot_curve
 from jiyi.curve.run import (
     CURVE_OWNED,
@@ -56,9 +59,12 @@ from jiyi.curve.subsets import (
 __all__ = [
     "CURVE_OWNED",
     "DEFAULT_SIZES",
+    "FAMILIES",
     "FLAT",
+    "HORIZON",
     "LOWER_IS_BETTER",
     "MIN_FIT_SIZES",
+    "MIN_SIZES",
     "NOT_COMPARED",
     "POOR_FIT",
     "CurveOptions",
@@ -68,9 +74,11 @@ __all__ = [
     "cmd_curve",
     "curve_settings",
     "curve_table",
-    "examples_to_reach",
     "fit_draws",
     "fit_power_law",
+    "forecast",
+    "forecast_at",
+    "holdout_check",
     "majority_baseline",
     "memory_points",
     "nested_subset",

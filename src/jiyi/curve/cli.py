@@ -43,8 +43,10 @@ def add_parsers(verbs: Any) -> None:
         "curve",
         help="learning curve: how much labelled data is enough",
         description="Fine-tune on nested, stratified subsets of --train (several seeds each), "
-        "score every run on the full --validation file, and fit metric(n) = a − b·n^(−c) to say "
-        "what more data would buy. Every `jiyi train` flag applies to each run; finished points "
+        "score every run on the full --validation file, fit metric(n) = a − b·n^(−c) to the "
+        "points, and say what more data would buy from a mix of curve families backtested on "
+        "the measured sizes (with the band that backtest earns), or say why no forecast is "
+        "given. Every `jiyi train` flag applies to each run; finished points "
         "are kept, so rerunning a killed or extended curve trains only what is missing.",
         epilog="examples:\n"
         "  jiyi curve --model minilm --train data/rotten-tomatoes/train.csv --validation "

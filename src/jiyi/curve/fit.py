@@ -1,10 +1,12 @@
 """The learning curve's power law metric(n) = a − b·n^(−c), fitted with its uncertainty.
 
 `fit_power_law` fits all the points by least squares; `fit_draws` gives plausible (a, b, c) (a
-bootstrap over the seeds, or the fit's covariance with one seed per size); `analyse` turns the
-points into per-size statistics (`size_stats`), the fit, what doubling the data adds, the
-`--target` estimate (`target_estimate`, `examples_to_reach`) and the one line a person can act
-on (`summary_line`).
+bootstrap over the seeds, or the fit's covariance with one seed per size): the fit describes the
+measured sizes (and is drawn). `analyse` turns the points into per-size statistics
+(`size_stats`), that fit, and what more data would buy from the backtested forecast of
+`jiyi.curve.forecast` (not from the power law alone, whose narrow band missed measured sizes):
+what doubling the data adds, the `--target` estimate (`target_estimate`) and the one line a
+person can act on (`summary_line`), or the reason no forecast is given.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from jiyi.curve.forecast import HORIZON, examples_for, forecast, forecast_at
 
 LOWER_IS_BETTER = ("log_loss", "ece", "hamming_loss")
 FLAT = 0.002  # doubling the data adds less than this (0.2 points): the curve has flattened
@@ -124,19 +128,6 @@ def fit_draws(
     return _to_original(np.clip(draws, lower, upper), n0), how
 
 
-def examples_to_reach(target: float, a: Any, b: Any, c: Any) -> Any:
-    """n with a − b·n^(−c) = target; inf where the curve never gets there.
-
-    >>> round(float(examples_to_reach(0.85, 0.9, 0.5, 0.4)))  # (0.5 / 0.05) ** 2.5
-    316
-    """
-    a, b, c = (np.asarray(v, dtype=np.float64) for v in (a, b, c))
-    ratio = np.divide(b, a - target, out=np.full(np.broadcast(a, b).shape, -1.0), where=a != target)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        n = np.where(ratio > 0, np.power(np.abs(ratio), 1.0 / c), np.inf)
-    return np.where(np.isfinite(n), n, np.inf)
-
-
 def _interval(values: np.ndarray) -> tuple[float | None, float | None]:
     """The central 95% of `values` (inf kept: an interval may be unbounded)."""
     values = np.asarray(values, dtype=np.float64)
@@ -201,14 +192,19 @@ def analyse(
             "interval": "95%",
             "uncertainty": how,
         }
-        largest = float(n.max())
-        gains = power_law(2 * largest, *draws.T) - power_law(largest, *draws.T)
-        gain = power_law(2 * largest, *params) - power_law(largest, *params)
-        out["doubling"] = {"from": int(largest), "to": int(2 * largest), **_value(gain, gains)}
+    # what more data would buy: the backtested forecast (jiyi.curve.forecast), or why not
+    out["forecast"] = forecast(out["by_size"], higher_is_better=higher)
+    if out["forecast"]["status"] == "made":
+        largest = float(out["by_size"][-1]["n"])
+        here = forecast_at(out["forecast"], largest, largest)["value"]
+        there = forecast_at(out["forecast"], 2 * largest, largest)
+        out["doubling"] = {
+            "from": int(largest),
+            "to": int(2 * largest),
+            **{k: v - here for k, v in there.items()},
+        }
     out["target"] = (
-        None
-        if target is None
-        else target_estimate(target, out["by_size"], out["fit"], draws, higher)
+        None if target is None else target_estimate(target, out["by_size"], out["forecast"], higher)
     )
     out["summary"] = summary_line(out, metric, n_train)
     return out
@@ -243,34 +239,29 @@ def size_stats(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def target_estimate(
     target: float,
     by_size: list[dict[str, Any]],
-    fit: dict[str, Any] | None,
-    draws: np.ndarray,
+    forecast_result: dict[str, Any],
     higher: bool = True,
 ) -> dict[str, Any]:
     """status: reached (the largest size's mean is there already), estimated (with "n", the
-    examples expected to reach it, and its interval), above_asymptote / below_asymptote (the
-    fitted ceiling a falls short), or no_fit."""
-    info: dict[str, Any] = {"value": target, "status": "no_fit"}
+    examples the forecast expects to reach it, and the band's range: "high" None when its
+    pessimistic edge does not get there within HORIZON × the data, "value" None when only the
+    optimistic edge does), beyond_horizon (not even the optimistic edge gets there), or
+    no_forecast (declined: the forecast's "reason")."""
+    info: dict[str, Any] = {"value": target, "status": "no_forecast"}
     if by_size:
         last = by_size[-1]
         info.update(observed=last["mean"], at=last["n"])
         if (last["mean"] >= target) if higher else (last["mean"] <= target):
             info["status"] = "reached"
             return info
-    if fit is None:
+    if forecast_result["status"] != "made":
         return info
-    a, b, c = (fit[k]["value"] for k in "abc")
-    needed = float(examples_to_reach(target, a, b, c))
-    if not math.isfinite(needed):
-        info["status"] = "above_asymptote" if higher else "below_asymptote"
+    largest = float(by_size[-1]["n"])
+    needed = examples_for(forecast_result, target, largest)
+    if needed is None:
+        info.update(status="beyond_horizon", horizon=int(HORIZON * largest))
         return info
-    info["status"] = "estimated"
-    ns = examples_to_reach(target, *draws.T) if len(draws) else np.empty(0)
-    info["n"] = _value(needed, ns)
-    for end in ("low", "high"):  # never reached in that share of the draws: unbounded (None)
-        if info["n"][end] is not None and not math.isfinite(info["n"][end]):
-            info["n"][end] = None
-    info["n"]["share_unreached"] = float(np.mean(~np.isfinite(ns))) if len(ns) else None
+    info.update(status="estimated", n=needed)
     return info
 
 
@@ -285,8 +276,9 @@ def _count(n: float) -> str:
 
 def summary_line(result: dict[str, Any], metric: str, n_train: int | None = None) -> str:
     """One line a person can act on, e.g. "accuracy 0.842 ± 0.004 with 8,530 examples (all of
-    --train); doubling the data (8,530 → 17,060) is expected to add about 1.2 points (0.4–2.1);
-    reaching 0.85 needs about 23,000 examples (15,000–60,000)." Points are hundredths."""
+    --train); doubling the data (8,530 → 17,060) is forecast to add about 1.2 points (-0.4 to
+    2.8: ...); reaching 0.85 needs about 23,000 examples (15,000 to never)", or "no forecast of
+    more data: <why>". Points are hundredths."""
     bounded, higher = metric != "log_loss", metric not in LOWER_IS_BETTER
     scale, unit = (100, " points") if bounded else (1, "")
     sign = 1 if higher else -1
@@ -297,24 +289,28 @@ def summary_line(result: dict[str, Any], metric: str, n_train: int | None = None
         whole = " (all of --train)" if last["n"] == n_train else ""
         parts.append(f"{metric} {last['mean']:.3f}{spread} with {last['n']:,} examples{whole}")
     fit, doubling, goal = result["fit"], result["doubling"], result["target"]
+    made = result["forecast"]["status"] == "made"
     if fit is None:
         parts.append(result["fit_note"] or "no fit")
+    if not made:
+        parts.append(f"no forecast of more data: {result['forecast']['reason']}")
     elif doubling is not None:
         span = f"{doubling['from']:,} → {doubling['to']:,}"
         gain = sign * doubling["value"] * scale
-        if gain < FLAT * scale:
+        lo, hi = sorted(sign * doubling[k] * scale for k in ("low", "high"))
+        if gain < FLAT * scale and hi < 5 * FLAT * scale:
             parts.append(f"the curve has flattened: doubling the data ({span}) adds < 0.2{unit}")
         else:
             verb = "add" if higher else "lower it by"
-            text = f"doubling the data ({span}) is expected to {verb} about {gain:.1f}{unit}"
-            if doubling["low"] is not None:
-                lo, hi = sorted(sign * v * scale for v in (doubling["low"], doubling["high"]))
-                text += f" ({lo:.1f}–{hi:.1f})"
-            parts.append(text)
+            parts.append(
+                f"doubling the data ({span}) is forecast to {verb} about {gain:.1f}{unit} "
+                f"({lo:.1f} to {hi:.1f}: the band is as wide as the smaller sizes missed the "
+                "larger ones)"
+            )
     if fit is not None and fit["r2_of_means"] is not None and fit["r2_of_means"] < POOR_FIT:
         parts.append(
-            f"but the power law fits these points poorly (R² {fit['r2_of_means']:.2f} on the "
-            "size means): treat its numbers as rough"
+            f"the power law fits these points poorly (R² {fit['r2_of_means']:.2f} on the "
+            "size means)"
         )
     if goal is not None:
         value = goal["value"]
@@ -323,20 +319,21 @@ def summary_line(result: dict[str, Any], metric: str, n_train: int | None = None
                 f"the target {value} is already reached ({goal['observed']:.3f} with "
                 f"{goal['at']:,} examples)"
             )
-        elif goal["status"] in ("above_asymptote", "below_asymptote"):
+        elif goal["status"] == "beyond_horizon":
             parts.append(
-                f"the target {value} is beyond the fitted ceiling a = {fit['a']['value']:.3f}: "  # type: ignore[index]
-                "more data of this kind is not expected to reach it"
+                f"the target {value} is not reached within {HORIZON}× the data "
+                f"({goal['horizon']:,} examples), not even at the band's optimistic edge"
             )
         elif goal["status"] == "estimated":
             need = goal["n"]
-            text = f"reaching {value} needs about {_count(need['value'])} examples"
-            if need["high"] is not None:
-                text += f" ({_count(need['low'])}–{_count(need['high'])})"
-            elif need["low"] is not None:
-                text += (
-                    f" (at least {_count(need['low'])}; {need['share_unreached']:.0%} of the "
-                    "refits never reach it)"
+            if need["value"] is None:
+                text = (
+                    f"reaching {value} needs at least {_count(need['low'])} examples (only the "
+                    "band's optimistic edge gets there)"
                 )
+            else:
+                text = f"reaching {value} needs about {_count(need['value'])} examples"
+                high = _count(need["high"]) if need["high"] is not None else "never"
+                text += f" ({_count(need['low'])} to {high})"
             parts.append(text)
     return "; ".join(parts) + "."

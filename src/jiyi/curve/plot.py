@@ -9,12 +9,14 @@ from typing import Any
 import numpy as np
 
 from jiyi.curve.fit import power_law
+from jiyi.curve.forecast import forecast_at
 from jiyi.render import figure_png
 
 
 def plot_curve(result: dict[str, Any]) -> bytes:
     """PNG: the metric against training examples (log x): each seed's point, mean ± std, the
-    fitted curve to twice the data, the target, the memory series."""
+    fitted power law to twice the data, the forecast with its band to four times the data (when
+    one is made), the target, the memory series."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
@@ -72,6 +74,15 @@ def plot_curve(result: dict[str, Any]) -> bytes:
             color="tab:green",
             label=f"fit a − b·n^(−c): a = {a:.3f}, c = {c:.2f}",
         )
+    made = result.get("forecast") or {}
+    if made.get("status") == "made" and result.get("by_size"):
+        largest = float(result["by_size"][-1]["n"])
+        xs = np.geomspace(largest, 4 * largest, 60)
+        at = [forecast_at(made, float(n), largest) for n in xs]
+        ax.plot(xs, [f["value"] for f in at], ":", color="tab:purple",
+                label="forecast (backtested mix of curve families), its band")  # fmt: skip
+        ax.fill_between(xs, [f["low"] for f in at], [f["high"] for f in at],
+                        color="tab:purple", alpha=0.12, linewidth=0)  # fmt: skip
     if result.get("target"):
         target = result["target"]["value"]
         ax.axhline(target, color="tab:red", linestyle=":", label=f"target {target}")
@@ -88,6 +99,8 @@ def plot_curve(result: dict[str, Any]) -> bytes:
         title=f"Learning curve: {Path(str(result['model'])).name}",
     )
     sizes = sorted({p["n"] for p in result["points"]} | {result["n_train"]})
+    if made.get("status") == "made" and result.get("by_size"):
+        sizes.append(4 * result["by_size"][-1]["n"])
     ax.set_xticks(sizes)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
