@@ -225,3 +225,43 @@ def test_audit_bad_input_messages(
     assert "--write-clean" in wrong and "format" in wrong
     assert "--train-args" in error("--data", str(data), "--train-args", "--epochs 1")
     assert not (tmp_path / "out").exists()  # nothing written on a refusal
+
+
+def test_audit_finetune_per_fold(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conftest import TRAIN_FLAGS
+
+    rows = _separable_rows(120, seed=3)
+    flipped = {5, 20, 33, 48, 61, 70, 99, 110}
+    table = [
+        [t, ("neg" if lab == "pos" else "pos") if i in flipped else lab]
+        for i, (t, lab) in enumerate(rows)
+    ]
+    data = _write(tmp_path / "train.csv", ["text", "label"], table)
+    out = tmp_path / "audit"
+    argv = ["audit", str(tiny_model_dir), "--data", str(data), "--output", str(out)]
+    bad = [*argv, "--method", "finetune", "--train-args", "--epochz 2"]
+    assert main(bad) == 2 and "--epochz" in capsys.readouterr().err
+    flags = " ".join(TRAIN_FLAGS).replace("--epochs 4", "--epochs 10")
+    assert main([*argv, "--method", "finetune", "--folds", "2", "--train-args", flags]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "finetune" and summary["out_of_fold"]["accuracy"] > 0.75
+    records = [json.loads(line) for line in (out / "audit.jsonl").read_text().splitlines()]
+    assert len({r["row"] for r in records[:8]} & flipped) >= 5
+    assert not any(p.name.startswith(".jiyi-audit-") for p in tmp_path.iterdir())  # cleaned up
+
+
+def test_summary_warns_when_the_held_out_model_learnt_nothing() -> None:
+    from jiyi.audit.run import AuditOptions, LabelledRows, summarize, summary_lines
+
+    rows = LabelledRows(["a", "b", "c", "d"], np.array([0, 0, 0, 1]), ["x", "y"], [2, 3, 4, 5], 0)
+    probs = np.full((4, 2), 0.5)
+    found = find_label_issues(probs, rows.labels)
+    options = AuditOptions()
+    weak = summarize(rows, found, [], {"accuracy": 0.75}, options, "m", "d.csv")
+    assert any(
+        "no better than always saying the commonest label" in line for line in summary_lines(weak)
+    )
+    strong = summarize(rows, found, [], {"accuracy": 0.9}, options, "m", "d.csv")
+    assert strong["warnings"] == [] and not any("warning" in line for line in summary_lines(strong))

@@ -1,6 +1,6 @@
 """`jiyi audit --method finetune`: out-of-sample probabilities from a jiyi classifier fine-tuned
-per fold, through the real `jiyi train` (every flag of `--train-args` passed on), each fold's run
-predicting the rows it was not trained on.
+per fold, through `jiyi train`'s own function (every flag of `--train-args` parsed as `jiyi train`
+parses it), each fold's run predicting the rows it was not trained on.
 
 Costs k trainings: on a CPU, use it on small sets or with few epochs; the logistic head on
 frozen vectors (the default) is minutes on 10k rows.
@@ -14,11 +14,15 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from jiyi.audit.crossval import stratified_folds
 from jiyi.errors import JiyiError
+
+if TYPE_CHECKING:
+    from jiyi.config import TrainConfig
 
 OWNED_FLAGS = ("--model", "--train", "--output", "--validation", "--test", "--task")
 
@@ -34,6 +38,31 @@ def parse_train_args(text: str | None) -> list[str]:
                 "is the model, the fold's rows the training data); leave it out."
             )
     return args
+
+
+def fold_config(
+    model: str, train_file: Path, output: Path, seed: int, train_args: Sequence[str]
+) -> TrainConfig:
+    """The `jiyi train` settings of one fold: `train_args` parsed as `jiyi train` parses its
+    flags (a --config YAML file included), then MODEL, the fold's file and folder set."""
+    import argparse
+
+    from jiyi.config import TrainConfig, add_dataclass_flags, build_config
+
+    parser = argparse.ArgumentParser(prog="--train-args", add_help=False, exit_on_error=False)
+    add_dataclass_flags(parser, TrainConfig, config_file="YAML file of jiyi train settings")
+    try:
+        ns, unknown = parser.parse_known_args(list(train_args))
+    except (argparse.ArgumentError, SystemExit) as e:
+        raise JiyiError(f"--train-args: {e}; give flags of `jiyi train`.") from None
+    if unknown:
+        raise JiyiError(
+            f"--train-args: {' '.join(unknown)} is not a `jiyi train` flag (see jiyi train --help)."
+        )
+    values = vars(ns)
+    values.update(model=str(model), train=str(train_file), output=str(output))
+    values["seed"] = values.get("seed") if values.get("seed") is not None else seed
+    return build_config(TrainConfig, values, values.get("config"))
 
 
 def _write_fold(path: Path, texts: Sequence[str], labels: Sequence[str]) -> None:
@@ -56,8 +85,10 @@ def finetune_oof(
 ) -> tuple[np.ndarray, dict[str, float]]:
     """(N, M) out-of-fold probabilities (columns in `names`' order) of `jiyi train --model model`
     run once per fold, and {"accuracy": out-of-fold accuracy, "log_loss": ...}."""
-    from jiyi.cli import main
+    from rich.console import Console
+
     from jiyi.predict import load
+    from jiyi.train import train as train_run
 
     n, m = len(texts), len(names)
     probs = np.zeros((n, m))
@@ -67,15 +98,12 @@ def finetune_oof(
             fold_csv = Path(tmp) / f"fold-{k}.csv"
             _write_fold(fold_csv, [texts[i] for i in train], [names[y] for y in labels[train]])
             run = Path(tmp) / f"fold-{k}"
-            argv = ["train", "--model", str(model), "--train", str(fold_csv), "--output", str(run)]
-            argv += ["--seed", str(seed), *train_args] if "--seed" not in train_args else train_args
-            print(f"jiyi audit: fold {k + 1}/{folds}: jiyi {' '.join(argv)}", file=sys.stderr)
-            code = main(argv)
-            if code != 0:
-                raise JiyiError(
-                    f"--method finetune: training fold {k + 1} failed (exit {code}; its message "
-                    "is above). Fix --train-args or MODEL."
-                )
+            config = fold_config(model, fold_csv, run, seed, train_args)
+            print(
+                f"jiyi audit: fold {k + 1}/{folds}: fine-tuning on {len(train)} rows",
+                file=sys.stderr,
+            )
+            train_run(config, console=Console(stderr=True, soft_wrap=True))
             clf = load(run)
             fold_probs = clf.predict_proba([texts[i] for i in test])  # (Q, C) in clf.labels order
             column = {name: c for c, name in enumerate(clf.labels)}

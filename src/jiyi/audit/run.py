@@ -171,6 +171,15 @@ def summarize(
     data: str,
 ) -> dict[str, Any]:
     counts = np.bincount(rows.labels, minlength=len(rows.names))
+    majority = float(counts.max() / max(counts.sum(), 1))
+    warnings = []
+    if fit["accuracy"] <= majority + 0.02:
+        warnings.append(
+            f"the held-out model is no better than always saying the commonest label "
+            f"(accuracy {fit['accuracy']:.3f} vs {majority:.3f}): its probabilities cannot tell "
+            "wrong labels from hard rows, so the suspects are not worth reviewing. Use a "
+            "stronger MODEL (or --method finetune) or more data."
+        )
     return {
         "model": model,
         "data": data,
@@ -198,6 +207,7 @@ def summarize(
             "near": sum(p.kind == "near" for p in conflicts),
             "threshold": options.duplicate_threshold,
         },
+        "warnings": warnings,
     }
 
 
@@ -214,6 +224,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         f"{summary['method']})",
         f"texts repeated under another label: {c['exact']} exact pairs, {c['near']} near "
         f"(cosine >= {c['threshold']})",
+        *(f"warning: {w}" for w in summary["warnings"]),
     ]
 
 
@@ -256,6 +267,10 @@ def run_audit(
     out = output_folder(output)
     if write_clean_to:
         write_clean_to = check_clean_target(data, write_clean_to)
+    if options.method == "finetune":  # refuse bad --train-args before any work
+        from jiyi.audit.finetune import fold_config
+
+        fold_config(model, Path("fold.csv"), out / "fold", options.seed, options.train_args)
     rows = read_rows(data, text_column, label_column, on_bad_rows)  # 1. read
     check_folds(rows.labels, rows.names, options.folds)
     vectors = context_vectors(model, rows.texts, options)  # 2. vectors
