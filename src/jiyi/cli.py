@@ -286,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     from jiyi.curve import add_parsers as add_curve_parsers
 
     add_curve_parsers(verbs)
+    from jiyi.tune.cli import add_parsers as add_tune_parsers
+
+    add_tune_parsers(verbs)
 
     from jiyi.pretrain.cli import add_parsers as add_pretrain_parsers
     from jiyi.pretrain.tokenizer import add_parsers as add_tokenizer_parsers
@@ -304,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     from jiyi.audit import add_parsers as add_audit_parsers
 
     add_labelled_data_flags(add_audit_parsers(verbs))
+    from jiyi.active.cli import add_parsers as add_select_parsers
+
+    add_select_parsers(verbs)
 
     p = verbs.add_parser(
         "env",
