@@ -25,7 +25,7 @@ VERB_GROUPS: dict[str, tuple[str, ...]] = {
     "memory": ("memory", "ask"),
     "shrink & serve": ("compress", "serve"),
     "form": ("pretrain", "tokenizer"),
-    "practice": ("curve", "tune", "bias", "select", "env"),
+    "practice": ("curve", "tune", "bias", "audit", "select", "env"),
 }
 
 _INVALID_CHOICE = re.compile(
