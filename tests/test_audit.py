@@ -265,3 +265,30 @@ def test_summary_warns_when_the_held_out_model_learnt_nothing() -> None:
     )
     strong = summarize(rows, found, [], {"accuracy": 0.9}, options, "m", "d.csv")
     assert strong["warnings"] == [] and not any("warning" in line for line in summary_lines(strong))
+
+
+def test_write_clean_keeps_format_columns_and_the_other_rows(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from jiyi.audit.clean import check_clean_target, write_clean
+
+    csv_file = tmp_path / "d.csv"
+    csv_file.write_text('text;label;id\n"a; b";x;1\n"two\nlines";y;2\nc;x;3\n', encoding="utf-8")
+    target = check_clean_target(csv_file, tmp_path / "d.clean.csv")
+    assert write_clean(csv_file, target, drop={3}) == 2  # the row on line 3 spans lines 3-4
+    assert Path(target).read_text() == 'text;label;id\n"a; b";x;1\nc;x;3\n'
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text('{"text": "a", "label": "x", "n": 1}\n\n{"text": "b", "label": "y"}\n')
+    assert write_clean(jsonl, tmp_path / "c.jsonl", drop={1}) == 1
+    assert (tmp_path / "c.jsonl").read_text() == '{"text": "b", "label": "y"}\n'
+    parquet = tmp_path / "d.parquet"
+    pq.write_table(
+        pa.table({"text": ["a", "b", "c"], "label": ["x", "y", "x"], "w": [1, 2, 3]}), parquet
+    )
+    assert write_clean(parquet, tmp_path / "c.parquet", drop={2}) == 2
+    assert pq.read_table(tmp_path / "c.parquet").to_pydict() == {
+        "text": ["a", "c"], "label": ["x", "x"], "w": [1, 3]
+    }  # fmt: skip
+    with pytest.raises(Exception, match="the --data file itself"):
+        check_clean_target(csv_file, csv_file)

@@ -61,7 +61,9 @@ def write_clean(data: str | Path, target: str | Path, drop: set[int]) -> int:
     delimiter = file_delimiter(raw.removeprefix(UTF8_BOM), fmt)
     columns, rows = csv_rows(raw, str(source), delimiter)
     out = io.StringIO(newline="")
-    writer = csv.DictWriter(out, fieldnames=columns, delimiter=delimiter, extrasaction="ignore")
+    writer = csv.DictWriter(
+        out, fieldnames=columns, delimiter=delimiter, extrasaction="ignore", lineterminator="\n"
+    )
     writer.writeheader()
     n = 0
     for line, record in rows:

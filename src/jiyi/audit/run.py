@@ -75,7 +75,12 @@ def read_rows(
             data, text_column=text_column, label_column=label_column, on_bad_rows=on_bad_rows
         )
     except JiyiError as e:
-        raise JiyiError(f"--data {e}") from None
+        message = str(e)
+        if "--task multilabel" in message:  # jiyi train's advice; the audit has no such flag
+            message = message.split("; for several labels")[0] + (
+                ": jiyi audit checks single-label classification data (one label a row)"
+            )
+        raise JiyiError(f"--data {message}") from None
     names = label_list(result.examples, "classification")
     index = {name: i for i, name in enumerate(names)}
     labels = np.array([index[str(ex.label)] for ex in result.examples], dtype=np.int64)
