@@ -22,6 +22,7 @@ import random
 import signal
 import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,8 +52,16 @@ from jiyi.resume import prepare_run_dir
 from jiyi.runs import MODEL_DIR, FreshRun, folder_bytes, human_bytes
 
 C = TypeVar("C", bound=LoopConfig)
+# on_evaluate(step, validation scalars) after each validation pass; a non-empty string stops the
+# training there, that string the reason (`jiyi tune` prunes a hopeless trial through it)
+EvaluateHook = Callable[[int, dict[str, float]], str | None]
+ON_EVALUATE: ContextVar[EvaluateHook | None] = ContextVar("jiyi_on_evaluate", default=None)
 # new runs set up in this process, by folder: what to remove if they fail before their first step
 FRESH_RUNS: dict[Path, FreshRun] = {}
+
+
+class StoppedBySignal(JiyiError):
+    """A run stopped by SIGINT/SIGTERM, its checkpoint written (not a failure of the run)."""
 
 
 class StopRequested:
@@ -119,6 +128,8 @@ class Run:
     sparsity: dict[str, Any] | None = None  # of those weights, at the end of training
     fresh: FreshRun | None = None  # a new run: what to remove if it fails before its first step
     unwritten: list[dict[str, Any]] | None = None  # metrics.jsonl records until the folder is
+    on_evaluate: EvaluateHook | None = None  # from `evaluation_hook`, read by record_eval
+    stopped_by: str | None = None  # the reason on_evaluate gave to stop
 
     @property
     def main(self) -> bool:
@@ -187,6 +198,10 @@ class Run:
         stop = patience is not None and state.evals_without_improvement >= patience
         if stop:
             self.say(f"Early stopping: no improvement of {metric} in {patience} evaluations.")
+        if self.on_evaluate is not None and (reason := self.on_evaluate(state.step, scalars)):
+            self.stopped_by, stop = reason, True
+            self.log({"event": "stopped", "step": state.step, "reason": reason})
+            self.say(f"Stopped at step {state.step}: {reason}.")
         return stop
 
     def summary(self, train_seconds: float, **extra: Any) -> dict[str, Any]:
@@ -201,6 +216,7 @@ class Run:
             "train_seconds": train_seconds,
             **extra,
             "sparsity": self.sparsity,
+            **({"stopped_by": self.stopped_by} if self.stopped_by else {}),
         }
 
     def checkpoint(self) -> None:
@@ -215,6 +231,19 @@ class Run:
                 self.config.keep_checkpoints,
             )
         self.accelerator.wait_for_everyone()
+
+
+@contextlib.contextmanager
+def evaluation_hook(hook: EvaluateHook | None) -> Iterator[None]:
+    """Runs started inside (`start_run`) call `hook(step, scalars)` after each validation pass
+    (`Run.record_eval`); a non-empty string it returns stops training as early stopping does
+    (the best model so far is kept, the run finishes normally) and is logged as event
+    "stopped" with that reason."""
+    token = ON_EVALUATE.set(hook)
+    try:
+        yield
+    finally:
+        ON_EVALUATE.reset(token)
 
 
 def setup(
@@ -327,6 +356,7 @@ def start_run(
     run.verb, run.unit = verb, unit
     run.fresh = FRESH_RUNS.pop(run_dir.absolute(), None)
     run.penalised = decay_split(accelerator.unwrap_model(model))[0]
+    run.on_evaluate = ON_EVALUATE.get()
     if config.resume and (ckpts := list_checkpoints(run_dir)):
         run.state = load_checkpoint(
             ckpts[-1], accelerator.unwrap_model(model), optimizer, scheduler
@@ -488,7 +518,7 @@ def run_loop(
                 if stop.signal is not None:
                     run.checkpoint()
                     name = signal.Signals(stop.signal).name
-                    raise JiyiError(
+                    raise StoppedBySignal(
                         f"Stopped by {name} at step {state.step}; checkpoint written. "
                         f"Continue with: jiyi {run.verb} --output {run.run_dir} --resume"
                     )

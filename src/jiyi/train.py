@@ -152,9 +152,11 @@ def train(
     if config.resume and saved.is_file():  # a resumed run keeps its task
         task = load_yaml_config(str(saved), TrainConfig).get("task", task)
     spec = get_task(task)
-    with discard_if_unstarted(config.output, config.resume):  # a failed start leaves no folder
-        with evaluation_hook(on_evaluate):
-            summary = adapter(spec).train(config, console, explicit)
+    with (
+        discard_if_unstarted(config.output, config.resume),  # a failed start leaves no folder
+        evaluation_hook(on_evaluate),
+    ):
+        summary = adapter(spec).train(config, console, explicit)
     write_card_safely(summary["run_dir"])  # RUN_DIR/README.md, every task; a failure only warns
     return {"task": spec.name, **summary}
 
