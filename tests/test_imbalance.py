@@ -217,6 +217,8 @@ def test_the_warning_appears_above_10_to_1_and_names_the_counts() -> None:
     y = np.zeros((120, 2), dtype=np.float32)
     y[:110, 0], y[:5, 1] = 1, 1
     assert "'a' has 110 rows, 'b' 5 (22.0 to 1" in imbalance_warning(["a", "b"], y)
+    absent = imbalance_warning(["a", "b", "c"], np.array([0] * 30 + [1] * 3))
+    assert "'a' has 30 examples, 'c' 0 (none of it in the training split)" in absent
 
 
 def config_like(**kw: object) -> SimpleNamespace:
@@ -236,6 +238,13 @@ def test_train_warns_only_without_the_flags(tmp_path: Path) -> None:
     # 43 / (2 * 3), 43 / (2 * 40)
     np.testing.assert_allclose(obj.weights, [43 / 6, 43 / 80])
     assert said == ["Training loss: cross-entropy; class weights balanced, neg 7.17, pos 0.537."]
+
+
+def test_label_text_is_not_console_markup(tmp_path: Path) -> None:
+    said: list[str] = []
+    labels = ["[bold]x", "y"]
+    training_objective(config_like(), labels, np.array([0] + [1] * 11), tmp_path, said.append)
+    assert "'\\[bold]x' 1" in said[0]  # rich shows it as written
 
 
 def test_resume_keeps_the_weights_the_run_started_with(tmp_path: Path) -> None:

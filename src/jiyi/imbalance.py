@@ -186,12 +186,16 @@ def imbalance_warning(labels: list[str], targets: np.ndarray) -> str | None:
     big, small = int(counts.argmax()), int(counts.argmin())
     if counts[small] * WARN_RATIO >= counts[big]:
         return None
-    ratio = "no" if counts[small] == 0 else f"{counts[big] / counts[small]:.1f} to 1,"
+    ratio = (
+        "none of it in the training split"
+        if counts[small] == 0
+        else f"{counts[big] / counts[small]:.1f} to 1, above {WARN_RATIO:g} to 1"
+    )
     unit = "rows" if np.asarray(targets).ndim == 2 else "examples"
     return (
         f"--train is imbalanced: {labels[big]!r} has {counts[big]:,} {unit}, {labels[small]!r} "
-        f"{counts[small]:,} ({ratio} above {WARN_RATIO:g} to 1). Consider --class-weights "
-        "balanced (or a FILE of weights) or --loss focal [--focal-gamma 2]."
+        f"{counts[small]:,} ({ratio}). Consider --class-weights balanced (or a FILE of weights) "
+        "or --loss focal [--focal-gamma 2]."
     )
 
 
@@ -298,6 +302,8 @@ def training_objective(
     training split's `targets`; says what it chose, or warns when the split is imbalanced and
     neither --class-weights nor --loss focal is given. A resumed run keeps the weights it
     started with (the weights FILE may have changed or gone since)."""
+    from rich.markup import escape  # labels are user text: never markup
+
     multilabel = config.task == "multilabel"
     weights = None
     if config.resume and config.class_weights is not None:
@@ -316,9 +322,9 @@ def training_objective(
     if config.class_weights is None and config.loss == "ce":
         warning = imbalance_warning(labels, targets)
         if warning:
-            say(f"[yellow]{warning}[/]")
+            say(f"[yellow]{escape(warning)}[/]")
     else:
         shown = objective.settings()
         weighted = f"; class weights {shown['class weights']}" if "class weights" in shown else ""
-        say(f"Training loss: {shown['loss']}{weighted}.")
+        say(escape(f"Training loss: {shown['loss']}{weighted}."))
     return objective
