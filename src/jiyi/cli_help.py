@@ -20,12 +20,12 @@ from typing import Any, NoReturn
 # The map of `jiyi --help`: every verb in exactly one group (tests/test_help.py checks it); a
 # name no verb has yet (`card` until its parser is added) is left out of the listing.
 VERB_GROUPS: dict[str, tuple[str, ...]] = {
-    "train & evaluate": ("train", "evaluate", "calibrate", "predict", "card", "data"),
+    "train & evaluate": ("train", "tune", "evaluate", "calibrate", "predict", "card", "data"),
     "inspect": ("embed", "probe", "drift", "explain", "summarize"),
     "memory": ("memory", "ask"),
     "shrink & serve": ("compress", "serve"),
     "form": ("pretrain", "tokenizer"),
-    "practice": ("curve", "tune", "bias", "audit", "select", "env"),
+    "practice": ("curve", "bias", "audit", "select", "env"),
 }
 
 _INVALID_CHOICE = re.compile(
