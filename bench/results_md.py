@@ -14,6 +14,7 @@ from pathlib import Path
 import bench_compress
 import bench_defaults
 import bench_explain
+import bench_forecast
 import bench_memory
 import bench_memory_scale
 import bench_ner
@@ -37,6 +38,7 @@ SECTIONS: list[tuple[str, Callable[[Path], str]]] = [
     ("me5-zh", bench_zh.render_section),
     ("defaults", bench_defaults.render_section),
     ("step", bench_step.render_section),
+    ("forecast", bench_forecast.render_section),
 ]
 
 
