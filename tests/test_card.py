@@ -138,6 +138,20 @@ def test_card_verb_rewrites_and_prints_the_same_card(
         args.func(parser.parse_args(["card", str(tmp_path / "missing")]))
 
 
+def test_evaluate_rewrites_the_card_of_every_task(
+    ner_run: Path, ner_setup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The verb writes the card, whatever the task: an NER run's card names the new data."""
+    run = copy_tree(ner_run, tmp_path / "run")
+    data = ner_setup[1] / "validation.conll"
+    assert main(["evaluate", str(run), "--data", str(data)]) == 0
+    meta, _ = card_of(run)
+    first = meta["model-index"][0]["results"][0]
+    metrics = read_json(run / "eval" / "metrics.json")
+    assert first["dataset"]["name"] == str(data)
+    assert index_metrics(first)["f1"] == pytest.approx(metrics["f1"])
+
+
 def test_evaluate_and_bias_rewrite_the_card(trained_run: Path, tmp_path: Path) -> None:
     run = copy_tree(trained_run, tmp_path / "run")
     rows = make_texts(40, seed=9)

@@ -76,9 +76,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     refuse_unless(spec, "evaluate", "jiyi evaluate")
     if args.slice_by:
         refuse_unless(spec, "slice_by", "--slice-by")
+    from jiyi.card import write_card_safely
+
     task = adapter(spec)
     metrics, out_dir = task.evaluate(args)
     task.show_metrics(metrics, args.data)
+    write_card_safely(args.run_dir, eval_data=str(args.data), written_to=out_dir)  # README.md
     print(f"written: {out_dir}", file=sys.stderr)
     return 0
 

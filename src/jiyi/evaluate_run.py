@@ -38,7 +38,6 @@ def evaluate_run(
 
     slice_by: columns of `data`; metrics gets `slices` {column: {value: metrics}} and
     `slice_gaps` {column: {metric: best vs worst slice}} (see jiyi.evaluate.slice_metrics)."""
-    from jiyi.card import write_card_safely
     from jiyi.io import output_folder
     from jiyi.report import write_eval_dir
 
@@ -99,7 +98,6 @@ def evaluate_run(
         extra={"model": str(clf.model_dir), "data": str(data)},
         uncalibrated_probs=raw_probs,
     )
-    write_card_safely(run_dir, eval_data=str(data), written_to=out_dir)  # the run's README.md
     return metrics, out_dir
 
 
