@@ -35,16 +35,13 @@ def calibrate_run(
     from jiyi.evaluate_run import read_labelled
     from jiyi.predict import load
     from jiyi.runs import model_dir, write_meta
-    from jiyi.tasks import task_of_run
-    from jiyi.tasks.registry import tasks_that_calibrate
+    from jiyi.tasks import refuse_unless, task_of_run
 
     if not Path(run_dir).exists():
         raise JiyiError(f"RUN_DIR {run_dir}: no such folder.")
     folder = model_dir(run_dir)
     spec = task_of_run(folder)
-    if not spec.calibrate:
-        takers = " and ".join(tasks_that_calibrate())
-        raise JiyiError(f"jiyi calibrate applies to {takers} runs, not {spec.name} ({run_dir}).")
+    refuse_unless(spec, "calibrate", "jiyi calibrate")
     clf = load(folder, batch_size=batch_size)
     _, texts, pairs, y = read_labelled(
         clf, data, text_column=text_column, label_column=label_column, on_bad_rows=on_bad_rows

@@ -34,6 +34,7 @@ CAPABILITIES: dict[str, str] = {  # capability -> how the matrix (and a refusal)
     "bias": "bias",
     "curve": "curve",
     "compress": "compress",
+    "calibrate": "calibrate",
     "serve": "serve",
 }
 # The --calibration methods of the tasks that calibrate (`TaskSpec.calibrate`, `jiyi.calibrate`).
@@ -266,7 +267,7 @@ def tasks_with(capability: str) -> list[TaskSpec]:
 
 def tasks_that_calibrate() -> list[str]:
     """The --task values whose probabilities are calibrated (`TaskSpec.calibrate`)."""
-    return [spec.name for spec in TASKS.values() if spec.calibrate]
+    return [spec.name for spec in tasks_with("calibrate")]
 
 
 def tasks_taking_trim_vocab() -> list[str]:
