@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import bench_active
 import bench_compress
 import bench_defaults
 import bench_explain
@@ -39,6 +40,7 @@ SECTIONS: list[tuple[str, Callable[[Path], str]]] = [
     ("defaults", bench_defaults.render_section),
     ("step", bench_step.render_section),
     ("forecast", bench_forecast.render_section),
+    ("active", bench_active.render_section),
 ]
 
 

@@ -40,7 +40,7 @@ MAKE_DEMO = {
     f"{DEMO_RUN}/eval/metrics.json",
     f"{DEMO_RUN}/examples.txt",
 }
-OUTPUT_DESTS = {"output"}  # flags whose value a command creates
+OUTPUT_DESTS = {"output", "write_clean"}  # flags whose value a command creates
 PATH_LIKE = re.compile(r"\.(csv|tsv|jsonl|json|txt|conll|parquet|npy|ya?ml|gz|html|png|tsv)$")
 SEPARATORS = {"|", "||", "&&", ";", "&"}
 
