@@ -310,7 +310,8 @@ def test_select_bad_input_with_a_run(
                         "--budget", 2, "--output", out)  # fmt: skip
     assert rc == 2 and "nope.csv: no such file" in err
     rc, _, err = select(capsys, "--pool", tiny_data_dir / "test.csv", "--run", trained_run,
-                        "--budget", 5, "--candidates", 4, "--output", out)  # fmt: skip
+                        "--budget", 5, "--strategy", "hybrid", "--candidates", 4,
+                        "--output", out)  # fmt: skip
     assert rc == 2 and "--candidates 4: hybrid chooses --budget 5 rows" in err
     rc, _, err = select(capsys, "--pool", tiny_data_dir / "test.csv", "--run", tmp_path / "x",
                         "--budget", 2, "--output", out)  # fmt: skip

@@ -1,7 +1,7 @@
 """`jiyi select`: the verb's flags (`add_parsers`) and the thin function that runs it.
 
 $ jiyi select --pool data/rotten-tomatoes/test.csv --run runs/demo --budget 50 --output to_label.csv
-select: 50 of 1275 pool rows by hybrid (the 200 most uncertain by margin, then k-center greedy)
+select: 50 of 1275 pool rows by margin (the smallest gap between the top two probabilities)
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def add_parsers(verbs: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--strategy",
         choices=STRATEGIES,
-        help="how to choose (default: hybrid with --run, diversity with --model)",
+        help="how to choose (default: margin with --run, diversity with --model)",
     )
     p.add_argument(
         "--labelled",

@@ -74,7 +74,8 @@ def select_rows(
             "pass --run RUN (a trained classifier: probabilities and its encoder's vectors) or "
             "--model MODEL (an encoder: vectors only, for --strategy diversity), one of them."
         )
-    strategy = strategy or ("hybrid" if run else "diversity")
+    # margin by default with a run: it saved the most labels in bench/bench_active.py
+    strategy = strategy or ("margin" if run else "diversity")
     if strategy not in STRATEGIES:
         raise JiyiError(f"--strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}.")
     if model is not None and strategy != "diversity":
