@@ -292,3 +292,19 @@ def test_write_clean_keeps_format_columns_and_the_other_rows(tmp_path: Path) -> 
     }  # fmt: skip
     with pytest.raises(Exception, match="the --data file itself"):
         check_clean_target(csv_file, csv_file)
+
+
+def test_audit_of_a_run_uses_its_encoder(
+    trained_run: Path, tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "audit"
+    data = str(tiny_data_dir / "validation.csv")
+    argv = ["audit", str(trained_run), "--data", data, "--output", str(out), "--folds", "3"]
+    assert main([*argv, "--ranking", "normalized_margin"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows"] == 60 and summary["ranking"] == "normalized_margin"
+    assert summary["label_counts"] == {"neg": 30, "pos": 30}
+    records = [json.loads(line) for line in (out / "audit.jsonl").read_text().splitlines()]
+    suspects = [r["score"] for r in records if r["suspected"]]
+    assert suspects == sorted(suspects) and all(0 <= s <= 1 for s in suspects)
+    assert "rows suspected" in capsys.readouterr().out
