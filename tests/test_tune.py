@@ -324,6 +324,27 @@ def test_cli_errors_name_the_space_file_and_the_missing_extra(
     assert "pip install 'jiyi[tune]'" in capsys.readouterr().err
 
 
+def test_a_trial_whose_process_was_killed_is_marked_failed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from jiyi.tune.study import fail_dead_trials, worker_id
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
+    study = optuna.create_study(study_name="jiyi-tune", storage=storage)
+    killed, alive = study.ask(), study.ask()
+    killed.set_user_attr("worker", worker_id(gone.pid))
+    killed.set_user_attr("run_dir", "trials/000")
+    alive.set_user_attr("worker", worker_id())  # this process: still running
+    assert fail_dead_trials(storage, study, tmp_path) == [0]
+    states = [t.state.name for t in study.get_trials()]
+    assert states == ["FAIL", "RUNNING"]
+    saved = json.loads((tmp_path / "trials" / "000" / "trial.json").read_text())
+    assert saved["state"] == "fail" and saved["note"] == "its process was killed"
+
+
 def test_param_yaml_round_trip() -> None:
     p = Param("dropout", "choice", 0, "", choices=(None, 0.1))
     assert p.yaml() == "dropout: [null, 0.1]"

@@ -21,6 +21,7 @@ import dataclasses
 import gc
 import json
 import math
+import os
 import sys
 import time
 import warnings
@@ -180,7 +181,7 @@ def run_tune(
     target = options.trials if options.trials is not None or options.budget else 20
     space, text = resolve_space(config, options, out, explicit)
     out.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # jiyi says what happens
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     with setup_lock(out):  # several processes starting at once make one study
         check_same_study(out, config, direction, text, [p.name for p in space])
@@ -199,7 +200,8 @@ def run_tune(
             pruner=pruner,
             load_if_exists=True,
         )
-    optuna.storages.fail_stale_trials(study)  # trials of a killed process: failed
+    optuna.storages.fail_stale_trials(study)  # no heartbeat for 3 minutes: failed
+    fail_dead_trials(storage, study, out)  # a killed process of this machine: failed now
     held = len(study.get_trials(deepcopy=False))
     study.sampler = optuna.samplers.TPESampler(
         seed=config.seed + held, n_startup_trials=options.startup_trials
@@ -217,6 +219,7 @@ def run_tune(
         params = {p.name: p.suggest(trial) for p in space}
         run_dir = trials_dir / f"{trial.number:03d}"
         trial.set_user_attr("run_dir", str(run_dir.relative_to(out)))
+        trial.set_user_attr("worker", worker_id())
         shown = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
         of = f" of {target}" if target is not None else ""
         console.rule(f"trial {trial.number} ({trial.number + 1}{of}): {shown}")
@@ -226,8 +229,10 @@ def run_tune(
         try:
             summary = train(trial_config, console, explicit | set(params), on_evaluate=hook)
         except StoppedBySignal:
-            mark_trial(run_dir, trial, "fail", params, None, time.perf_counter() - started,
-                       note="stopped by a signal")  # fmt: skip
+            seconds = time.perf_counter() - started
+            trial.set_user_attr("seconds", seconds)
+            trial.set_user_attr("note", "stopped by a signal")
+            mark_trial(run_dir, trial, "fail", params, None, seconds, note="stopped by a signal")
             raise
         except JiyiError as e:
             seconds = time.perf_counter() - started
@@ -436,6 +441,49 @@ def summarize(
             "run_dir": str(out / "best"),
         }
     return summary
+
+
+def worker_id(pid: int | None = None) -> str:
+    """This process as `host:pid`, stored with each trial it runs."""
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
+def fail_dead_trials(storage: Any, study: Any, out: Path) -> list[int]:
+    """Mark failed the running trials whose process, on this machine, is gone (killed); those
+    of other machines wait for their heartbeat to go stale. Returns their numbers."""
+    import socket
+
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    study_id = storage.get_study_id_from_name(study.study_name)
+    dead = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker_host, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
+        if worker_host != host or not pid.isdigit() or process_alive(int(pid)):
+            continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        storage.set_trial_user_attr(trial_id, "note", "its process was killed")
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        run_dir = out / t.user_attrs.get("run_dir", f"trials/{t.number:03d}")
+        mark_trial(run_dir, t, "fail", t.params, None, 0.0, note="its process was killed")
+        dead.append(t.number)
+    return dead
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists (POSIX; elsewhere assumed alive: the heartbeat decides)."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: nothing is sent, only checked
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process: alive
+        return True
+    return True
 
 
 def free_memory() -> None:
