@@ -77,7 +77,7 @@ def write_reports(
 def link_best(out: Path, run_rel: str) -> None:
     """OUTPUT/best -> the best trial's folder: a relative symlink, replaced atomically (a copy
     where the file system has no links)."""
-    best, tmp = out / "best", out / ".best.tmp"
+    best, tmp = out / "best", out / f".best.{os.getpid()}.tmp"  # one per process: workers race
     if tmp.is_symlink() or tmp.is_file():
         tmp.unlink()
     elif tmp.exists():
