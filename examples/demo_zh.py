@@ -30,7 +30,7 @@ SENTENCES = [
     "价格有点贵，不过东西确实不错。",
     "客服态度恶劣，等了一个星期都没发货。",
 ]
-QUESTIONS = ["你们几点开门？", "买错了可以退吗？", "明天会下雨吗？"]
+QUESTIONS = ["你们几点开门？", "收到的书破了怎么办？", "明天会下雨吗？"]
 
 
 def run(argv: list[str], stdin: str | None = None) -> None:
