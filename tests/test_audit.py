@@ -22,7 +22,12 @@ from jiyi.audit.confident import (
     prune_by_noise_rate,
     thresholds,
 )
-from jiyi.audit.duplicates import exact_conflicts, near_conflicts, normalize_text
+from jiyi.audit.duplicates import (
+    exact_conflicts,
+    label_conflicts,
+    near_conflicts,
+    normalize_text,
+)
 from jiyi.cli import main
 
 # Eight rows, three classes. By hand, from the definitions:
@@ -124,6 +129,14 @@ def test_conflicts_exact_and_near_in_blocks() -> None:
         if sims[i, j] >= 0.97 and labels[i] != labels[j]
     }
     assert {(p.a, p.b) for p in found} == brute and {(3, 10), (3, 40)} <= brute
+    # above 1: exact duplicates only; exact pairs are not reported again as near ones
+    texts = ["same text"] * 2 + [f"text {i}" for i in range(48)]
+    labels[[0, 1]] = [1, 1]  # equal texts, equal labels: no conflict
+    assert [p.kind for p in label_conflicts(texts, labels, vectors, 2.0)] == []
+    vectors[1] = vectors[0]
+    labels[[0, 1]] = [0, 1]
+    kinds = [(p.a, p.b, p.kind) for p in label_conflicts(texts, labels, vectors, 0.97)]
+    assert kinds[0] == (0, 1, "exact") and (0, 1, "near") not in kinds
 
 
 # ---- the verb, end to end on the tiny model -------------------------------------------------
@@ -224,6 +237,8 @@ def test_audit_bad_input_messages(
     wrong = error("--data", str(data), "--write-clean", str(tmp_path / "clean.jsonl"))
     assert "--write-clean" in wrong and "format" in wrong
     assert "--train-args" in error("--data", str(data), "--train-args", "--epochs 1")
+    assert "at least 2 folds" in error("--data", str(data), "--folds", "1")
+    assert "--duplicate-threshold 0.0" in error("--data", str(data), "--duplicate-threshold", "0")
     assert not (tmp_path / "out").exists()  # nothing written on a refusal
 
 

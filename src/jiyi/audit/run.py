@@ -48,11 +48,13 @@ class AuditOptions:
             raise JiyiError(f"--method {self.method!r}: choose {' or '.join(METHODS)}.")
         if self.ranking not in RANKINGS:
             raise JiyiError(f"--ranking {self.ranking!r}: choose one of {', '.join(RANKINGS)}.")
-        if not 0 < self.duplicate_threshold <= 1.01:
+        if not self.duplicate_threshold > 0:
             raise JiyiError(
                 f"--duplicate-threshold {self.duplicate_threshold}: a cosine in (0, 1], or "
                 "above 1 (e.g. 2) to report exact duplicates only."
             )
+        if self.folds < 2:
+            raise JiyiError(f"--folds {self.folds}: cross-validation needs at least 2 folds.")
 
 
 @dataclass
