@@ -324,6 +324,21 @@ def test_cli_errors_name_the_space_file_and_the_missing_extra(
     assert "pip install 'jiyi[tune]'" in capsys.readouterr().err
 
 
+def test_three_failed_trials_in_a_row_stop_the_study_with_the_last_error(
+    tiny_model_dir: Path, tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jiyi.cli import main
+
+    out = tmp_path / "tune"
+    argv = tune_argv(tiny_model_dir, tiny_data_dir, out, "--text-column", "body", "--trials", "5")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "3 trials in a row failed; the last: " in err and "body" in err
+    rows = read_trials(out)
+    assert [r["state"] for r in rows] == ["fail"] * 3 and "body" in rows[0]["note"]
+    assert not (out / "best").exists()
+
+
 def test_a_trial_whose_process_was_killed_is_marked_failed(tmp_path: Path) -> None:
     import subprocess
     import sys
