@@ -47,6 +47,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
         startup_trials=args.startup_trials,
     )
     console = Console(stderr=True, soft_wrap=True)
+    if config.test:  # from --config: the trials are compared on validation only
+        console.print(
+            f"[yellow]test: {config.test} of --config is not used by the trials; evaluate the "
+            f"best one after: jiyi evaluate {args.output}/best --data {config.test}[/]"
+        )
+        config.test = None
     summary = run_tune(config, options, console, explicit)
     best = summary.get("best")
     if best:
