@@ -96,23 +96,30 @@ def render_section(folder: str | Path) -> str:
     for r in results:
         by_seed.setdefault(r["seed"], {})[r["arm"]] = r
     complete = sorted(seed for seed, arms in by_seed.items() if set(arms) == set(ARMS))
+    # the seeds every arm ran (the same training files in every row); until one seed has them
+    # all, the runs that finished, each arm at the seeds it ran
+    seeds = complete or sorted(by_seed)
     rows = []
-    for arm in ARMS:  # the seeds every arm ran: the same training files in every row
-        mine = [by_seed[seed][arm] for seed in complete]
+    for arm in ARMS:
+        mine = [by_seed[seed][arm] for seed in seeds if arm in by_seed[seed]]
         if not mine:
             continue
         cells = [arm + (" " + " ".join(ARMS[arm]) if ARMS[arm] else " (plain cross-entropy)")]
         for key in ("f1_macro", "minority_recall", "minority_f1", "majority_recall", "accuracy"):
             m, s = mean_std([r[key] for r in mine])
             cells.append(f"{m:.3f}" + (f" ± {s:.3f}" if len(mine) > 1 else ""))
-        cells += [str(len(mine)), f"{sum(r['wall_s'] for r in mine) / len(mine) / 60:.1f} min"]
+        cells += [
+            ",".join(str(r["seed"]) for r in mine),
+            f"{sum(r['wall_s'] for r in mine) / len(mine) / 60:.1f} min",
+        ]
         rows.append(cells)
     per_run = "; ".join(
         f"seed {seed}: " + ", ".join(f"{arm} {fmt(r['f1_macro'])}" for arm, r in arms.items())
         for seed, arms in sorted(by_seed.items())
     )
     head = ["arm", "macro-F1", "rotten recall", "rotten F1", "fresh recall", "accuracy", "seeds", "wall / run"]  # fmt: skip
-    last = results[-1]
+    last = max(results, key=lambda r: r["date"])
+    missing = [f"{arm} (seed {seed})" for seed in seeds for arm in ARMS if arm not in by_seed[seed]]
     lines = [
         "## Class imbalance (bench/bench_imbalance.py)",
         "",
@@ -126,8 +133,12 @@ def render_section(folder: str | Path) -> str:
         "",
         md_table(head, rows),
         "",
-        f"Macro-F1 of every run: {per_run}. The table averages the seeds every arm ran "
-        f"({', '.join(map(str, complete)) or 'none yet'}).",
+        f"Macro-F1 of every run: {per_run}. "
+        + (
+            f"Not run yet: {', '.join(missing)}."
+            if missing
+            else f"Every row averages seeds {', '.join(map(str, seeds))}."
+        ),
         "",
         f"Conditions: {last['cpu']}, {last['cores']} cores, torch {last['versions'].get('torch')}, "
         f"{setup.get('threads')} thread(s) per run, load average {last['load']:.1f} at the end "
