@@ -44,6 +44,9 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python examples/pretrain_zh.py --output bench/results/zh
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_pretrain.py all --output bench/results/pretrain
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_forecast.py all --output bench/results/forecast
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_active.py --output bench/results/active
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_audit.py --output bench/results/audit
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_imbalance.py --output bench/results/imbalance
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_ner.py --output bench/results/ner
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_practice.py all --output bench/results/practice
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_summarize.py --output bench/results/summarize

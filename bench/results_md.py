@@ -12,10 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import bench_active
+import bench_audit
 import bench_compress
 import bench_defaults
 import bench_explain
 import bench_forecast
+import bench_imbalance
 import bench_memory
 import bench_memory_scale
 import bench_ner
@@ -41,6 +43,8 @@ SECTIONS: list[tuple[str, Callable[[Path], str]]] = [
     ("step", bench_step.render_section),
     ("forecast", bench_forecast.render_section),
     ("active", bench_active.render_section),
+    ("audit", bench_audit.render_section),
+    ("imbalance", bench_imbalance.render_section),
 ]
 
 
