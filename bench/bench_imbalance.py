@@ -137,6 +137,8 @@ def render_section(folder: str | Path) -> str:
         + (
             f"Not run yet: {', '.join(missing)}."
             if missing
+            else f"Every row is seed {seeds[0]}."
+            if len(seeds) == 1
             else f"Every row averages seeds {', '.join(map(str, seeds))}."
         ),
         "",
