@@ -38,12 +38,6 @@ from jiyi.tasks.presets import resolve_schedule
 from jiyi.tasks.registry import get_task
 
 
-def loss_fn(logits: torch.Tensor, targets: torch.Tensor, multilabel: bool) -> torch.Tensor:
-    if multilabel:
-        return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
-    return torch.nn.functional.cross_entropy(logits, targets)
-
-
 def evaluate_split(
     model: Any,
     split: Split,

@@ -16,7 +16,7 @@ HYPERPARAMETERS = (
     "epochs", "max_steps", "batch_size", "grad_accum", "lr", "warmup_ratio", "weight_decay",
     "max_grad_norm", "l1", "l1_prox", "dropout", "max_length", "truncation", "seed", "patience",
     "metric", "evals_per_epoch", "augment", "augment_rate", "augment_copies", "trim_vocab",
-    "freeze_embeddings", "precision",
+    "freeze_embeddings", "precision", "loss", "focal_gamma", "class_weights",
 )  # fmt: skip
 NOT_A_SETTING = ("resume",)  # left out of the reproducing command
 
