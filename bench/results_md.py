@@ -26,6 +26,7 @@ import bench_pretrain
 import bench_serve
 import bench_step
 import bench_summarize
+import bench_tune
 import bench_zh
 
 SECTIONS: list[tuple[str, Callable[[Path], str]]] = [
@@ -45,6 +46,7 @@ SECTIONS: list[tuple[str, Callable[[Path], str]]] = [
     ("active", bench_active.render_section),
     ("audit", bench_audit.render_section),
     ("imbalance", bench_imbalance.render_section),
+    ("tune", bench_tune.render_section),
 ]
 
 
