@@ -105,3 +105,20 @@ def _same(given: Any, saved: Any) -> bool:
     if isinstance(given, str) and isinstance(saved, str) and os.path.exists(given):
         return os.path.realpath(given) == os.path.realpath(saved)
     return False
+
+
+def differing_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """ "key: OLD there, NEW now" for every setting that differs between a saved study's
+    settings and this call's (`jiyi curve`, `jiyi tune` continue only with the same), with the
+    nested "training" settings compared key by key.
+
+    >>> differing_settings({"seeds": 3, "training": {"lr": 1e-4}}, {"seeds": 3, "training": {"lr": 5e-5}})
+    ['lr: 0.0001 there, 5e-05 now']
+    """
+    flat_old = {**old, **old.get("training", {})}
+    flat_new = {**new, **new.get("training", {})}
+    return [
+        f"{k}: {flat_old.get(k)!r} there, {flat_new.get(k)!r} now"
+        for k in sorted(set(flat_old) | set(flat_new))
+        if k != "training" and flat_old.get(k) != flat_new.get(k)
+    ]

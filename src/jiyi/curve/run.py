@@ -80,14 +80,9 @@ def curve_settings(config: TrainConfig, options: CurveOptions) -> dict[str, Any]
 
 
 def _check_same(old: dict[str, Any], new: dict[str, Any], out: Path) -> None:
-    flat_old = {**old, **old.get("training", {})}
-    flat_new = {**new, **new.get("training", {})}
-    diffs = [
-        f"{k}: {flat_old.get(k)!r} there, {flat_new.get(k)!r} now"
-        for k in sorted(set(flat_old) | set(flat_new))
-        if k != "training" and flat_old.get(k) != flat_new.get(k)
-    ]
-    if diffs:
+    from jiyi.resume import differing_settings
+
+    if diffs := differing_settings(old, new):
         raise JiyiError(
             f"--output {out} holds a curve made with other settings ({'; '.join(diffs[:5])}). "
             "Rerun with the same settings to continue it, or choose another --output."

@@ -367,15 +367,10 @@ def check_same_study(
             )
         atomic_write_json(saved, settings)
         return
+    from jiyi.resume import differing_settings
+
     old = json.loads(saved.read_text("utf-8"))
-    flat_old = {**old, **old.get("training", {})}
-    flat_new = {**settings, **settings["training"]}
-    diffs = [
-        f"{k}: {flat_old.get(k)!r} there, {flat_new.get(k)!r} now"
-        for k in sorted(set(flat_old) | set(flat_new))
-        if k != "training" and flat_old.get(k) != flat_new.get(k)
-    ]
-    if diffs:
+    if diffs := differing_settings(old, settings):
         raise JiyiError(
             f"--output {out} holds a study made with other settings ({'; '.join(diffs[:4])}). "
             "Rerun with the same settings to continue it, or choose another --output."
