@@ -144,6 +144,17 @@ def test_window_spans_cover_every_token() -> None:
     assert window_positions((2, 4), 6, 1, 1).tolist() == [0, 3, 4, 7]
 
 
+def test_explained_probabilities_are_the_calibrated_ones_predict_gives(clf) -> None:
+    assert clf.calibration is not None  # the fixture run is calibrated (temperature, default)
+    text = "a moving, funny film"
+    record = explain_text(clf, text)
+    given = clf.predict_proba([text])[0]
+    shown = np.asarray([record["probabilities"][label] for label in clf.labels])
+    np.testing.assert_allclose(shown, given, atol=1e-4)
+    raw = clf.probabilities(clf.logits([text]), calibrated=False)[0]
+    assert np.abs(raw - given).max() > 1e-4  # the calibration changes them: the test can fail
+
+
 def test_a_text_longer_than_max_length_is_windowed_not_cut(clf) -> None:
     words = ("the film was good and the music was lovely but the plot was dull " * 4).split()
     text = " ".join(words)

@@ -12,7 +12,9 @@ integrated gradients for each text, checked by a deletion test, as JSON, PNG and
 
 A text longer than the run's max_length is cut into overlapping windows (stride: half a
 window); every score is the mean over the windows holding the token, and the probabilities are
-the mean over the windows. No token is dropped.
+the mean over the windows. No token is dropped. The probabilities shown (and scored by the
+deletion test) are the run's calibrated ones, as `jiyi predict` gives them; the gradient methods
+differentiate the uncalibrated softmax (temperature scaling moves no decision).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from jiyi.calibrate import logits_to_probs
 from jiyi.errors import JiyiError
 from jiyi.inspect.attention import (
     attention_entropy,
@@ -113,8 +116,8 @@ def explain_text(
                 with torch.no_grad():
                     out = model(**inputs, output_attentions=True)
                 attn.append(stack_attentions(out.attentions)[:, 0].cpu().numpy())  # (L, H, T, T)
-                logits = out.logits.float()[0]  # (C,)
-                p = torch.sigmoid(logits) if clf.multilabel else torch.softmax(logits, dim=-1)
+                logits = out.logits.float()  # (1, C)
+                p = logits_to_probs(logits, clf.multilabel, clf.calibration)[0]  # as predict
                 probs.append(p.cpu().numpy())
         p_text = np.mean(probs, axis=0)  # (C,)
         target_index = _target_index(clf, target, p_text)
@@ -226,7 +229,7 @@ def window_predictor(
                 logits = clf.model(
                     input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids)
                 ).logits.float()  # (B, C)
-            p = torch.sigmoid(logits) if clf.multilabel else torch.softmax(logits, dim=-1)
+            p = logits_to_probs(logits, clf.multilabel, clf.calibration)  # as predict gives
             out[start : start + len(chunk)] = p.cpu().numpy()
         sums = np.zeros((len(contents), out.shape[1]))
         np.add.at(sums, np.asarray(owner), out)
