@@ -103,7 +103,9 @@ def measure(
     warm = encode(clf.tokenizer, texts[:64], None, clf.max_length, clf.truncation)
     forward_probs(clf.model, warm, pad_id=pad, batch_size=64, multilabel=False)
     t = time.perf_counter()
-    rows, probs = forward_probs(clf.model, enc, pad_id=pad, batch_size=64, multilabel=False)
+    rows, probs = forward_probs(  # as predict: with the model's calibration, if it has one
+        clf.model, enc, pad_id=pad, batch_size=64, multilabel=False, calibration=clf.calibration
+    )
     throughput_s = time.perf_counter() - t
     ordered = np.empty_like(probs)
     ordered[rows] = probs
