@@ -41,6 +41,7 @@ class ExplainingClassifier:
         self.multilabel = bool(classifier.multilabel)
         self.labels = list(classifier.labels)
         self.thresholds = classifier.thresholds
+        self.calibration = classifier.calibration  # probabilities as /v1/predict gives them
         self.hooks = install_checkpoints(self.model)
 
 
