@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from jiyi.active.strategies import (
     uncertainty_order,
     uncertainty_scores,
 )
+from jiyi.data.text import text_key
 from jiyi.errors import JiyiError
 
 CANDIDATE_FACTOR = 4  # hybrid's default --candidates: this many times --budget
@@ -51,7 +50,7 @@ def normalise_text(text: str) -> str:
     >>> normalise_text("  A  Moving\\tFILM ") == normalise_text("a moving film")
     True
     """
-    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip().casefold()
+    return text_key(text)
 
 
 def select_rows(

@@ -11,20 +11,17 @@ wrong (or the text cannot decide its label).
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
 
-_SPACES = re.compile(r"\s+")
+from jiyi.data.text import text_key
 
 
 def normalize_text(text: str) -> str:
-    """NFKC, case folded, punctuation removed, runs of spaces made one, ends stripped."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = "".join(ch for ch in text if not unicodedata.category(ch).startswith("P"))
-    return _SPACES.sub(" ", text).strip()
+    """NFKC, case folded, punctuation removed, runs of spaces made one, ends stripped
+    (`jiyi.data.text.text_key`)."""
+    return text_key(text, drop_punctuation=True)
 
 
 @dataclass(frozen=True)
