@@ -104,3 +104,44 @@ def test_a_headless_encoder_gets_a_tied_head_and_trains(
     (prediction,) = load(run).predict(["a good and lovely film"])
     assert prediction["label"] in {"pos", "neg"}
     assert math.isclose(sum(prediction["probabilities"].values()), 1.0, rel_tol=1e-4)
+
+
+def test_trim_vocab_pretrains_on_the_corpus_pieces_only(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--trim-vocab with --from: the encoder is trimmed to the corpus's pieces first
+    (RUN_DIR/trimmed-base), the masked-LM softmax covers only those, and the saved model and
+    tokenizer are the trimmed ones (a corpus sentence tokenizes to the same pieces)."""
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    source = headless_copy(tiny_model_dir, tmp_path / "encoder", tie=True)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("a good film\nthe bad film\na good day\n" * 40, "utf-8")
+    out = tmp_path / "dapt"
+    argv = ["pretrain", "--from", str(source), "--trim-vocab", "--corpus", str(corpus),
+            "--max-steps", "2", "--batch-size", "4", "--max-length", "16",
+            "--heldout-fraction", "0.05", "--output", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "--trim-vocab: kept" in captured.out + captured.err
+    full = AutoTokenizer.from_pretrained(source)
+    trimmed = AutoTokenizer.from_pretrained(out / "model")
+    model = AutoModelForMaskedLM.from_pretrained(out / "model")
+    assert (out / "trimmed-base" / "config.json").is_file()
+    assert len(trimmed) < len(full)
+    assert model.config.vocab_size == len(trimmed)
+    assert model.get_output_embeddings().weight.shape[0] == len(trimmed)
+    sentence = "a good film"
+    assert trimmed.tokenize(sentence) == full.tokenize(sentence)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").open(encoding="utf-8")]
+    start = next(r for r in records if r["event"] == "start")
+    assert start["vocab_size"] == len(trimmed)
+
+
+def test_trim_vocab_needs_from(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = english_corpus(tmp_path / "corpus.txt")
+    argv = ["pretrain", "--architecture", "tiny", "--tokenizer", str(tmp_path), "--trim-vocab",
+            "--corpus", str(corpus), "--output", str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 2
+    assert "--trim-vocab" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

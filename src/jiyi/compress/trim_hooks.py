@@ -3,6 +3,7 @@
     jiyi train --trim-vocab          the base trimmed to the run's training text, as its task
                                      encodes it (RUN_DIR/trimmed-base): classification,
                                      multilabel, ner (pre-split words), qa (questions, contexts)
+    jiyi pretrain --from M --trim-vocab   M trimmed to the pieces of --corpus
     jiyi train --freeze-embeddings   the embedding layer frozen, left out of the optimizer
     jiyi predict (a trimmed model)   one warning per call when over 5% of the tokens are [UNK]
 
@@ -56,9 +57,11 @@ def trimmed_base(
     run_dir: Path,
     accelerator: Any,
     say: Callable[..., None],
+    corpus: Sequence[str] | None = None,
 ) -> str:
     """`jiyi train --trim-vocab`: the base model trimmed to the pieces of `texts()` (the run's
-    training text exactly as its task encodes it: strings, or NER's sentences as lists of words),
+    training text exactly as its task encodes it: strings, or NER's sentences as lists of words;
+    `jiyi pretrain`'s corpus), named in the record as `corpus` (default: --train),
     in RUN_DIR/trimmed-base (made once by rank 0; a resumed run reuses it). Else `model_path`.
     A trim that fails removes the folder it made; a run that fails later, before its first
     step, removes it with the rest (`jiyi.runs.discard_if_unstarted`, jiyi.loop)."""
@@ -72,7 +75,7 @@ def trimmed_base(
             model_path = snapshot_download(model_path, allow_patterns=HUB_FILES)
         fresh = FreshRun.before(run_dir)  # a new run's folder: trimming is the first to write
         try:
-            record = trim_vocab(model_path, texts(), out, corpus=[config.train])
+            record = trim_vocab(model_path, texts(), out, corpus=corpus or [config.train])
         except BaseException:
             if fresh is not None:  # leave no folder behind a failed trim
                 fresh.discard()

@@ -76,15 +76,31 @@ class MaskedLMObjective(torch.nn.Module):
         return loss, selected.sum()
 
 
-def build_model(config: PretrainConfig, say: Any) -> tuple[Any, Any]:
+def build_model(
+    config: PretrainConfig, say: Any, run_dir: Path, accelerator: Any
+) -> tuple[Any, Any]:
     """The masked-LM model and its tokenizer: a new BERT (--config) or an existing encoder
-    (--from) with an MLM head, created tied to the input embeddings where it has none."""
+    (--from, trimmed to the corpus's pieces with --trim-vocab) with an MLM head, created tied to
+    the input embeddings where it has none."""
     from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM
 
+    from jiyi.compress.trim_hooks import trimmed_base
     from jiyi.models import load_tokenizer, quiet_transformers, resolve_model
+    from jiyi.pretrain.tokenizer import iter_corpus_texts
 
     if config.from_model:
         path = resolve_model(config.from_model, flag="--from")
+        if config.trim_vocab:
+            paths = _paths(config.corpus or "", "--corpus")
+            path = trimmed_base(
+                path,
+                config,
+                lambda: list(iter_corpus_texts(paths, config.text_column)),
+                run_dir,
+                accelerator,
+                say,
+                corpus=paths,
+            )
         tokenizer = load_tokenizer(config.tokenizer or path)
         with quiet_transformers():
             model, info = AutoModelForMaskedLM.from_pretrained(
@@ -188,7 +204,7 @@ def pretrain(
     main = accelerator.is_main_process
 
     # --- model, tokenizer, corpus: every input error surfaces before the run directory -------
-    model, tokenizer = build_model(config, say)
+    model, tokenizer = build_model(config, say, run_dir, accelerator)
     assert config.corpus
     chinese_words = config.whole_word_mask and splits_cjk(tokenizer)
     if chinese_words and importlib.util.find_spec("jieba") is None:
