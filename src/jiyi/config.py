@@ -22,7 +22,12 @@ from typing import Any, ClassVar
 from jiyi.errors import JiyiError
 from jiyi.precision import PRECISIONS
 from jiyi.tasks import TASKS, TaskSpec, adapter, get_task, task_names
-from jiyi.tasks.registry import CALIBRATIONS, tasks_taking_trim_vocab, tasks_that_calibrate
+from jiyi.tasks.registry import (
+    CALIBRATIONS,
+    METHODS,
+    tasks_taking_trim_vocab,
+    tasks_that_calibrate,
+)
 
 TRUNCATIONS = ("head", "tail", "head+tail")
 LOSSES = ("ce", "focal")  # `jiyi train --loss` (jiyi.imbalance)
@@ -211,6 +216,10 @@ class TrainConfig(LoopConfig):
     """seq2seq: the most tokens generated per output (default: --max-target-length)."""
     no_repeat_ngram_size: int | None = None
     """seq2seq: never generate an n-gram of this size twice in one output (default: off)."""
+    method: str = "finetune"
+    """How the model is trained: finetune (the encoder and a task head end to end) or contrastive (classification, few-shot: SetFit's method, jiyi.fewshot: the encoder is tuned so that the cosine of two training texts' mean-pooled vectors nears 1 for the same label and 0 for different ones, then a logistic head is fitted on the normalised vectors; default --epochs 1 over the pairs, --lr 2e-5)."""
+    pair_iterations: int = 20
+    """--method contrastive: rounds of pair generation; each round pairs every training text with one random text of its label and one of another label (2 x N pairs a round)."""
 
     def __post_init__(self) -> None:
         check_choice("--task", self.task, task_names())
@@ -279,6 +288,15 @@ class TrainConfig(LoopConfig):
             from jiyi.imbalance import check_flags  # numpy: only when the flags are given
 
             check_flags(self, spec)
+        check_choice("--method", self.method, tuple(METHODS))
+        if self.method not in spec.methods:
+            takers = [t.name for t in TASKS.values() if self.method in t.methods]
+            raise JiyiError(
+                f"--method {self.method} applies to --task {' and '.join(takers)}, not {spec.name}."
+            )
+        from jiyi.fewshot import check_flags as check_method_flags  # light: no torch
+
+        check_method_flags(self)  # --pair-iterations; flags --method contrastive does not read
         adapter(spec).validate(self)  # the task's own flags (jiyi.tasks.<task>.validate)
         if require_paths:
             if not self.train and not self.resume:
@@ -387,6 +405,7 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
         "trim_vocab", "freeze_embeddings", "calibration",
     ),
     "masked LM": ("mask_rate", "whole_word_mask"),
+    "method": ("method", "pair_iterations"),
 }  # fmt: skip
 GROUP_TITLES = {
     "common": "common (what to train on, where the run goes)",
@@ -394,6 +413,7 @@ GROUP_TITLES = {
     "optimisation": "optimisation (steps, learning rate, evaluation, checkpoints)",
     "regularisation": "regularisation and augmentation",
     "masked LM": "masked LM",
+    "method": "training method (--method contrastive: few-shot classification, docs/fewshot.md)",
 }
 # Fields whose values are one of a fixed set: argparse shows them as {a,b} and refuses others.
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -403,6 +423,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "precision": PRECISIONS,
     "calibration": CALIBRATIONS,
     "loss": LOSSES,
+    "method": tuple(METHODS),
 }
 # Older flags kept as aliases of a field's value: `--bf16` is `--precision bf16`, and the YAML
 # key `bf16: true|false` (in the config.yaml of older runs) is `precision: bf16|<its default>`.

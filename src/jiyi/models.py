@@ -233,6 +233,10 @@ def load_classifier(model_dir: str | Path) -> tuple[Any, Any]:
                 else "."
             )
         )
+    if isinstance(read_meta(model_dir).get("head"), dict):  # encoder + head on pooled vectors
+        from jiyi.fewshot.model import load_sentence_classifier
+
+        return load_sentence_classifier(model_dir), load_tokenizer(str(model_dir))
     compressed = load_model(model_dir)
     if compressed is not None:
         return compressed, load_tokenizer(str(model_dir))

@@ -99,6 +99,27 @@ def _logistic_proba(model: Any, vectors: np.ndarray, n_classes: int) -> np.ndarr
     return out
 
 
+def fit_linear_head(
+    vectors: np.ndarray, labels: np.ndarray, n_classes: int, c: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A logistic regression on (N, D) vectors with (N,) class ids, as a linear layer whose
+    softmax gives its probabilities: (weight (C, D), bias (C,)) float32.
+
+    Two classes: scikit-learn's one weight row w (P(class 1) = sigmoid(w·x + b)) becomes the
+    rows -w/2 and w/2, since softmax([-z/2, z/2]) = [1 - sigmoid(z), sigmoid(z)]. A class
+    absent from `labels` gets a zero row and a bias 30 below the others (probability ~0).
+    """
+    targets = np.eye(n_classes, dtype=np.float32)[labels]
+    model = _fit_logistic(vectors, targets, c)
+    coef, intercept = model.coef_, model.intercept_
+    if len(model.classes_) == 2:  # (1, D) -> (2, D)
+        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-1, 1]) * intercept[0] / 2
+    weight = np.zeros((n_classes, vectors.shape[1]), dtype=np.float32)
+    bias = np.full(n_classes, float(np.min(intercept)) - 30.0, dtype=np.float32)
+    weight[model.classes_], bias[model.classes_] = coef, intercept
+    return weight, bias
+
+
 def _candidates(
     train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray
 ) -> dict[tuple[str, float, float], np.ndarray]:

@@ -275,7 +275,7 @@ def check_model_flag(memory: Memory, model: str | None) -> None:
 
 def is_classifier_run(path: str | Path) -> bool:
     """Whether `path` is a fine-tuned classification run (or its model folder)."""
-    from jiyi.runs import model_dir
+    from jiyi.runs import model_dir, read_meta
 
     try:
         config = model_dir(path) / "config.json"
@@ -285,4 +285,6 @@ def is_classifier_run(path: str | Path) -> bool:
         archs = json.loads(config.read_text("utf-8")).get("architectures") or []
     except ValueError:
         raise JiyiError(f"{config}: not valid JSON.") from None
-    return any(a.endswith("ForSequenceClassification") for a in archs)
+    if any(a.endswith("ForSequenceClassification") for a in archs):
+        return True
+    return isinstance(read_meta(config.parent).get("head"), dict)  # --method contrastive's model

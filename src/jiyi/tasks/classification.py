@@ -24,6 +24,10 @@ def validate(config: Any) -> None:
 
 
 def train(config: Any, console: Any = None, explicit: set[str] = frozenset()) -> dict[str, Any]:
+    if config.method == "contrastive":  # few-shot, SetFit's two phases (jiyi.fewshot)
+        from jiyi.fewshot.train import train_contrastive
+
+        return train_contrastive(config, console, explicit)
     from jiyi.train import train_classifier
 
     return train_classifier(config, console, explicit)

@@ -16,7 +16,7 @@ Importing this module imports no torch.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 
@@ -49,6 +49,34 @@ ADAPTER_FUNCTIONS = (
     "evaluate",  # (args: Namespace) -> (metrics, output folder)
     "show_metrics",  # (metrics, title) -> None: prints them on stderr
 )
+
+
+@dataclass(frozen=True)
+class TrainingMethod:
+    """A `jiyi train --method`: how a run's model is made, and what its runs cannot do."""
+
+    name: str
+    help: str
+    lacks: tuple[str, ...] = ()
+    """Capabilities (`CAPABILITIES`) its runs do not have, whatever their task supports."""
+    hint: str = ""
+    """What to do instead, appended to the refusals of its runs."""
+
+
+DEFAULT_METHOD = "finetune"
+METHODS: dict[str, TrainingMethod] = {
+    m.name: m
+    for m in (
+        TrainingMethod(DEFAULT_METHOD, "fine-tune the encoder and a task head end to end"),
+        TrainingMethod(
+            "contrastive",
+            "few-shot (SetFit's method, jiyi.fewshot): tune the encoder on sentence pairs, then "
+            "fit a logistic head on its mean-pooled vectors",
+            lacks=("compress",),
+            hint="its model is an encoder plus a logistic head on mean-pooled vectors (jiyi.fewshot)",
+        ),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -99,6 +127,10 @@ class TaskSpec:
     rates: tuple[tuple[str, str], ...] = ()
     """Metrics that are a share of independent items, each with the metrics.json key counting
     them (("accuracy", "n")): a model card gives them a 95% Wilson interval."""
+    methods: tuple[str, ...] = (DEFAULT_METHOD,)
+    """The `jiyi train --method` values it takes (`METHODS`)."""
+    method: str = DEFAULT_METHOD
+    """The --method of the run this descriptor came from (`task_of_run` reads model/jiyi.json)."""
 
     def can(self, capability: str) -> bool:
         """Whether the task supports `capability` (a key of `CAPABILITIES`)."""
@@ -144,6 +176,7 @@ TASKS: dict[str, TaskSpec] = {
             kind="text-classification",
             metrics=CLASSIFICATION_METRICS,
             default_metric="accuracy",
+            methods=(DEFAULT_METHOD, "contrastive"),
             **_TEXT_CLASSIFIER,
         ),
         TaskSpec(
@@ -257,7 +290,20 @@ def task_of_run(run_or_model: str | Path) -> TaskSpec:
             f"{runs.model_folder(run_or_model) / runs.META_FILE}: task {name!r} is not one this "
             f"jiyi knows ({', '.join(TASKS)}); upgrade jiyi or re-train the run."
         )
-    return TASKS[name]
+    return with_method(TASKS[name], runs.run_meta(run_or_model).get("method", DEFAULT_METHOD))
+
+
+def with_method(spec: TaskSpec, method: str) -> TaskSpec:
+    """`spec` as a run trained with `method` sees it: the capabilities the method lacks off.
+
+    >>> with_method(TASKS["classification"], "contrastive").can("compress")
+    False
+    """
+    if method == DEFAULT_METHOD or method not in METHODS:
+        return spec
+    found = METHODS[method]
+    hint = "; ".join(h for h in (spec.hint, found.hint) if h)
+    return replace(spec, method=method, hint=hint, **dict.fromkeys(found.lacks, False))
 
 
 def tasks_with(capability: str) -> list[TaskSpec]:
@@ -283,7 +329,8 @@ def refusal_message(spec: TaskSpec, capability: str, verb: str) -> str:
     takes = f"a {spec.name} run takes: {', '.join(own)}" if own else spec.hint
     if own and spec.hint:
         takes += f"; {spec.hint}"
-    return f"{verb} applies to {applies or 'no'} runs, not {spec.name} ({takes})."
+    what = spec.name if spec.method == DEFAULT_METHOD else f"--method {spec.method} {spec.name}"
+    return f"{verb} applies to {applies or 'no'} runs, not {what} ({takes})."
 
 
 def refuse_unless(spec: TaskSpec, capability: str, verb: str) -> None:

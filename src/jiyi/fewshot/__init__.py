@@ -1,0 +1,58 @@
+"""Few-shot classification by contrastive fine-tuning (SetFit's method): `jiyi train --method
+contrastive`. Training reads as two named phases:
+
+1. body: sentence pairs from the few labelled texts (`pairs.sentence_pairs`: same label =
+   positive, different = negative), the encoder tuned so that the cosine of a pair's mean-pooled
+   vectors nears 1 (positive) or 0 (negative) (`train.cosine_pair_loss`), on jiyi's loop;
+2. head: a logistic regression on the tuned, normalised mean-pooled vectors of the training texts
+   (`jiyi.memory.classify.fit_linear_head`).
+
+The run is a normal run folder; its model/ holds the tuned encoder (a Hugging Face folder that
+`AutoModel` loads), `head.safetensors` and jiyi.json's "head" entry, and
+`jiyi.models.load_classifier` returns a `model.SentenceClassifier` for it, so predict, evaluate,
+calibrate, serve and memory take it like any classification run. Importing this package
+imports no torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jiyi.errors import JiyiError
+
+CONTRASTIVE = "contrastive"
+PAIR_ITERATIONS = 20  # SetFit's num_iterations default
+# Flags of `jiyi train` the contrastive phases do not read, with their value when unset.
+NOT_READ = {
+    "augment": None,
+    "loss": "ce",
+    "class_weights": None,
+    "text_pair_column": None,
+    "trim_vocab": False,
+    "freeze_embeddings": False,
+    "dropout": None,
+    "lora_r": None,
+}
+
+
+def check_flags(config: Any) -> None:
+    """--pair-iterations only with --method contrastive; with it, no flag it would ignore.
+
+    >>> check_flags(TrainConfig(method="contrastive", augment="all"))  # doctest: +SKIP
+    jiyi.errors.JiyiError: --augment does not apply to --method contrastive ...
+    """
+    from jiyi.config import flag_name
+
+    if config.method != CONTRASTIVE:
+        if config.pair_iterations != PAIR_ITERATIONS:
+            raise JiyiError("--pair-iterations applies to --method contrastive only.")
+        return
+    if config.pair_iterations < 1:
+        raise JiyiError(f"--pair-iterations must be at least 1, got {config.pair_iterations}.")
+    for name, unset in NOT_READ.items():
+        if getattr(config, name, unset) != unset:
+            raise JiyiError(
+                f"{flag_name(name)} does not apply to --method contrastive (it tunes the encoder "
+                "on pairs of single texts, then fits a logistic head); drop the flag or use "
+                "--method finetune."
+            )
