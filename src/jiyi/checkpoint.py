@@ -3,7 +3,9 @@
 model.safetensors    the weights (safetensors, never pickle)
 optimizer.pt         AdamW moments (tensors only; loaded with weights_only=True)
 rng.safetensors      torch's CPU (and CUDA) generator states
-state.json           step, epoch, data position, scheduler, best metric, patience
+state.json           step, epoch, data position, scheduler, best metric, patience, world size
+
+Only global rank 0 writes them (`Run.checkpoint`), so a shared RUN_DIR across nodes gets one copy.
 
 While a run trains, the last --keep-checkpoints of them are kept (RUN_DIR/model already holds
 the best weights, so the best step needs no checkpoint of its own). When it finishes, they go
@@ -22,6 +24,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from jiyi.errors import JiyiError
 from jiyi.io import atomic_directory, atomic_write_json
 from jiyi.runs import RUN_FORMAT, checkpoint_dirs
 
@@ -38,6 +41,7 @@ class TrainState:
     scheduler: dict[str, Any] = field(default_factory=dict)
     finished: bool = False
     train_seconds: float = 0.0  # optimisation time, summed over resumed sessions
+    world_size: int = 0  # processes (all nodes) that trained it; 0 in checkpoints before this
 
 
 def save_checkpoint(
@@ -97,3 +101,16 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -> T
         if cuda:
             torch.cuda.set_rng_state_all(cuda)
     return state
+
+
+def check_world_size(state: TrainState, world: int, checkpoint: Path) -> None:
+    """Refuse to resume a checkpoint on another number of processes: its data position counts
+    batches of each process's share and its schedule was sized for that many processes."""
+    if state.world_size and state.world_size != world:
+        raise JiyiError(
+            f"--resume: {checkpoint} was written by a run on {state.world_size} processes (all "
+            f"nodes together), this launch has {world}. Its data position and learning-rate "
+            f"schedule only hold for {state.world_size}: relaunch with {state.world_size} "
+            "processes in total (--nnodes x --nproc-per-node, or --num_machines x "
+            "--num_processes), or start a new run."
+        )

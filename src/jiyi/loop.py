@@ -32,6 +32,7 @@ import torch
 
 from jiyi.checkpoint import (
     TrainState,
+    check_world_size,
     list_checkpoints,
     load_checkpoint,
     prune_checkpoints,
@@ -361,6 +362,7 @@ def start_run(
         run.state = load_checkpoint(
             ckpts[-1], accelerator.unwrap_model(model), optimizer, scheduler
         )
+        check_world_size(run.state, accelerator.num_processes, ckpts[-1])
         run.say(f"Resuming from {ckpts[-1]} (step {run.state.step}, epoch {run.state.epoch}).")
         state, patience = run.state, getattr(config, "patience", None)
         stopped_early = patience is not None and state.evals_without_improvement >= patience
@@ -369,6 +371,7 @@ def start_run(
             run.say(f"That run had finished at step {state.step}; continuing to {total_steps}.")
         elif state.finished:
             run.say("[yellow]That run had already finished; re-running its final evaluation.[/]")
+    run.state.world_size = accelerator.num_processes  # saved with every checkpoint
     if config.resume:
         run.write_folder()
     else:
