@@ -114,10 +114,17 @@ def _progress(what: str) -> Any:
 def cmd_build(args: argparse.Namespace) -> int:
     from jiyi.io import output_folder
     from jiyi.memory.knn import Memory
+    from jiyi.scale import use_ray
 
     output_folder(args.output)  # a file there is refused before any work
+    on_ray = use_ray(args)
     rows = _read_rows(args, args.data)
     cols = _columns(args, rows)
+    vectors = None
+    if on_ray:  # the rows' vectors made on Ray workers (jiyi.scale), then built as usual
+        from jiyi.scale.jobs import memory_vectors_on_ray
+
+        vectors = memory_vectors_on_ray(args, cols["texts"])
     memory = Memory.build(
         args.output,
         args.model,
@@ -125,6 +132,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         labels=cols["labels"],
         payload=cols["payload"],
         ids=cols["ids"],
+        vectors=vectors,
         task=args.task,
         pooling=args.pooling,
         layers=args.layers,
@@ -137,6 +145,10 @@ def cmd_build(args: argparse.Namespace) -> int:
                 ("hnsw_m", args.hnsw_m),
                 ("ef_search", args.ef_search),
                 ("nprobe", args.nprobe),
+                ("nlist", args.nlist),
+                ("pq_m", args.pq_m),
+                ("target_recall", args.target_recall),
+                ("shard_rows", args.shard_rows),
             )
             if v is not None
         },
@@ -457,10 +469,11 @@ def add_parsers(verbs: Any) -> None:
     q.add_argument("--label-delimiter", help="separator of multilabel strings (default: | ; ,)")
     q.add_argument(
         "--index",
-        choices=("auto", "flat", "hnsw", "ivf"),
+        choices=("auto", "flat", "hnsw", "ivf", "ivfpq"),
         default="auto",
         help="flat: exact; hnsw / ivf: approximate, for large memories (auto: flat below "
-        "100,000 rows, else hnsw)",
+        "100,000 rows, else hnsw); ivfpq: compressed, inverted lists on disk, built shard by "
+        "shard, for memories larger than RAM",
     )
     q.add_argument("--hnsw-m", type=int, help="hnsw: links per node (default 32)")
     q.add_argument(
@@ -469,7 +482,19 @@ def add_parsers(verbs: Any) -> None:
     q.add_argument(
         "--nprobe",
         type=int,
-        help="ivf: cells searched per query (default: cells / 32, at least 16)",
+        help="ivf: cells searched per query (default: cells / 32, at least 16); ivfpq: "
+        "default tuned at build time to --target-recall",
+    )
+    q.add_argument("--nlist", type=int, help="ivfpq: k-means cells (default 4 x sqrt(rows))")
+    q.add_argument("--pq-m", type=int, help="ivfpq: PQ bytes per vector (default dim / 8)")
+    q.add_argument(
+        "--target-recall",
+        type=float,
+        help="ivfpq: recall@10 against exact search that nprobe is tuned to reach, measured "
+        "on 1000 stored rows each left out of its own results (default 0.95)",
+    )
+    q.add_argument(
+        "--shard-rows", type=int, help="ivfpq: vectors encoded per shard (default 100000)"
     )
     q.add_argument("--pooling", choices=("cls", "mean", "max"), default="mean", help="default mean")
     q.add_argument(
@@ -493,6 +518,9 @@ def add_parsers(verbs: Any) -> None:
     )
     q.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
     q.add_argument("--on-bad-rows", choices=("error", "skip"), default="error")
+    from jiyi.scale import add_engine_flags
+
+    add_engine_flags(q, shard_rows=False)  # its --shard-rows is the ivfpq index's
     q.set_defaults(func=cmd_build)
 
     q = actions.add_parser("add", help="add rows from a file or stdin (learn without retraining)")

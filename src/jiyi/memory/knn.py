@@ -29,6 +29,7 @@ from jiyi.data.readers import label_sort_key
 from jiyi.errors import JiyiError
 from jiyi.io import atomic_directory
 from jiyi.memory.index import VectorIndex, choose_kind
+from jiyi.memory.ondisk import describe
 from jiyi.memory.store import MANIFEST, State, Store
 from jiyi.prompts import ROLES
 
@@ -144,12 +145,19 @@ class Memory:
                 if on_progress is not None:
                     on_progress(min(start + chunk, len(texts)))
             state = mem.state
-            index_bytes = None
-            if manifest["index"] != "flat" and len(state.rows):
+            index_bytes, tuned = None, {}
+            if manifest["index"] not in ("flat", "ivfpq") and len(state.rows):
                 index_bytes = mem._new_index(
                     state.rows.vectors(), np.asarray(state.rows.slots)
                 ).to_bytes()
-            mem.store.write_snapshot(state, index_bytes=index_bytes, keep_dead=False)
+            files = None
+            if manifest["index"] == "ivfpq":  # written shard by shard from the snapshot's files
+                files = mem._ivfpq_files(build=True, out=tuned, on_progress=on_progress)
+            mem.store.write_snapshot(
+                state, index_bytes=index_bytes, keep_dead=False, index_files=files
+            )
+            if tuned:
+                mem.store.update_manifest(index_params=tuned)
         opened = cls(path)
         opened._encoder = encoder
         return opened
@@ -351,6 +359,17 @@ class Memory:
         kind = self.manifest["index"]
         keep_dead = False
         index_bytes = None
+        if kind == "ivfpq":  # re-encoded from the new snapshot's live vectors, shard by shard
+            tuned: dict[str, Any] = {}  # trained (and tuned) here when no snapshot was yet
+            build = not (self._snapshot() / "trained.faiss").is_file()
+            files = self._ivfpq_files(build=build, out=tuned)
+            self.state = self.store.write_snapshot(
+                state, index_bytes=None, keep_dead=False, index_files=files
+            )
+            if build and tuned:
+                self.manifest = self.store.update_manifest(index_params=tuned)
+            self.index, self._index_generation = None, -1
+            return
         if kind != "flat" and len(state.rows):
             index = self._ensure_index()
             dead = state.snapshot_dead | state.rows.dead
@@ -391,24 +410,57 @@ class Memory:
             else:
                 self.index.remove(header["slots"])
 
-    def _new_index(self, vectors: np.ndarray, slots: np.ndarray) -> VectorIndex:
+    def _snapshot(self) -> Path:
+        return self.store.snapshot_dir(self.state.generation)
+
+    def _ivfpq_files(self, *, build: bool, out: dict | None = None, on_progress: Any = None) -> Any:
+        """index_files for write_snapshot: train and tune (`build`, settings into `out`) or
+        re-encode with this snapshot's codebooks."""
+        from jiyi.memory.ondisk import build_index
+
+        dim, params = int(self.manifest["dim"]), self.manifest.get("index_params", {})
+        trained = None if build else (self._snapshot() / "trained.faiss").read_bytes()
+        say = (lambda m: print(m, file=sys.stderr)) if on_progress is not None else None
+
+        def write(folder: Path, final: Path) -> None:
+            tuned = build_index(folder, final, dim, params, trained=trained, on_progress=say)
+            if out is not None:
+                out.update(tuned)
+
+        return write
+
+    def _vectors_of(self, slots: np.ndarray) -> np.ndarray:
+        """The stored vectors of these slots (read from disk for an ivfpq memory)."""
+        rows = self.state.rows
+        return np.asarray(rows.vectors()[np.searchsorted(rows.slot_array(), slots)])
+
+    def _new_index(self, vectors: np.ndarray, slots: np.ndarray) -> Any:
         kind = self.manifest["index"]
         params = self.manifest.get("index_params", {})
+        if kind == "ivfpq":
+            from jiyi.memory.ondisk import OnDiskIndex
+
+            dim = int(self.manifest["dim"])
+            return OnDiskIndex.in_memory(vectors, slots, dim, params)
         index = VectorIndex.create(kind, int(self.manifest["dim"]), train=vectors, params=params)
         index.add(vectors, slots)
         return index
 
-    def _ensure_index(self) -> VectorIndex:
+    def _ensure_index(self) -> Any:
         state = self.state
         if self.index is not None and self._index_generation == state.generation:
             return self.index
         kind = self.manifest["index"]
         rows = state.rows
         saved = self.store.snapshot_dir(state.generation) / "index.faiss"
-        if kind != "flat" and saved.is_file():
-            index = VectorIndex.from_bytes(
-                kind, int(self.manifest["dim"]), saved.read_bytes(), self.manifest["index_params"]
-            )
+        dim, params, index = int(self.manifest["dim"]), self.manifest["index_params"], None
+        if kind == "ivfpq" and (saved.parent / "trained.faiss").is_file():
+            from jiyi.memory.ondisk import OnDiskIndex
+
+            index = OnDiskIndex.open(saved.parent, dim, params)
+        elif kind not in ("flat", "ivfpq") and saved.is_file():
+            index = VectorIndex.from_bytes(kind, dim, saved.read_bytes(), params)
+        if index is not None:
             index.exclude(state.snapshot_dead)
             tail = np.arange(state.snapshot_rows, len(rows.slots))  # rows replayed from the log
             if len(tail):
@@ -416,9 +468,11 @@ class Memory:
             index.remove([s for s in rows.dead if s not in state.snapshot_dead])
         else:
             live = rows.live()
-            if kind == "ivf" and len(live) == 0:
+            if kind in ("ivf", "ivfpq") and len(live) == 0:
                 raise JiyiError(f"{self.path}: the memory is empty; add rows first.")
             index = self._new_index(rows.vectors()[live], np.asarray(rows.slots, np.int64)[live])
+        if kind == "ivfpq":
+            index.vectors_of = self._vectors_of  # candidates re-scored with the stored vectors
         self.index, self._index_generation = index, state.generation
         return index
 
@@ -427,7 +481,7 @@ class Memory:
         self.refresh()
         index = self._ensure_index()
         scores, slots = index.search(vectors, k)
-        all_slots = np.asarray(self.state.rows.slots, dtype=np.int64)
+        all_slots = self.state.rows.slot_array()
         positions = np.searchsorted(all_slots, slots)
         positions = np.where(slots < 0, -1, np.minimum(positions, len(all_slots) - 1))
         return scores, positions
@@ -518,6 +572,7 @@ class Memory:
             "unlabelled": int(sum(rows.labels[i] is None for i in live)),
             "dim": m["dim"],
             "index": m["index"],
+            "index_settings": describe(m, self._snapshot()),
             "model": m["model"],
             "fingerprint": m["fingerprint"][:16],
             "pooling": m["pooling"],

@@ -8,6 +8,7 @@ MEM_DIR/
     rows.parquet       slot, id, text, label, payload (one row per live vector)
     vectors.npy        (N, D) float32, row i = rows.parquet row i
     index.faiss        the ANN index (hnsw / ivf only; a flat index is rebuilt on open)
+    trained.faiss, index.ivfdata   ivfpq only: codebooks and on-disk lists (jiyi.memory.ondisk)
     meta.json          seq (last log record folded in), next_slot, next_auto_id, dead slots
   log-000003.bin     records appended since that snapshot: add (rows + vectors), forget (ids)
   lock               writers hold an exclusive flock on it; readers never lock
@@ -34,7 +35,7 @@ import shutil
 import struct
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,13 @@ class Rows:
     chunks: list[np.ndarray] = field(default_factory=list)  # vectors, concatenated on demand
     dead: set[int] = field(default_factory=set)  # slots forgotten since they were added
     position: dict[str, int] = field(default_factory=dict)  # id -> index into the lists
+    _slot_array: np.ndarray | None = None
+
+    def slot_array(self) -> np.ndarray:
+        """`slots` as int64 (ascending: slots are handed out in order), cached until an append."""
+        if self._slot_array is None or len(self._slot_array) != len(self.slots):
+            self._slot_array = np.asarray(self.slots, dtype=np.int64)
+        return self._slot_array
 
     def __len__(self) -> int:
         return len(self.slots) - len(self.dead)
@@ -178,7 +186,9 @@ class Store:
         dim = int(self.manifest()["dim"])
         rows = Rows(dim)
         table = pq.read_table(snap / "rows.parquet")
-        vectors = np.load(snap / "vectors.npy", mmap_mode=None)
+        # an ivfpq memory may be larger than RAM: its vectors are read from disk when needed
+        on_disk = self.manifest().get("index") == "ivfpq"
+        vectors = np.load(snap / "vectors.npy", mmap_mode="r" if on_disk else None)
         labels = [
             json.loads(x) if x is not None else None for x in table.column("label").to_pylist()
         ]
@@ -315,11 +325,20 @@ class Store:
         state.seq = header["seq"]
         state.log_offset += len(record)
 
-    def write_snapshot(self, state: State, *, index_bytes: bytes | None, keep_dead: bool) -> State:
+    def write_snapshot(
+        self,
+        state: State,
+        *,
+        index_bytes: bytes | None,
+        keep_dead: bool,
+        index_files: Callable[[Path, Path], None] | None = None,
+    ) -> State:
         """Compact `state` into generation + 1 and switch CURRENT to it (under `writer_lock`).
 
         Dead rows are dropped from rows and vectors; with `keep_dead` (an HNSW index that cannot
         delete) their slots are listed in meta.json so the saved index keeps excluding them.
+        `index_files(folder, final)` writes index files into the new snapshot's temporary
+        folder once its rows.parquet and vectors.npy are there (final: where it will be).
         """
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -344,6 +363,8 @@ class Store:
                 np.save(f, vectors)
             if index_bytes is not None:
                 (tmp / "index.faiss").write_bytes(index_bytes)
+            if index_files is not None:
+                index_files(tmp, self.snapshot_dir(generation))
             meta = {
                 "seq": state.seq,
                 "next_slot": state.next_slot,
