@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from jiyi.errors import JiyiError
+from jiyi.lora import LoraFlags, check_lora_flags
 from jiyi.precision import PRECISIONS
 from jiyi.tasks import TASKS, TaskSpec, adapter, get_task, task_names
 from jiyi.tasks.registry import (
@@ -117,7 +118,7 @@ class LoopConfig:
 
 
 @dataclass
-class TrainConfig(LoopConfig):
+class TrainConfig(LoraFlags, LoopConfig):
     """Settings of `jiyi train`. Every field is a flag (`--max-length`) and a YAML key (`max_length`)."""
 
     epochs: float | None = None  # type: ignore[assignment]
@@ -276,6 +277,7 @@ class TrainConfig(LoopConfig):
                     f"{flag} applies to --task {', '.join(takers[:-1])} and {takers[-1]}, "
                     f"not {spec.name}."
                 )
+        check_lora_flags(self, spec)  # jiyi.lora: --lora-r and the flags that go with it
         if self.calibration is not None:
             check_choice("--calibration", self.calibration, CALIBRATIONS)
             if not spec.calibrate:
@@ -404,6 +406,7 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
         "loss", "focal_gamma", "class_weights",
         "trim_vocab", "freeze_embeddings", "calibration",
     ),
+    "lora": ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "lora_merge"),
     "masked LM": ("mask_rate", "whole_word_mask"),
     "method": ("method", "pair_iterations"),
 }  # fmt: skip
@@ -412,6 +415,7 @@ GROUP_TITLES = {
     "data": "data (columns, file format, lengths)",
     "optimisation": "optimisation (steps, learning rate, evaluation, checkpoints)",
     "regularisation": "regularisation and augmentation",
+    "lora": "LoRA adapters (peft; classification, multilabel, ner, qa)",
     "masked LM": "masked LM",
     "method": "training method (--method contrastive: few-shot classification, docs/fewshot.md)",
 }

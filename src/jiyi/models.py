@@ -240,9 +240,14 @@ def load_classifier(model_dir: str | Path) -> tuple[Any, Any]:
     compressed = load_model(model_dir)
     if compressed is not None:
         return compressed, load_tokenizer(str(model_dir))
+    from jiyi.lora import load_pretrained  # a --no-lora-merge run: base + adapter
+
     with quiet_transformers():
-        model = AutoModelForSequenceClassification.from_pretrained(
-            str(model_dir), trust_remote_code=False, use_safetensors=True
+        model = load_pretrained(
+            AutoModelForSequenceClassification,
+            model_dir,
+            trust_remote_code=False,
+            use_safetensors=True,
         )
     model.eval()
     return model, load_tokenizer(str(model_dir))
@@ -268,9 +273,11 @@ def refuse_compressed(folder: Path) -> None:
 def save_model(model: Any, tokenizer: Any, out_dir: str | Path) -> None:
     """Write a Hugging Face folder (config.json with id2label, model.safetensors, tokenizer
     files) that loads without jiyi. Call inside `jiyi.io.atomic_directory`."""
+    from jiyi.lora import save_weights  # a LoRA model: merged, or its config alone
+
     out_dir = Path(out_dir)
     with quiet_transformers():
-        model.save_pretrained(str(out_dir), safe_serialization=True)
+        save_weights(model, out_dir)
         tokenizer.save_pretrained(str(out_dir))
     config = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
     if "id2label" not in config:

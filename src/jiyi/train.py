@@ -160,6 +160,7 @@ def train_classifier(
 ) -> dict[str, Any]:
     """Fine-tune for classification or multilabel (`jiyi.tasks.classification.train`)."""
     from jiyi.compress.trim_hooks import apply_freeze, base_for_training
+    from jiyi.lora import apply_lora, save_adapter
     from jiyi.models import load_for_classification, resolve_model, save_model
 
     run_dir, config, accelerator, console, say = setup(config, explicit, console)
@@ -177,6 +178,7 @@ def train_classifier(
         model_path, data.labels, multilabel=multilabel, dropout=config.dropout
     )
     apply_freeze(model, config, say)
+    model = apply_lora(model, config, say)  # --lora-r: peft adapters, the head in full
     augment_train(data, config, tokenizer, model)
     tokenize_splits(data, tokenizer, config)
     train_split, val_split = data.splits["train"], data.splits["validation"]
@@ -245,6 +247,7 @@ def train_classifier(
             }
             if thresholds is not None:
                 meta["thresholds"] = [float(t) for t in thresholds]
+            meta.update(save_adapter(accelerator.unwrap_model(model), run_dir))  # RUN_DIR/adapter
             write_meta(tmp, meta)
 
     def run_eval() -> bool:

@@ -68,19 +68,20 @@ def load_encoder(name: str | os.PathLike, flag: str = "MODEL_OR_RUN") -> Encoder
     """
     from transformers import AutoModel
 
+    from jiyi.lora import load_pretrained, unmerged_record
     from jiyi.models import load_tokenizer, quiet_transformers, resolve_model
 
     path = resolve_model(str(name), flag)
     local = Path(path).is_dir()
-    if local and not any(Path(path).glob("*.safetensors")):
+    if local and not any(Path(path).glob("*.safetensors")) and not unmerged_record(path):
         raise JiyiError(
             f"{flag} {name}: no .safetensors weights in {path}. jiyi never loads pickled weights; "
             "convert them to safetensors first."
         )
     try:
         with quiet_transformers():
-            model = AutoModel.from_pretrained(
-                path, trust_remote_code=False, use_safetensors=True if local else None
+            model = load_pretrained(  # a --no-lora-merge run: base + adapter, merged
+                AutoModel, path, trust_remote_code=False, use_safetensors=True if local else None
             )
     except (OSError, ValueError) as e:
         raise JiyiError(f"{flag} {name}: could not load it as an encoder ({e}).") from None

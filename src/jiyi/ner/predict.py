@@ -30,12 +30,13 @@ class NerTagger:
     def __init__(self, run_or_model_dir: str | Path, batch_size: int = 64) -> None:
         from transformers import AutoModelForTokenClassification
 
+        from jiyi.lora import load_pretrained  # a --no-lora-merge run: base + adapter
         from jiyi.models import load_tokenizer, quiet_transformers
 
         folder, self.meta = open_run(run_or_model_dir, "ner", "NER")
         self.model_dir = folder
         with quiet_transformers():
-            self.model = AutoModelForTokenClassification.from_pretrained(str(folder)).eval()
+            self.model = load_pretrained(AutoModelForTokenClassification, folder).eval()
         self.tokenizer = load_tokenizer(str(folder))
         self.labels: list[str] = self.meta["labels"]
         self.scheme = self.meta.get("scheme", "BIO")

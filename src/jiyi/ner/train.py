@@ -123,6 +123,7 @@ def train_ner(
     from transformers import AutoModelForTokenClassification
 
     from jiyi.compress.trim_hooks import apply_freeze, trimmed_base
+    from jiyi.lora import apply_lora, load_pretrained, save_adapter, save_weights
     from jiyi.models import load_tokenizer, quiet_transformers, resolve_model
 
     run_dir, config, accelerator, console, say = setup(config, explicit, console)
@@ -153,6 +154,7 @@ def train_ner(
             model_path, ignore_mismatched_sizes=True, **overrides
         )
     apply_freeze(model, config, say)
+    model = apply_lora(model, config, say)  # --lora-r: peft adapters, the head in full
     for split in splits.values():
         split.windows = encode_words(
             tokenizer,
@@ -222,7 +224,7 @@ def train_ner(
             return
         with atomic_directory(run_dir / "model") as tmp:
             with quiet_transformers():
-                accelerator.unwrap_model(model).save_pretrained(str(tmp), safe_serialization=True)
+                save_weights(accelerator.unwrap_model(model), tmp)  # a LoRA model: merged
                 tokenizer.save_pretrained(str(tmp))
             meta = {
                 "task": "ner",
@@ -234,6 +236,7 @@ def train_ner(
                 "step": state.step,
                 "validation": {k: v for k, v in metrics.items() if k != "confusion"},
             }
+            meta.update(save_adapter(accelerator.unwrap_model(model), run_dir))  # RUN_DIR/adapter
             write_meta(tmp, meta)
 
     def run_eval() -> bool:
@@ -267,7 +270,7 @@ def train_ner(
     summary = run.summary(train_seconds, labels=labels)
     if "test" in splits:
         with quiet_transformers():
-            best = AutoModelForTokenClassification.from_pretrained(run_dir / "model")
+            best = load_pretrained(AutoModelForTokenClassification, run_dir / "model")
         best.to(accelerator.device)
         test = splits["test"]
         assert test.windows is not None

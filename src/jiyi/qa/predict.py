@@ -104,13 +104,14 @@ class QuestionAnswerer:
     ) -> None:
         from transformers import AutoModelForQuestionAnswering
 
+        from jiyi.lora import load_pretrained  # a --no-lora-merge run: base + adapter
         from jiyi.models import load_tokenizer, quiet_transformers
 
         folder, self.meta = open_run(run_or_model_dir, "qa", "question-answering")
         self.model_dir = folder
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         with quiet_transformers():
-            model = AutoModelForQuestionAnswering.from_pretrained(str(folder), use_safetensors=True)
+            model = load_pretrained(AutoModelForQuestionAnswering, folder, use_safetensors=True)
         self.model = model.to(self.device).eval()
         self.tokenizer = load_tokenizer(str(folder))
         self.batch_size = batch_size

@@ -108,6 +108,7 @@ def train_qa(
 
     from jiyi.compress.trim_hooks import apply_freeze, trimmed_base
     from jiyi.hf import quiet_transformers, use_safetensors
+    from jiyi.lora import apply_lora, load_pretrained, save_adapter, save_weights
     from jiyi.models import load_tokenizer, refuse_compressed, resolve_model
 
     run_dir, config, accelerator, console, say = setup(config, explicit, console)
@@ -141,6 +142,7 @@ def train_qa(
             f"--model {model_path}: could not load it for question answering ({e})."
         ) from None
     apply_freeze(model, config, say)
+    model = apply_lora(model, config, say)  # --lora-r: peft adapters, the head in full
     train_split, val_split = splits["train"], splits["validation"]
     windows = training_windows(tokenizer, train_split.examples, config)
     for split in splits.values():
@@ -202,7 +204,7 @@ def train_qa(
             return
         with atomic_directory(run_dir / "model") as tmp:
             with quiet_transformers():
-                accelerator.unwrap_model(model).save_pretrained(str(tmp), safe_serialization=True)
+                save_weights(accelerator.unwrap_model(model), tmp)  # a LoRA model: merged
                 tokenizer.save_pretrained(str(tmp))
             meta = {
                 "task": "qa",
@@ -217,6 +219,7 @@ def train_qa(
                 "step": state.step,
                 "validation": metrics,
             }
+            meta.update(save_adapter(accelerator.unwrap_model(model), run_dir))  # RUN_DIR/adapter
             write_meta(tmp, meta)
 
     def run_eval() -> bool:
@@ -251,7 +254,7 @@ def train_qa(
     if "test" in splits:
         accelerator.wait_for_everyone()
         with quiet_transformers():
-            best = AutoModelForQuestionAnswering.from_pretrained(run_dir / "model")
+            best = load_pretrained(AutoModelForQuestionAnswering, run_dir / "model")
         best.to(accelerator.device)
         metrics, rows = evaluate_split(best, splits["test"])
         if main:

@@ -116,6 +116,9 @@ class TaskSpec:
     trim_vocab: bool = False
     """`jiyi train --trim-vocab` and `--freeze-embeddings` (its training trims the base's
     vocabulary to the text its tokenizer encodes, and can freeze the embedding layer)."""
+    lora: bool = False
+    """`jiyi train --lora-r` (LoRA adapters on peft, `jiyi.lora`): its model is a Hugging Face
+    task head on an encoder, the head trained in full beside the adapters."""
     hint: str = ""
     """What to do with such a run instead, appended to its refusals."""
     preset: Preset = DEFAULT_PRESET
@@ -164,6 +167,7 @@ _TEXT_CLASSIFIER = dict(
     compress=True,
     calibrate=True,
     trim_vocab=True,
+    lora=True,
     pipeline_tag="text-classification",
     rates=(("accuracy", "n"),),
 )
@@ -197,6 +201,7 @@ TASKS: dict[str, TaskSpec] = {
             pipeline_tag="token-classification",
             help_flags=("tag_scheme", "stride", "tokens_column", "tags_column", "strict"),
             trim_vocab=True,
+            lora=True,
             preset=Preset(min_steps=600, lr={"small": 1e-4, "base": 5e-5, "large": 3e-5}),
         ),
         TaskSpec(
@@ -221,6 +226,7 @@ TASKS: dict[str, TaskSpec] = {
                 "stride",
             ),
             trim_vocab=True,
+            lora=True,
             preset=Preset(min_steps=600),
         ),
         TaskSpec(
@@ -319,6 +325,11 @@ def tasks_that_calibrate() -> list[str]:
 def tasks_taking_trim_vocab() -> list[str]:
     """The --task values whose training takes --trim-vocab and --freeze-embeddings."""
     return [spec.name for spec in TASKS.values() if spec.trim_vocab]
+
+
+def tasks_taking_lora() -> list[str]:
+    """The --task values whose training takes --lora-r (`TaskSpec.lora`)."""
+    return [spec.name for spec in TASKS.values() if spec.lora]
 
 
 def refusal_message(spec: TaskSpec, capability: str, verb: str) -> str:
