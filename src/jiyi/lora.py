@@ -57,7 +57,7 @@ class LoraFlags:
 def check_lora_flags(config: Any, spec: Any) -> None:
     """`TrainConfig.validate`: --lora-r and its companions, naming the flag at fault.
 
-    >>> check_lora_flags(TrainConfig(lora_alpha=16), spec)
+    >>> TrainConfig(train="t.csv", lora_alpha=16)  # doctest: +SKIP
     Traceback (most recent call last):
     jiyi.errors.JiyiError: --lora-alpha goes with --lora-r R (the rank of the adapters) ...
     """
@@ -250,11 +250,60 @@ def save_adapter(model: Any, run_dir: str | Path) -> dict[str, Any]:
     return {"lora": record}
 
 
+def card_line(record: dict[str, Any]) -> str:
+    """The model card's words for a "lora" record.
+
+    >>> card_line({"r": 8, "alpha": 16.0, "targets": ["query", "value"], "head": ["classifier"],
+    ...            "merged": True, "base": "minilm", "trainable_parameters": 148226,
+    ...            "total_parameters": 22861058})
+    'LoRA (r 8, alpha 16): 148,226 of 22,861,058 parameters trained (0.65%), adapters on query, value, the head classifier in full; RUN_DIR/adapter holds the adapter, model/ the merged model'
+    """
+    trainable, total = record["trainable_parameters"], record["total_parameters"]
+    kept = (
+        "model/ the merged model"
+        if record.get("merged", True)
+        else f"model/ only its config and tokenizer: it loads as base {record['base']} + adapter"
+    )
+    return (
+        f"LoRA (r {record['r']}, alpha {record['alpha']:g}): {trainable:,} of {total:,} "
+        f"parameters trained ({100 * trainable / total:.2f}%), adapters on "
+        f"{', '.join(record['targets'])}, the head {', '.join(record['head'])} in full; "
+        f"RUN_DIR/adapter holds the adapter, {kept}"
+    )
+
+
 def unmerged_record(folder: str | Path) -> dict[str, Any] | None:
     """The "lora" record of a model folder whose weights are base + adapter (--no-lora-merge),
-    else None."""
+    else None (also for a folder `jiyi compress` wrote from such a run: its weights are its own).
+    """
+    folder = Path(folder)
     record = read_meta(folder).get("lora")
-    return record if isinstance(record, dict) and record.get("merged") is False else None
+    if not isinstance(record, dict) or record.get("merged") is not False:
+        return None
+    if any(folder.glob("*.safetensors")) or (folder / "model.onnx").is_file():
+        return None
+    return record
+
+
+def base_folder(folder: str | Path, record: dict[str, Any]) -> str:
+    """The base model of an unmerged run's model folder: inside the run (trimmed-base), an
+    alias, a folder or a Hub id (`jiyi.models.resolve_model`)."""
+    from jiyi.models import resolve_model
+
+    inside = Path(folder).parent / record["base"]
+    return str(inside) if inside.is_dir() else resolve_model(record["base"], "the LoRA base model")
+
+
+def weight_files(folder: str | Path) -> list[Path]:
+    """The files that hold a model folder's weights: its *.safetensors, or for an unmerged LoRA
+    run the base's and the adapter's (what a fingerprint of the model reads)."""
+    folder = Path(folder)
+    record = unmerged_record(folder)
+    if record is None:
+        return sorted(folder.glob("*.safetensors"))
+    adapter = folder.parent / record.get("adapter", ADAPTER_DIR) / "adapter_model.safetensors"
+    base = sorted(Path(base_folder(folder, record)).glob("*.safetensors"))
+    return [*base, *([adapter] if adapter.is_file() else [])]
 
 
 def load_pretrained(cls: Any, folder: str | Path, **kwargs: Any) -> Any:
@@ -273,7 +322,6 @@ def load_unmerged(folder: str | Path, record: dict[str, Any]) -> Any:
     from transformers import AutoConfig
 
     from jiyi.hf import quiet_transformers, use_safetensors
-    from jiyi.models import resolve_model
 
     folder = Path(folder)
     if importlib.util.find_spec("peft") is None:
@@ -289,8 +337,7 @@ def load_unmerged(folder: str | Path, record: dict[str, Any]) -> Any:
             f"{folder}: a LoRA run kept unmerged (--no-lora-merge), and its adapter folder "
             f"{adapter} is missing; copy the whole run folder."
         )
-    inside = folder.parent / record["base"]
-    base = str(inside) if inside.is_dir() else resolve_model(record["base"], "the LoRA base model")
+    base = base_folder(folder, record)
     settings = AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
     task_class = getattr(transformers, (settings.architectures or [""])[0], None)
     if task_class is None:
@@ -311,6 +358,7 @@ __all__ = [
     "ADAPTER_DIR",
     "LoraFlags",
     "apply_lora",
+    "card_line",
     "check_lora_flags",
     "head_modules",
     "load_pretrained",
@@ -318,4 +366,5 @@ __all__ = [
     "save_adapter",
     "save_weights",
     "unmerged_record",
+    "weight_files",
 ]

@@ -90,6 +90,8 @@ def hyperparameter_section(facts: CardFacts) -> str:
     keys = [
         k for k in (*HYPERPARAMETERS, *facts.spec.own_flags, *facts.spec.help_flags) if k in cfg
     ]
+    if cfg.get("lora_r") is not None:  # --lora-r: its settings, and what trained (jiyi.lora)
+        keys += ["lora_r", "lora_alpha", "lora_dropout", "lora_targets", "lora_merge"]
     lines = ["## Training procedure", "", "Settings from `config.yaml` (every one resolved; "
              "a note marks the values that equal a default jiyi picks from the task, the model "
              "size and the data size when the flag is left unset):", "",
@@ -103,6 +105,10 @@ def hyperparameter_section(facts: CardFacts) -> str:
     if facts.meta.get("step") is not None:
         facts_line.append(f"the model kept is the one of step {facts.meta['step']} (best "
                           f"validation {cfg.get('metric')})")  # fmt: skip
+    if facts.meta.get("lora"):
+        from jiyi.lora import card_line
+
+        facts_line.append(card_line(facts.meta["lora"]))
     if s.get("world_size"):
         world = s["world_size"]
         effective = (cfg.get("batch_size") or 0) * (cfg.get("grad_accum") or 1) * world
@@ -185,9 +191,16 @@ def provenance_section(facts: CardFacts, base: dict[str, Any]) -> str:
                          f"`{tok.get('file')}` sha256 `{tok.get('sha256')}` ({tok.get('license')}).")  # fmt: skip
         if source.get("conversion"):
             lines.append(f"- Conversion: {source['conversion']} ({source.get('converted_by')}).")
-    lines.append(f"- This model's weights sha256 `{weights_sha256(facts.model_dir)}` "
-                 f"(`{facts.model_dir.name}/`), transformers "
-                 f"{facts.model_config.get('transformers_version', 'unknown')}.")  # fmt: skip
+    adapter = facts.model_dir.parent / "adapter" / "adapter_model.safetensors"
+    if facts.meta.get("lora", {}).get("merged") is False and adapter.is_file():  # base + adapter
+        from jiyi.card.facts import sha256_file
+
+        lines.append(f"- This model's weights are the base's and its LoRA adapter's: "
+                     f"`adapter/{adapter.name}` sha256 `{sha256_file(adapter)}`.")  # fmt: skip
+    else:
+        lines.append(f"- This model's weights sha256 `{weights_sha256(facts.model_dir)}` "
+                     f"(`{facts.model_dir.name}/`), transformers "
+                     f"{facts.model_config.get('transformers_version', 'unknown')}.")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

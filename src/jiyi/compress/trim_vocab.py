@@ -271,8 +271,9 @@ def load_any(model_dir: Path) -> Any:
     from transformers import AutoConfig, AutoModel
 
     from jiyi.hf import quiet_transformers
+    from jiyi.lora import load_pretrained, unmerged_record
 
-    if not any(model_dir.glob("*.safetensors")):
+    if not any(model_dir.glob("*.safetensors")) and not unmerged_record(model_dir):
         raise JiyiError(f"{model_dir}: no .safetensors weights (jiyi never loads pickles).")
     if json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("jiyi_pruned_heads"):
         raise JiyiError(
@@ -283,8 +284,8 @@ def load_any(model_dir: Path) -> Any:
     names = getattr(config, "architectures", None) or []
     cls = getattr(transformers, names[0], None) if names else None
     with quiet_transformers():
-        return (cls or AutoModel).from_pretrained(
-            str(model_dir), trust_remote_code=False, use_safetensors=True
+        return load_pretrained(  # an unmerged LoRA run: base + adapter, merged
+            cls or AutoModel, model_dir, trust_remote_code=False, use_safetensors=True
         )
 
 

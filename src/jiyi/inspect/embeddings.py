@@ -269,10 +269,11 @@ def model_fingerprint(
     files, and the settings (layers resolved, so "-1" and "6" agree on a 6-layer model; the
     prompts, {role: prefix}, when there are any). A vector store keeps it and refuses vectors
     made under another fingerprint."""
+    from jiyi.lora import weight_files
     from jiyi.models import resolve_model
 
     path = Path(resolve_model(str(model_dir), "--model"))
-    weights = sorted(path.glob("*.safetensors"))
+    weights = weight_files(path)  # an unmerged LoRA run: the base's and the adapter's
     if not weights:
         raise JiyiError(f"{model_dir}: no .safetensors weights to fingerprint in {path}.")
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
