@@ -251,3 +251,21 @@ def test_without_peft_lora_r_names_the_extra(monkeypatch: pytest.MonkeyPatch) ->
     )
     with pytest.raises(JiyiError, match=r"pip install 'jiyi\[lora\]'"):
         TrainConfig(train="x.csv", output="o", lora_r=4)
+
+
+def test_the_default_lr_with_lora_r_is_ten_times_the_preset() -> None:
+    from types import SimpleNamespace
+
+    from jiyi.config import TrainConfig
+    from jiyi.tasks.presets import resolve_schedule
+    from jiyi.tasks.registry import get_task
+
+    model = SimpleNamespace(config=SimpleNamespace(hidden_size=384))  # small, as minilm
+    preset = get_task("classification").preset
+    full, lora = TrainConfig(train="x.csv"), TrainConfig(train="x.csv", lora_r=8)
+    resolve_schedule(preset, full, 100, model)
+    resolve_schedule(preset, lora, 100, model)
+    assert (full.lr, lora.lr) == (pytest.approx(5e-5), pytest.approx(5e-4))
+    given = TrainConfig(train="x.csv", lora_r=8, lr=1e-3)
+    resolve_schedule(preset, given, 100, model)
+    assert given.lr == 1e-3
