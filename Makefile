@@ -29,6 +29,7 @@ demo-pretrain-zh: install
 	HF_HUB_OFFLINE=1 $(BIN)/python examples/pretrain_zh.py --output runs/pretrain-zh
 
 test: install
+	$(PIP) -e '.[scale]'
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
 
 test-fast: install

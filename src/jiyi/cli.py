@@ -88,8 +88,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from jiyi.io import output_file, write_predictions
+    from jiyi.scale import use_ray
     from jiyi.tasks import DEFAULT_TASK, adapter, refuse_unless, task_of_run
 
+    if use_ray(args):  # Parquet shards into a folder, on Ray workers (jiyi.scale)
+        from jiyi.scale.jobs import predict_on_ray
+
+        return predict_on_ray(args)
     output_file(args.output)  # a folder there is refused before any work
     if args.run_dir is None and args.memory is None:
         raise JiyiError("predict: give RUN_DIR, --memory MEM_DIR, or both.")
@@ -220,7 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="texts: .txt (one per line), CSV/TSV/JSONL/Parquet, or - for stdin (default)",
     )
     p.add_argument(
-        "--output", default="-", metavar="FILE|-", help="JSONL predictions (default: stdout)"
+        "--output",
+        default="-",
+        metavar="FILE|-",
+        help="JSONL predictions (default: stdout); with --engine ray a folder of Parquet shards "
+        "(columns row, [id,] label, score, probabilities) and manifest.json",
     )
     p.add_argument("--text-column", help="text column of a table input (default: the run's)")
     p.add_argument(
@@ -253,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="with --memory: list the N nearest rows that voted, with their weights",
     )
+    from jiyi.scale import add_engine_flags
+
+    add_engine_flags(p)
     p.set_defaults(func=cmd_predict)
 
     p = verbs.add_parser("data", help="offline data sets: list, export")

@@ -16,13 +16,19 @@ EMBED_EXAMPLES = """examples:
   jiyi embed minilm --input texts.txt --output vectors.npy --normalize
   jiyi embed runs/demo --input reviews.parquet --output vectors.parquet --layers -4: --pooling cls
   jiyi embed me5-small --input zh.txt --output vectors.npy --normalize --prompt "passage: "
+  jiyi embed minilm --input texts/ --output vectors/ --engine ray --workers 2   # Parquet shards
 """
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from jiyi.inspect.embeddings import embed_file
     from jiyi.io import output_file
+    from jiyi.scale import use_ray
 
+    if use_ray(args):  # Parquet shards into a folder, on Ray workers (jiyi.scale)
+        from jiyi.scale.jobs import embed_on_ray
+
+        return embed_on_ray(args)
     output_file(args.output)  # a folder there is refused before any work
 
     def progress(rows: int) -> None:
@@ -121,6 +127,8 @@ def _num(x: float | None) -> str:
 
 def add_parsers(verbs: Any) -> None:
     """Add `embed`, `probe` and `drift` to the `jiyi` sub-parsers (`parser.add_subparsers()`)."""
+    from jiyi.scale import add_engine_flags
+
     model_help = "the alias minilm, a Hugging Face model folder, or a jiyi run directory"
 
     p = verbs.add_parser(
@@ -142,7 +150,8 @@ def add_parsers(verbs: Any) -> None:
         "--output",
         required=True,
         metavar="FILE",
-        help="FILE.npy ((N, H) float32) or FILE.parquet (columns id, vector)",
+        help="FILE.npy ((N, H) float32) or FILE.parquet (columns id, vector); with --engine "
+        "ray a folder of Parquet shards (columns row, [id,] vector) and manifest.json",
     )
     _pooling(p)
     p.add_argument(
@@ -171,6 +180,7 @@ def add_parsers(verbs: Any) -> None:
         default=10000,
         help="texts read, embedded and written at a time; bounds memory (default 10000)",
     )
+    add_engine_flags(p)
     p.set_defaults(func=cmd_embed)
 
     p = verbs.add_parser(

@@ -1,0 +1,114 @@
+"""What runs on a Ray worker: `ShardWorker`, the callable class `Dataset.map_batches` builds once
+per actor (so the model loads once per worker), and the runners it holds.
+
+A runner turns one shard's texts into its result columns with jiyi's own code, so the numbers are
+those of `--engine local`: `EmbedRunner` calls `jiyi.inspect.embeddings.embed_texts` (batches
+sorted by length inside the shard), `PredictRunner` calls `jiyi.predict.Classifier.predict`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class EmbedRunner:
+    """texts -> {"vector": (N, H) float32 as a fixed-size list column}."""
+
+    def __init__(self, job: dict[str, Any]):
+        from jiyi.inspect.embeddings import load_encoder
+
+        self.settings = job["settings"]
+        self.encoder = load_encoder(self.settings["model"])
+
+    def __call__(self, texts: list[str]) -> dict[str, Any]:
+        import pyarrow as pa
+
+        from jiyi.inspect.embeddings import embed_texts
+
+        s = self.settings
+        vectors = embed_texts(
+            self.encoder,
+            texts,
+            pooling=s["pooling"],
+            layers=s["layers"],
+            normalize=s["normalize"],
+            batch_size=s["batch_size"],
+            max_length=s["max_length"],
+            prompt=s["prompt"],
+        )  # (N, H)
+        flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))  # (N * H,)
+        return {"vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])}
+
+
+class PredictRunner:
+    """texts -> {"label", "score", "probabilities"}: `jiyi predict`'s fields, the probabilities
+    as a list in the order of the manifest's "labels"."""
+
+    def __init__(self, job: dict[str, Any]):
+        from jiyi.predict import load
+
+        self.settings = job["settings"]
+        self.classifier = load(self.settings["model"], batch_size=self.settings["batch_size"])
+
+    def __call__(self, texts: list[str]) -> dict[str, Any]:
+        import pyarrow as pa
+
+        labels = self.classifier.labels
+        rows = self.classifier.predict(texts) if texts else []
+        return {
+            "label": pa.array([r["label"] for r in rows]),
+            "score": pa.array([r["score"] for r in rows], pa.float64()),
+            "probabilities": pa.array(
+                [[r["probabilities"][x] for x in labels] for r in rows], pa.list_(pa.float64())
+            ),
+        }
+
+
+RUNNERS = {"embed": EmbedRunner, "predict": PredictRunner}
+
+
+class ShardWorker:
+    """One Ray actor: loads the model once, then reads, runs and writes whole shards.
+
+    `__call__` takes a batch of shard descriptors (the manifest's "shards" entries, plus the
+    input path) and returns, per shard, its name, rows and seconds.
+    """
+
+    def __init__(self, job: dict[str, Any]):
+        import torch
+
+        torch.set_num_threads(max(1, round(job["threads"])))
+        self.job = job
+        self.out_dir = Path(job["output"])
+        self.runner = RUNNERS[job["kind"]](job)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import pyarrow as pa
+
+        from jiyi.scale.shards import read_shard, write_shard
+
+        names, rows, seconds = [], [], []
+        for i in range(len(batch["name"])):
+            started = time.perf_counter()
+            start, stop = int(batch["start"][i]), int(batch["stop"][i])
+            first = int(batch["first_row"][i])
+            chunk = read_shard(
+                str(batch["path"][i]), self.job["text_column"], start, stop, self.job["shard_rows"]
+            )
+            columns = {"row": pa.array(np.arange(first, first + stop - start, dtype=np.int64))}
+            if chunk.ids is not None:
+                columns["id"] = pa.array(chunk.ids, pa.string())
+            columns |= self.runner(chunk.texts)
+            write_shard(self.out_dir, str(batch["name"][i]), pa.table(columns))
+            names.append(str(batch["name"][i]))
+            rows.append(stop - start)
+            seconds.append(time.perf_counter() - started)
+        return {
+            "name": np.asarray(names, dtype=object),
+            "rows": np.asarray(rows, dtype=np.int64),
+            "seconds": np.asarray(seconds, dtype=np.float64),
+        }
