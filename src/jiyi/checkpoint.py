@@ -111,6 +111,5 @@ def check_world_size(state: TrainState, world: int, checkpoint: Path) -> None:
             f"--resume: {checkpoint} was written by a run on {state.world_size} processes (all "
             f"nodes together), this launch has {world}. Its data position and learning-rate "
             f"schedule only hold for {state.world_size}: relaunch with {state.world_size} "
-            "processes in total (--nnodes x --nproc-per-node, or --num_machines x "
-            "--num_processes), or start a new run."
+            "processes in total (nodes x processes per node), or start a new run."
         )
