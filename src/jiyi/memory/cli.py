@@ -486,7 +486,7 @@ def add_parsers(verbs: Any) -> None:
         "default tuned at build time to --target-recall",
     )
     q.add_argument("--nlist", type=int, help="ivfpq: k-means cells (default 4 x sqrt(rows))")
-    q.add_argument("--pq-m", type=int, help="ivfpq: PQ bytes per vector (default dim / 8)")
+    q.add_argument("--pq-m", type=int, help="ivfpq: PQ bytes per vector (default dim / 4)")
     q.add_argument(
         "--target-recall",
         type=float,
