@@ -269,3 +269,11 @@ def test_the_default_lr_with_lora_r_is_ten_times_the_preset() -> None:
     given = TrainConfig(train="x.csv", lora_r=8, lr=1e-3)
     resolve_schedule(preset, given, 100, model)
     assert given.lr == 1e-3
+
+
+def test_fine_tuning_from_an_unmerged_run_is_refused(
+    unmerged_run: Path, tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(train_argv(unmerged_run, tiny_data_dir, tmp_path / "next")) == 2
+    err = capsys.readouterr().err
+    assert "a LoRA run kept unmerged (--no-lora-merge)" in err and "Traceback" not in err

@@ -262,6 +262,15 @@ def refuse_compressed(folder: Path) -> None:
         f"it is {meta['format']}" if meta.get("format", "torch") != "torch" else
         "its attention heads are pruned" if config.get("jiyi_pruned_heads") else None
     )  # fmt: skip
+    from jiyi.lora import unmerged_record
+
+    lora = unmerged_record(folder)
+    if lora:
+        raise JiyiError(
+            f"--model {folder}: a LoRA run kept unmerged (--no-lora-merge): its weights are "
+            f"base {lora['base']} + the run's adapter/. Fine-tune from the base, or train the "
+            "run again without --no-lora-merge to get a merged model to start from."
+        )
     if why:
         raise JiyiError(
             f"--model {folder}: {why} (written by `jiyi compress`), so it cannot be fine-tuned "

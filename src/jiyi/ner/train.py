@@ -124,7 +124,7 @@ def train_ner(
 
     from jiyi.compress.trim_hooks import apply_freeze, trimmed_base
     from jiyi.lora import apply_lora, load_pretrained, save_adapter, save_weights
-    from jiyi.models import load_tokenizer, quiet_transformers, resolve_model
+    from jiyi.models import load_tokenizer, quiet_transformers, refuse_compressed, resolve_model
 
     run_dir, config, accelerator, console, say = setup(config, explicit, console)
     main = accelerator.is_main_process
@@ -139,6 +139,7 @@ def train_ner(
         model_path, config, lambda: [ex.tokens for ex in splits["train"].examples],
         run_dir, accelerator, say,
     )  # fmt: skip
+    refuse_compressed(Path(model_path))  # also an unmerged LoRA run: no weights of its own
     tokenizer = load_tokenizer(model_path)
     overrides: dict[str, Any] = {
         "num_labels": len(labels),
