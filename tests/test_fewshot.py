@@ -90,8 +90,9 @@ def test_linear_head_gives_an_absent_class_no_probability() -> None:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"method": "contrastive", "task": "ner"}, "--method contrastive applies to --task classification, not ner"),
-        ({"method": "contrastive", "task": "multilabel"}, "not multilabel"),
+        ({"method": "contrastive", "task": "ner"}, "--method only applies to --task classification"),
+        ({"method": "contrastive", "task": "multilabel"}, "--method only applies to --task classification"),
+        ({"pair_iterations": 5, "task": "ner"}, "--pair-iterations only applies to --task classification"),
         ({"method": "nope"}, "--method must be one of finetune, contrastive"),
         ({"pair_iterations": 5}, "--pair-iterations applies to --method contrastive only"),
         ({"method": "contrastive", "pair_iterations": 0}, "--pair-iterations must be at least 1"),
@@ -284,3 +285,20 @@ def test_a_fine_tune_can_start_from_the_contrastive_run(
             "--max-steps", "2", "--max-length", "32", "--batch-size", "8"]  # fmt: skip
     assert main(argv) == 0
     assert "head" not in json.loads((out / "model" / "jiyi.json").read_text())
+
+
+def test_a_stopped_contrastive_run_resumes_as_one(
+    tiny_model_dir: Path, fewshot_data: Path, tmp_path: Path
+) -> None:
+    """--resume without --method continues the contrastive run (its config.yaml says so)."""
+    out = tmp_path / "run"
+    argv = ["train", "--model", str(tiny_model_dir), "--train", str(fewshot_data / "train.csv"),
+            "--validation", str(fewshot_data / "validation.csv"), "--output", str(out),
+            "--method", "contrastive", "--pair-iterations", "2", "--max-length", "32",
+            "--lr", "1e-3", "--batch-size", "16", "--max-steps", "2", "--keep-final-checkpoint"]  # fmt: skip
+    assert main(argv) == 0
+    assert main(["train", "--output", str(out), "--resume", "--max-steps", "4"]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["event"] == "eval"] == [2, 4]
+    meta = json.loads((out / "model" / "jiyi.json").read_text())
+    assert meta["method"] == "contrastive" and meta["step"] in (2, 4)

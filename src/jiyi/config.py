@@ -22,13 +22,8 @@ from typing import Any, ClassVar
 from jiyi.errors import JiyiError
 from jiyi.lora import LoraFlags, check_lora_flags
 from jiyi.precision import PRECISIONS
-from jiyi.tasks import TASKS, TaskSpec, adapter, get_task, task_names
-from jiyi.tasks.registry import (
-    CALIBRATIONS,
-    METHODS,
-    tasks_taking_trim_vocab,
-    tasks_that_calibrate,
-)
+from jiyi.tasks import TASKS, MethodConfig, TaskSpec, adapter, get_task, task_names
+from jiyi.tasks.registry import CALIBRATIONS, tasks_taking_trim_vocab, tasks_that_calibrate
 
 TRUNCATIONS = ("head", "tail", "head+tail")
 LOSSES = ("ce", "focal")  # `jiyi train --loss` (jiyi.imbalance)
@@ -118,7 +113,7 @@ class LoopConfig:
 
 
 @dataclass
-class TrainConfig(LoraFlags, LoopConfig):
+class TrainConfig(LoraFlags, MethodConfig, LoopConfig):
     """Settings of `jiyi train`. Every field is a flag (`--max-length`) and a YAML key (`max_length`)."""
 
     epochs: float | None = None  # type: ignore[assignment]
@@ -217,10 +212,6 @@ class TrainConfig(LoraFlags, LoopConfig):
     """seq2seq: the most tokens generated per output (default: --max-target-length)."""
     no_repeat_ngram_size: int | None = None
     """seq2seq: never generate an n-gram of this size twice in one output (default: off)."""
-    method: str = "finetune"
-    """How the model is trained: finetune (the encoder and a task head end to end) or contrastive (classification, few-shot: SetFit's method, jiyi.fewshot: the encoder is tuned so that the cosine of two training texts' mean-pooled vectors nears 1 for the same label and 0 for different ones, then a logistic head is fitted on the normalised vectors; default --epochs 1 over the pairs, --lr 2e-5)."""
-    pair_iterations: int = 20
-    """--method contrastive: rounds of pair generation; each round pairs every training text with one random text of its label and one of another label (2 x N pairs a round)."""
 
     def __post_init__(self) -> None:
         check_choice("--task", self.task, task_names())
@@ -290,15 +281,6 @@ class TrainConfig(LoraFlags, LoopConfig):
             from jiyi.imbalance import check_flags  # numpy: only when the flags are given
 
             check_flags(self, spec)
-        check_choice("--method", self.method, tuple(METHODS))
-        if self.method not in spec.methods:
-            takers = [t.name for t in TASKS.values() if self.method in t.methods]
-            raise JiyiError(
-                f"--method {self.method} applies to --task {' and '.join(takers)}, not {spec.name}."
-            )
-        from jiyi.fewshot import check_flags as check_method_flags  # light: no torch
-
-        check_method_flags(self)  # --pair-iterations; flags --method contrastive does not read
         adapter(spec).validate(self)  # the task's own flags (jiyi.tasks.<task>.validate)
         if require_paths:
             if not self.train and not self.resume:
@@ -408,7 +390,6 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "lora": ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "lora_merge"),
     "masked LM": ("mask_rate", "whole_word_mask"),
-    "method": ("method", "pair_iterations"),
 }  # fmt: skip
 GROUP_TITLES = {
     "common": "common (what to train on, where the run goes)",
@@ -417,7 +398,6 @@ GROUP_TITLES = {
     "regularisation": "regularisation and augmentation",
     "lora": "LoRA adapters (peft; classification, multilabel, ner, qa)",
     "masked LM": "masked LM",
-    "method": "training method (--method contrastive: few-shot classification, docs/fewshot.md)",
 }
 # Fields whose values are one of a fixed set: argparse shows them as {a,b} and refuses others.
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -427,7 +407,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "precision": PRECISIONS,
     "calibration": CALIBRATIONS,
     "loss": LOSSES,
-    "method": tuple(METHODS),
 }
 # Older flags kept as aliases of a field's value: `--bf16` is `--precision bf16`, and the YAML
 # key `bf16: true|false` (in the config.yaml of older runs) is `precision: bf16|<its default>`.

@@ -16,6 +16,7 @@ imports no torch.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from jiyi.errors import JiyiError
@@ -36,13 +37,17 @@ NOT_READ = {
 
 
 def check_flags(config: Any) -> None:
-    """--pair-iterations only with --method contrastive; with it, no flag it would ignore.
+    """--method is one of `METHODS`; --pair-iterations only with --method contrastive; with it,
+    no flag it would ignore. Classification's adapter calls this; every other task (multilabel
+    too) refuses both flags as classification's own (`TaskSpec.own_flags`).
 
     >>> check_flags(TrainConfig(method="contrastive", augment="all"))  # doctest: +SKIP
     jiyi.errors.JiyiError: --augment does not apply to --method contrastive ...
     """
-    from jiyi.config import flag_name
+    from jiyi.tasks.registry import METHODS
 
+    if config.method not in METHODS:
+        raise JiyiError(f"--method must be one of {', '.join(METHODS)}; got {config.method!r}.")
     if config.method != CONTRASTIVE:
         if config.pair_iterations != PAIR_ITERATIONS:
             raise JiyiError("--pair-iterations applies to --method contrastive only.")
@@ -51,8 +56,21 @@ def check_flags(config: Any) -> None:
         raise JiyiError(f"--pair-iterations must be at least 1, got {config.pair_iterations}.")
     for name, unset in NOT_READ.items():
         if getattr(config, name, unset) != unset:
+            flag = "--" + name.replace("_", "-")
             raise JiyiError(
-                f"{flag_name(name)} does not apply to --method contrastive (it tunes the encoder "
-                "on pairs of single texts, then fits a logistic head); drop the flag or use "
-                "--method finetune."
+                f"{flag} does not apply to --method contrastive (it tunes the encoder on pairs "
+                "of single texts, then fits a logistic head); drop the flag or use --method "
+                "finetune."
             )
+
+
+def method_of(config: Any) -> str:
+    """The --method a `jiyi train` runs: a resumed run's own (its config.yaml), else the flag's."""
+    saved = Path(config.output or "") / "config.yaml"
+    if config.resume and saved.is_file():
+        import yaml
+
+        return str(
+            (yaml.safe_load(saved.read_text(encoding="utf-8")) or {}).get("method", "finetune")
+        )
+    return str(config.method)

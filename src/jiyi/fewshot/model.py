@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from jiyi.data.collate import Encoded, pad_batch, sorted_batches
-from jiyi.inspect.embeddings import pool
 from jiyi.runs import read_meta
 
 HEAD_FILE = "head.safetensors"
@@ -32,8 +31,11 @@ HEAD = {"type": "mean-pool-logistic", "file": HEAD_FILE, "pooling": "mean", "nor
 
 
 def sentence_vectors(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, T, H) last hidden states and their (B, T) mask -> (B, H) unit mean-pooled vectors."""
-    return F.normalize(pool(hidden, mask, "mean"), dim=-1)
+    """(B, T, H) last hidden states and their (B, T) mask -> (B, H) unit mean-pooled vectors
+    (the mean over the tokens the mask marks, as `jiyi.inspect.embeddings.pool` "mean")."""
+    keep = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+    mean = (hidden * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1)  # (B, H)
+    return F.normalize(mean, dim=-1)
 
 
 class SentenceClassifier(torch.nn.Module):

@@ -20,11 +20,16 @@ def defaults(config: Any) -> None:
 def validate(config: Any) -> None:
     """Classification and multilabel settings are the general ones `TrainConfig.validate`
     checks (--label-delimiter is multilabel's own flag: `TaskSpec.own_flags`); the labels are
-    checked on the data by `jiyi.prepare`."""
+    checked on the data by `jiyi.prepare`. --method and --pair-iterations: `jiyi.fewshot`."""
+    from jiyi.fewshot import check_flags
+
+    check_flags(config)
 
 
 def train(config: Any, console: Any = None, explicit: set[str] = frozenset()) -> dict[str, Any]:
-    if config.method == "contrastive":  # few-shot, SetFit's two phases (jiyi.fewshot)
+    from jiyi.fewshot import method_of
+
+    if method_of(config) == "contrastive":  # few-shot, SetFit's two phases (jiyi.fewshot)
         from jiyi.fewshot.train import train_contrastive
 
         return train_contrastive(config, console, explicit)

@@ -63,6 +63,17 @@ class TrainingMethod:
     """What to do instead, appended to the refusals of its runs."""
 
 
+@dataclass
+class MethodConfig:
+    """`jiyi train --method` and its flags: fields of `jiyi.config.TrainConfig` (classification's
+    own flags, `TaskSpec.own_flags`; checked by `jiyi.fewshot.check_flags`)."""
+
+    method: str = "finetune"
+    """How the model is trained: finetune (the encoder and a task head end to end) or contrastive (few-shot, SetFit's method, docs/fewshot.md: the encoder is tuned so that the cosine of two training texts' mean-pooled vectors nears 1 for the same label and 0 for different ones, then a logistic head is fitted on the normalised vectors; default --epochs 1 over the pairs, --lr 2e-5)."""
+    pair_iterations: int = 20
+    """--method contrastive: rounds of pair generation; each round pairs every training text with one random text of its label and one of another label (2 x N pairs a round)."""
+
+
 DEFAULT_METHOD = "finetune"
 METHODS: dict[str, TrainingMethod] = {
     m.name: m
@@ -130,8 +141,6 @@ class TaskSpec:
     rates: tuple[tuple[str, str], ...] = ()
     """Metrics that are a share of independent items, each with the metrics.json key counting
     them (("accuracy", "n")): a model card gives them a 95% Wilson interval."""
-    methods: tuple[str, ...] = (DEFAULT_METHOD,)
-    """The `jiyi train --method` values it takes (`METHODS`)."""
     method: str = DEFAULT_METHOD
     """The --method of the run this descriptor came from (`task_of_run` reads model/jiyi.json)."""
 
@@ -180,7 +189,7 @@ TASKS: dict[str, TaskSpec] = {
             kind="text-classification",
             metrics=CLASSIFICATION_METRICS,
             default_metric="accuracy",
-            methods=(DEFAULT_METHOD, "contrastive"),
+            own_flags=("method", "pair_iterations"),
             **_TEXT_CLASSIFIER,
         ),
         TaskSpec(
