@@ -192,7 +192,7 @@ def _run_shards(
 
     items = [{**s, "path": plan["inputs"][s["input"]]["path"]} for s in pending]
     worker_job = {k: job[k] for k in ("kind", "settings", "output", "text_column", "shard_rows")}
-    worker_job["threads"] = args.cpus_per_worker
+    worker_job |= {"threads": args.cpus_per_worker, "gpus": args.num_gpus_per_worker}
     ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         ShardWorker,
         fn_constructor_kwargs={"job": worker_job},

@@ -23,6 +23,7 @@ class EmbedRunner:
 
         self.settings = job["settings"]
         self.encoder = load_encoder(self.settings["model"])
+        self.model = self.encoder.model  # `ShardWorker` moves it to the worker's GPU
 
     def __call__(self, texts: list[str]) -> dict[str, Any]:
         import pyarrow as pa
@@ -53,6 +54,7 @@ class PredictRunner:
 
         self.settings = job["settings"]
         self.classifier = load(self.settings["model"], batch_size=self.settings["batch_size"])
+        self.model = self.classifier.model
 
     def __call__(self, texts: list[str]) -> dict[str, Any]:
         import pyarrow as pa
@@ -72,7 +74,8 @@ RUNNERS = {"embed": EmbedRunner, "predict": PredictRunner}
 
 
 class ShardWorker:
-    """One Ray actor: loads the model once, then reads, runs and writes whole shards.
+    """One Ray actor: loads the model once (onto its GPU when it was given one), then reads,
+    runs and writes whole shards.
 
     `__call__` takes a batch of shard descriptors (the manifest's "shards" entries, plus the
     input path) and returns, per shard, its name, rows and seconds.
@@ -85,6 +88,8 @@ class ShardWorker:
         self.job = job
         self.out_dir = Path(job["output"])
         self.runner = RUNNERS[job["kind"]](job)
+        if job["gpus"] > 0 and torch.cuda.is_available():  # Ray set CUDA_VISIBLE_DEVICES
+            self.runner.model.to("cuda")  # the forward passes follow the model's device
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import pyarrow as pa
