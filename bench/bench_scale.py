@@ -26,7 +26,17 @@ from typing import Any
 
 import numpy as np
 
-from common import JIYI, cpu_model, fmt, md_table, read_csv, read_json, write_csv, write_json
+from common import (
+    JIYI,
+    cpu_model,
+    fmt,
+    md_table,
+    read_csv,
+    read_json,
+    usable_cores,
+    write_csv,
+    write_json,
+)
 
 
 def jiyi(argv: list[Any], threads: int) -> tuple[float, str]:
@@ -153,7 +163,7 @@ def render_section(folder: Path) -> str:
             f"{predict['ray_startup']:.1f} s).",
             "",
         ]
-    lines.append(f"Conditions: {cpu_model()}; see the notes below the table.")
+    lines.append(f"Machine: {cpu_model()}, {usable_cores()} usable cores.")
     return "\n".join(lines) + "\n"
 
 
