@@ -108,6 +108,58 @@ def run_arm(arm: str, files: dict[str, Path], out: Path, epochs: str, env: dict[
     }
 
 
+def interleaved_steps(files: dict[str, Path], rounds: int, steps: int) -> dict:
+    """Step time of full fine-tuning, r 8 and r 16 in ONE process on the same batches, the arms
+    taking turns (`rounds` x `steps` optimizer steps each), so that a shared machine's load
+    falls on every arm alike: forward, backward, clip, AdamW step. Median seconds per step."""
+    import torch
+
+    from jiyi.config import TrainConfig
+    from jiyi.lora import apply_lora
+    from jiyi.models import load_for_classification, resolve_model
+
+    torch.set_num_threads(1)
+    rows = read_csv(files["train"])[: 32 * steps]
+    path = resolve_model("minilm")
+    arms: dict[str, tuple] = {}
+    for arm, r in (("full", None), ("r8", 8), ("r16", 16)):
+        torch.manual_seed(0)
+        model, tok = load_for_classification(path, ["fresh", "rotten"])
+        model = apply_lora(model, TrainConfig(train="x", lora_r=r), lambda *a: None)
+        params = [p for p in model.parameters() if p.requires_grad]
+        arms[arm] = (model.train(), torch.optim.AdamW(params, lr=1e-5), params)
+    batches = []
+    for i in range(steps):
+        chunk = rows[32 * i : 32 * (i + 1)]
+        enc = tok([x["text"] for x in chunk], truncation=True, max_length=64, padding=True,
+                  return_tensors="pt")  # fmt: skip
+        labels = torch.tensor([x["label"] == "rotten" for x in chunk], dtype=torch.long)
+        batches.append((enc, labels))
+    times: dict[str, list[float]] = {a: [] for a in arms}
+    for _ in range(rounds):
+        for arm, (model, opt, params) in arms.items():
+            for enc, labels in batches:
+                t0 = time.perf_counter()
+                loss = model(**enc, labels=labels).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                times[arm].append(time.perf_counter() - t0)
+    state = {
+        a: sum(t.numel() * t.element_size() for st in opt.state.values() for t in st.values()
+               if torch.is_tensor(t))
+        for a, (_, opt, _) in arms.items()
+    }  # fmt: skip
+    return {
+        "median_step_seconds": {a: statistics.median(t) for a, t in times.items()},
+        "optimizer_state_bytes": state,
+        "rounds": rounds,
+        "steps": steps,
+        "load_average": os.getloadavg(),
+    }
+
+
 def render_section(folder: str | Path) -> str:
     """bench/RESULTS.md's section from OUTPUT/ARM.json ("" when no arm has run)."""
     folder = Path(folder)
@@ -132,7 +184,21 @@ def render_section(folder: str | Path) -> str:
         ]
         for a, r in found.items()
     ]
-    return md_table(head, rows)
+    table = md_table(head, rows)
+    steps = read_json(folder / "steps.json")
+    if steps:
+        med = steps["median_step_seconds"]
+        table += (
+            f"\n\nInterleaved in one process (`--steps`; {steps['rounds']} rounds x "
+            f"{steps['steps']} steps per arm, the same batches): median step "
+            + ", ".join(f"{a} {fmt(v, '.2f')} s" for a, v in med.items())
+            + "; AdamW state "
+            + ", ".join(
+                f"{a} {fmt(v / 1e6, '.1f')} MB" for a, v in steps["optimizer_state_bytes"].items()
+            )
+            + "."
+        )
+    return table
 
 
 def main() -> None:
@@ -143,12 +209,15 @@ def main() -> None:
     p.add_argument("--validation-size", type=int, default=500)
     p.add_argument("--epochs", default="2")
     p.add_argument("--render", action="store_true", help="print the RESULTS.md section only")
+    p.add_argument("--steps", action="store_true", help="the interleaved step-time part only")
     args = p.parse_args()
     out = Path(args.output)
     if not args.render:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "JIYI_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
         files = data(out, args.train_size, args.validation_size, env)
-        for arm in args.arms.split(","):
+        if args.steps:
+            write_json(out / "steps.json", interleaved_steps(files, rounds=4, steps=5))
+        for arm in args.arms.split(",") if not args.steps else []:
             if (out / f"{arm}.json").is_file():
                 continue
             result = run_arm(arm, files, out, args.epochs, env)
