@@ -197,7 +197,8 @@ def render_section(out: Path) -> str:
                 continue
             accs = [got[s]["accuracy"] for s in sorted(got)]
             m, sd = mean_std(accs)
-            rows.append([arm, f"{m:.4f} ± {sd:.4f}", ", ".join(f"{a:.3f}" for a in accs),
+            shown = f"{m:.4f} ± {sd:.4f}" if len(accs) > 1 else f"{m:.4f} (1 seed)"
+            rows.append([arm, shown, ", ".join(f"{a:.3f}" for a in accs),
                          ", ".join(map(str, sorted(got))),
                          fmt(mean_std([got[s]["seconds"] for s in got])[0], ".0f")])  # fmt: skip
         lines += [f"K = {k} per class:", "",
