@@ -141,7 +141,7 @@ def base_reference(model_path: str, config: Any) -> str:
     """How the "lora" record names the base: a path relative to the run folder when the base
     lies inside it (--trim-vocab's trimmed-base), the --model alias, else an absolute folder
     (or the Hub id)."""
-    from jiyi.models import ME5_ALIASES, MODEL_ALIASES
+    from jiyi.model_names import ME5_ALIASES, MODEL_ALIASES
 
     path = Path(model_path)
     if config.output and path.is_dir():
@@ -236,8 +236,8 @@ def save_adapter(model: Any, run_dir: str | Path) -> dict[str, Any]:
     """Write a LoRA model's adapter to RUN_DIR/adapter (atomically); returns what model/jiyi.json
     gets ({"lora": record}), {} for a plain model. Call it before model/ is replaced, so a run
     killed in between keeps the adapter of its newer model/."""
+    from jiyi.hf import quiet_transformers
     from jiyi.io import atomic_directory
-    from jiyi.models import quiet_transformers
 
     record = lora_record(model)
     if record is None:
@@ -287,8 +287,8 @@ def unmerged_record(folder: str | Path) -> dict[str, Any] | None:
 
 def base_folder(folder: str | Path, record: dict[str, Any]) -> str:
     """The base model of an unmerged run's model folder: inside the run (trimmed-base), an
-    alias, a folder or a Hub id (`jiyi.models.resolve_model`)."""
-    from jiyi.models import resolve_model
+    alias, a folder or a Hub id (`jiyi.model_names.resolve_model`)."""
+    from jiyi.model_names import resolve_model
 
     inside = Path(folder).parent / record["base"]
     return str(inside) if inside.is_dir() else resolve_model(record["base"], "the LoRA base model")

