@@ -54,6 +54,10 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_zh.py all --output bench/results/me5-zh
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_defaults.py all --output bench/results/defaults
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_step.py --output bench/results/step
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_lora.py --output bench/results/lora
+	$(PIP) -e '.[scale]'
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_scale.py --output bench/results/scale
+	$(BIN)/python bench/bench_ivfpq.py --output bench/results/ivfpq
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_train.py --output bench/results --render-only
 
 lint: install

@@ -18,11 +18,14 @@ import bench_defaults
 import bench_explain
 import bench_forecast
 import bench_imbalance
+import bench_ivfpq
+import bench_lora
 import bench_memory
 import bench_memory_scale
 import bench_ner
 import bench_practice
 import bench_pretrain
+import bench_scale
 import bench_serve
 import bench_step
 import bench_summarize
@@ -47,6 +50,9 @@ SECTIONS: list[tuple[str, Callable[[Path], str]]] = [
     ("audit", bench_audit.render_section),
     ("imbalance", bench_imbalance.render_section),
     ("tune", bench_tune.render_section),
+    ("lora", bench_lora.render_section),
+    ("scale", bench_scale.render_section),
+    ("ivfpq", bench_ivfpq.render_section),
 ]
 
 
