@@ -78,7 +78,7 @@ class VectorIndex:
             params["nlist"] = nlist
             quantizer = faiss.IndexFlatIP(dim)
             index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            sample = _sample(train, 64 * nlist)  # k-means cost grows with sample x cells
+            sample = sample_rows(train, 64 * nlist)  # k-means cost grows with sample x cells
             index.train(np.ascontiguousarray(sample, dtype=np.float32))
             index.nprobe = _nprobe(params)
             index.set_direct_map_type(faiss.DirectMap.Hashtable)  # remove_ids by slot
@@ -91,12 +91,7 @@ class VectorIndex:
         return int(self.index.ntotal)
 
     def add(self, vectors: np.ndarray, slots: np.ndarray | list[int]) -> None:
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise JiyiError(
-                f"vectors of shape {tuple(vectors.shape)} do not fit this memory: it holds "
-                f"{self.dim}-dimensional vectors."
-            )
+        vectors = fitting_vectors(vectors, self.dim)
         if len(vectors):
             self.index.add_with_ids(vectors, np.asarray(slots, dtype=np.int64))
 
@@ -175,8 +170,20 @@ def _nprobe(params: dict[str, Any]) -> int:
     return max(1, min(int(params["nprobe"]) or max(16, nlist // 32), nlist))
 
 
-def _sample(vectors: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+def sample_rows(vectors: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """n rows chosen at random, in file order (reads only those rows of a memmap), float32."""
     if len(vectors) <= n:
-        return vectors
-    rows = np.random.default_rng(seed).choice(len(vectors), size=n, replace=False)
-    return vectors[np.sort(rows)]
+        return np.asarray(vectors, dtype=np.float32)
+    rows = np.sort(np.random.default_rng(seed).choice(len(vectors), size=n, replace=False))
+    return np.asarray(vectors[rows], dtype=np.float32)
+
+
+def fitting_vectors(vectors: np.ndarray, dim: int) -> np.ndarray:
+    """`vectors` as contiguous float32 rows of `dim` numbers, or a JiyiError saying the shapes."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] != dim:
+        raise JiyiError(
+            f"vectors of shape {tuple(vectors.shape)} do not fit this memory: it holds "
+            f"{dim}-dimensional vectors."
+        )
+    return vectors

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from jiyi.errors import JiyiError
-from jiyi.memory.index import SMALL_BATCH, faiss_module
+from jiyi.memory.index import SMALL_BATCH, faiss_module, fitting_vectors, sample_rows
 
 # nlist 0 = 4·sqrt(N) cells; pq_m 0 = dim / 4 sub-quantizers (96 bytes a vector at 384-d);
 # nprobe 0 = tuned at build time to target_recall (recall@10 against exact search)
@@ -240,7 +240,7 @@ class OnDiskIndex:
         """Trained on `vectors` and holding them in RAM, nothing on disk yet (a memory whose
         rows were all forgotten, then added again: the next compaction writes the files)."""
         params = resolve_params(params, len(vectors), dim)
-        sample = _sample(vectors, training_rows(params, len(vectors)))
+        sample = sample_rows(vectors, training_rows(params, len(vectors)))
         index = cls(dim, train(sample, dim, params), None, params)
         index.add(vectors, slots)
         return index
@@ -250,12 +250,7 @@ class OnDiskIndex:
         return int(self.delta.ntotal) + (int(self.disk.ntotal) if self.disk is not None else 0)
 
     def add(self, vectors: np.ndarray, slots: np.ndarray | list[int]) -> None:
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise JiyiError(
-                f"vectors of shape {tuple(vectors.shape)} do not fit this memory: it holds "
-                f"{self.dim}-dimensional vectors."
-            )
+        vectors = fitting_vectors(vectors, self.dim)
         if len(vectors):
             self.delta.add_with_ids(vectors, np.asarray(slots, dtype=np.int64))
 
@@ -422,14 +417,6 @@ def tune_nprobe(
     }
 
 
-def _sample(vectors: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """n rows chosen at random, in file order (reads only those rows of a memmap)."""
-    if len(vectors) <= n:
-        return np.asarray(vectors, dtype=np.float32)
-    rows = np.sort(np.random.default_rng(seed).choice(len(vectors), size=n, replace=False))
-    return np.asarray(vectors[rows], dtype=np.float32)
-
-
 def _slots(folder: Path) -> np.ndarray:
     import pyarrow.parquet as pq
 
@@ -467,7 +454,7 @@ def build_index(
     p = resolve_params(params, n, dim)
     writer = IvfpqWriter(folder, final=final, dim=dim, n_rows=n, params=p, trained=trained)
     if trained is None and n:
-        sample = _sample(vectors, training_rows(p, n))
+        sample = sample_rows(vectors, training_rows(p, n))
         say(f"ivfpq: training {p['nlist']} cells and {p['pq_m']}x{p['pq_bits']}-bit PQ on "
             f"{len(sample)} rows")  # fmt: skip
         writer.train(sample)
