@@ -55,6 +55,7 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_defaults.py all --output bench/results/defaults
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_step.py --output bench/results/step
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_lora.py --output bench/results/lora
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_fewshot.py --output bench/results/fewshot
 	$(PIP) -e '.[scale]'
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_scale.py --output bench/results/scale
 	$(BIN)/python bench/bench_ivfpq.py --output bench/results/ivfpq

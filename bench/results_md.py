@@ -16,6 +16,7 @@ import bench_audit
 import bench_compress
 import bench_defaults
 import bench_explain
+import bench_fewshot
 import bench_forecast
 import bench_imbalance
 import bench_ivfpq
@@ -53,6 +54,7 @@ SECTIONS: list[tuple[str, Callable[[Path], str]]] = [
     ("lora", bench_lora.render_section),
     ("scale", bench_scale.render_section),
     ("ivfpq", bench_ivfpq.render_section),
+    ("fewshot", bench_fewshot.render_section),
 ]
 
 
