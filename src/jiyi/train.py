@@ -7,6 +7,7 @@ model, evaluate on test. Runs unchanged under `accelerate launch --num_processes
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from jiyi.imbalance import training_objective
 from jiyi.io import atomic_directory
 from jiyi.loop import (
     EvaluateHook,
+    Run,
     build_optimizer,
     evaluation_hook,
     grouped_epochs,
@@ -288,7 +290,6 @@ def train_classifier(
         evaluate=run_eval,
         eval_due=mid_epoch_evals(config, config.evals_per_epoch, per_epoch),
     )
-    tb = run.tb
 
     # --- restore the best model, evaluate on test ----------------------------------------------
     from jiyi.models import load_classifier
@@ -296,23 +297,42 @@ def train_classifier(
     accelerator.wait_for_everyone()
     best_model, _ = load_classifier(run_dir / "model")
     summary = run.summary(train_seconds, labels=data.labels)
+    shown = objective.settings()  # the loss and class weights, in the report's settings
+    return finish_classifier_run(
+        best_model, data, config, accelerator, pad_id, run, summary, shown, say
+    )
+
+
+def finish_classifier_run(
+    best: Any,
+    data: PreparedData,
+    config: TrainConfig,
+    accelerator: Any,
+    pad_id: int,
+    run: Run,
+    summary: dict[str, Any],
+    settings: dict[str, str],
+    say: Callable[..., None],
+) -> dict[str, Any]:
+    """The end of a classifier run, after its loop: calibrate the best model on validation
+    (--calibration; test uses it), evaluate it on the test split when there is one (metrics,
+    report with `settings` shown, a "test" event), close TensorBoard. Returns `summary` with
+    the test metrics."""
+    run_dir = run.run_dir
     calibration = None
     if "test" in data.splits or config.calibration != "none":
-        best_model = accelerator.prepare(best_model)
+        best = accelerator.prepare(best)
     if config.calibration != "none":  # on the best model's validation logits; test uses it
-        calibration = calibrate_on_validation(
-            best_model, data, config, accelerator, pad_id, run_dir, say
-        )
+        calibration = calibrate_on_validation(best, data, config, accelerator, pad_id, run_dir, say)
     if "test" in data.splits:
-        shown = objective.settings()  # the loss and class weights, in the report's settings
         test_metrics = write_test_eval(
-            best_model, data, config, accelerator, pad_id, run_dir, calibration, shown
+            best, data, config, accelerator, pad_id, run_dir, calibration, settings
         )
         summary["test"] = test_metrics
         summary["test_file"] = config.test
         run.log({"event": "test", **headline(test_metrics)})
-    if tb:
-        tb.close()
+    if run.tb:
+        run.tb.close()
     accelerator.wait_for_everyone()
     return summary
 

@@ -54,9 +54,8 @@ def train_contrastive(
     from jiyi.evaluate import classification_metrics
     from jiyi.fewshot.model import load_sentence_classifier
     from jiyi.inspect.embeddings import load_encoder
-    from jiyi.loop import headline
     from jiyi.models import save_model
-    from jiyi.train import calibrate_on_validation, write_test_eval
+    from jiyi.train import finish_classifier_run
 
     run_dir, config, accelerator, console, say = setup(config, explicit, console)
     main = accelerator.is_main_process
@@ -168,7 +167,6 @@ def train_contrastive(
         batch_loss=batch_loss,
         evaluate=run_eval,
     )
-    tb = run.tb
 
     # --- phase 2 is in model/ (the head of the best encoder); calibrate, evaluate on test -------
     accelerator.wait_for_everyone()
@@ -176,20 +174,7 @@ def train_contrastive(
     summary = run.summary(
         train_seconds, labels=data.labels, method="contrastive", n_pairs=len(pairs)
     )
-    calibration = None
-    if "test" in data.splits or config.calibration != "none":
-        best = accelerator.prepare(best)
-    if config.calibration != "none":
-        calibration = calibrate_on_validation(best, data, config, accelerator, pad_id, run_dir, say)
-    if "test" in data.splits:
-        settings = {"method": "contrastive", "pair_iterations": str(config.pair_iterations)}
-        test_metrics = write_test_eval(
-            best, data, config, accelerator, pad_id, run_dir, calibration, settings
-        )
-        summary["test"] = test_metrics
-        summary["test_file"] = config.test
-        run.log({"event": "test", **headline(test_metrics)})
-    if tb:
-        tb.close()
-    accelerator.wait_for_everyone()
-    return summary
+    settings = {"method": "contrastive", "pair_iterations": str(config.pair_iterations)}
+    return finish_classifier_run(
+        best, data, config, accelerator, pad_id, run, summary, settings, say
+    )
