@@ -139,7 +139,9 @@ def encode_shard(trained: bytes, vectors: np.ndarray, slots: np.ndarray, path: P
     index = faiss.deserialize_index(np.frombuffer(trained, dtype=np.uint8))
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     index.add_with_ids(vectors, np.ascontiguousarray(slots, dtype=np.int64))
-    faiss.write_index(index, str(path))
+    tmp = path.with_name(f".{path.name}.tmp")  # whole or absent: a killed worker leaves no shard
+    faiss.write_index(index, str(tmp))
+    os.replace(tmp, path)
     return len(vectors)
 
 
@@ -181,18 +183,24 @@ class IvfpqWriter:
     def train(self, sample: np.ndarray) -> None:
         self.trained = train(sample, self.dim, self.params)
 
+    def shard_path(self, i: int) -> Path:
+        """Where shard i's index file goes (`encode_shard` there, then `add_shard_file`)."""
+        self.work.mkdir(parents=True, exist_ok=True)
+        return self.work / f"shard-{i:05d}.faiss"
+
     def add_shard(self, vectors: np.ndarray, slots: np.ndarray | list[int]) -> Path:
         """Encode a shard now; returns its file (merged and removed by `merge`)."""
         if self.trained is None:
             raise JiyiError("--index ivfpq: train the index (IvfpqWriter.train) before adding.")
-        self.work.mkdir(parents=True, exist_ok=True)
-        path = self.work / f"shard-{len(self.shards):05d}.faiss"
+        path = self.shard_path(len(self.shards))
         encode_shard(self.trained, vectors, np.asarray(slots), path)
         self.shards.append(path)
         return path
 
     def add_shard_file(self, path: Path) -> None:
-        """Merge a shard encoded elsewhere with `encode_shard` (same trained bytes)."""
+        """Merge a shard encoded elsewhere with `encode_shard` (same trained bytes), in order."""
+        if not Path(path).is_file():
+            raise JiyiError(f"--index ivfpq: the encoded shard {path} is missing.")
         self.shards.append(Path(path))
 
     def merge(self) -> int:
@@ -433,6 +441,39 @@ def snapshot_shards(folder: Path, shard_rows: int) -> Iterator[tuple[np.ndarray,
         yield np.asarray(vectors[start:stop], dtype=np.float32), slots[start:stop]
 
 
+def snapshot_rows(folder: Path, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors (n, D), slots (n,)) of rows [start, stop) of a snapshot folder: what a worker
+    that encodes one shard reads (`encode_shards_here` shows the loop it replaces)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(folder / "rows.parquet", columns=["slot"]).slice(start, stop - start)
+    vectors = np.load(folder / "vectors.npy", mmap_mode="r")  # (N, D)
+    return np.asarray(vectors[start:stop], dtype=np.float32), table.column("slot").to_numpy()
+
+
+# encode(writer, folder, ranges, say): rows [start, stop) of ranges[i] encoded with
+# writer.trained into writer.shard_path(i), then added in order with writer.add_shard_file
+# (`encode_shards_here`; jiyi.scale.ivfpq runs the same on Ray workers)
+ShardEncoder = Callable[["IvfpqWriter", Path, list[tuple[int, int]], Callable[[str], None]], None]
+
+
+def encode_shards_here(
+    writer: IvfpqWriter, folder: Path, ranges: list[tuple[int, int]], say: Callable[[str], None]
+) -> None:
+    """Encode a snapshot folder's shards in this process, one in memory at a time."""
+    assert writer.trained is not None
+    for i, (start, stop) in enumerate(ranges):
+        vectors, slots = snapshot_rows(folder, start, stop)
+        encode_shard(writer.trained, vectors, slots, writer.shard_path(i))
+        writer.add_shard_file(writer.shard_path(i))
+        say(f"ivfpq: encoded shard {i + 1} ({stop - start} rows)")
+
+
+def shard_ranges(n_rows: int, shard_rows: int) -> list[tuple[int, int]]:
+    """[(0, 100), (100, 200), (200, 240)] for 240 rows in shards of 100."""
+    return [(start, min(start + shard_rows, n_rows)) for start in range(0, n_rows, shard_rows)]
+
+
 def build_index(
     folder: Path,
     final: Path,
@@ -442,12 +483,14 @@ def build_index(
     trained: bytes | None = None,
     queries: np.ndarray | None = None,
     on_progress: Callable[[str], None] | None = None,
+    encode: ShardEncoder | None = None,
 ) -> dict[str, Any]:
     """Write the on-disk index of a snapshot folder from its vectors.npy, shard by shard, and
     tune nprobe: recall@10 against exact search on held-out `queries`, or (none given) on
     `recall_queries` stored rows each left out of its own results. Returns the settings to
     record (nlist, pq_m, pq_bits, nprobe, recall, ...). With `trained`, the codebooks are kept
-    (a compaction) and nprobe is not re-tuned."""
+    (a compaction) and nprobe is not re-tuned. `encode` encodes the shards elsewhere (Ray
+    workers); the default encodes them here."""
     say = on_progress or (lambda message: None)
     vectors = np.load(folder / "vectors.npy", mmap_mode="r")  # (N, D)
     n = len(vectors)
@@ -460,9 +503,7 @@ def build_index(
         writer.train(sample)
     elif trained is None:
         return p  # no rows: the first compaction with rows trains
-    for i, (shard, slots) in enumerate(snapshot_shards(folder, int(p["shard_rows"]))):
-        writer.add_shard(shard, slots)
-        say(f"ivfpq: encoded shard {i + 1} ({len(shard)} rows)")
+    (encode or encode_shards_here)(writer, folder, shard_ranges(n, int(p["shard_rows"])), say)
     writer.merge()
     if trained is not None or n == 0:
         return p

@@ -340,7 +340,6 @@ class Store:
         `index_files(folder, final)` writes index files into the new snapshot's temporary
         folder once its rows.parquet and vectors.npy are there (final: where it will be).
         """
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         rows = state.rows
@@ -348,15 +347,14 @@ class Store:
         vectors = rows.vectors()[live]
         generation = state.generation + 1
         dead = sorted(state.snapshot_dead | rows.dead) if keep_dead else []
-        with atomic_directory(self.snapshot_dir(generation)) as tmp:
-            table = pa.table(
-                {
-                    "slot": pa.array([rows.slots[i] for i in live], pa.int64()),
-                    "id": pa.array([rows.ids[i] for i in live], pa.string()),
-                    "text": pa.array([rows.texts[i] for i in live], pa.string()),
-                    "label": pa.array([_json(rows.labels[i]) for i in live], pa.string()),
-                    "payload": pa.array([_json(rows.payloads[i]) for i in live], pa.string()),
-                }
+
+        def write(tmp: Path, final: Path) -> None:
+            table = rows_table(
+                [rows.slots[i] for i in live],
+                [rows.ids[i] for i in live],
+                [rows.texts[i] for i in live],
+                [rows.labels[i] for i in live],
+                [rows.payloads[i] for i in live],
             )
             pq.write_table(table, tmp / "rows.parquet")
             with open(tmp / "vectors.npy", "wb") as f:
@@ -364,23 +362,16 @@ class Store:
             if index_bytes is not None:
                 (tmp / "index.faiss").write_bytes(index_bytes)
             if index_files is not None:
-                index_files(tmp, self.snapshot_dir(generation))
-            meta = {
-                "seq": state.seq,
-                "next_slot": state.next_slot,
-                "next_auto_id": state.next_auto_id,
-                "rows": len(live),
-                "dead": dead,
-            }
-            (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-            for file in tmp.iterdir():
-                with open(file, "rb") as f:
-                    os.fsync(f.fileno())
-            _fsync_dir(tmp)
-        _fsync_dir(self.path)
-        atomic_write_text(self.path / "CURRENT", f"{generation}\n")
-        _fsync_dir(self.path)
-        self.remove_stale(generation)
+                index_files(tmp, final)
+
+        meta = {
+            "seq": state.seq,
+            "next_slot": state.next_slot,
+            "next_auto_id": state.next_auto_id,
+            "rows": len(live),
+            "dead": dead,
+        }
+        self.commit_snapshot(generation, write, meta)
         fresh = Rows(rows.dim)
         fresh.append(
             {
@@ -402,6 +393,25 @@ class Store:
             set(dead),
             len(live),
         )
+
+    def commit_snapshot(
+        self, generation: int, write: Callable[[Path, Path], None], meta: dict[str, Any]
+    ) -> None:
+        """Write snapshot `generation` and switch CURRENT to it (under `writer_lock`): `write(tmp,
+        final)` puts rows.parquet, vectors.npy and index files into a temporary folder (final:
+        where it will be), then meta.json is added, everything fsync'ed and renamed into place."""
+        with atomic_directory(self.snapshot_dir(generation)) as tmp:
+            write(tmp, self.snapshot_dir(generation))
+            (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+            for file in tmp.iterdir():
+                if file.is_file():
+                    with open(file, "rb") as f:
+                        os.fsync(f.fileno())
+            _fsync_dir(tmp)
+        _fsync_dir(self.path)
+        atomic_write_text(self.path / "CURRENT", f"{generation}\n")
+        _fsync_dir(self.path)
+        self.remove_stale(generation)
 
     def remove_stale(self, generation: int) -> None:
         """Delete snapshots and logs of other generations, and temporaries of killed writers."""
@@ -429,6 +439,27 @@ class Store:
         manifest = self.manifest() | changes
         atomic_write_json(self.path / MANIFEST, manifest)
         return manifest
+
+
+def rows_table(
+    slots: Sequence[int],
+    ids: Sequence[str],
+    texts: Sequence[str],
+    labels: Sequence[Any],
+    payloads: Sequence[Any],
+) -> Any:
+    """The pyarrow table of a snapshot's rows.parquet (labels and payloads as JSON text)."""
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            "slot": pa.array(slots, pa.int64()),
+            "id": pa.array(ids, pa.string()),
+            "text": pa.array(texts, pa.string()),
+            "label": pa.array([_json(x) for x in labels], pa.string()),
+            "payload": pa.array([_json(x) for x in payloads], pa.string()),
+        }
+    )
 
 
 def _json(value: Any) -> str | None:
