@@ -73,8 +73,15 @@ def score(gold: list[list[str]], pred: list[list[str]]) -> dict[str, Any]:
     return ner_metrics(gold, pred)
 
 
-def worker_hf(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The Trainer with run_ner.py's data preparation and collator."""
+def worker_hf(
+    cfg: dict[str, Any],
+    *,
+    arguments: dict[str, Any] | None = None,
+    callbacks: list[Any] | None = None,
+) -> dict[str, Any]:
+    """The Trainer with run_ner.py's data preparation and collator. `arguments` replace or add
+    `TrainingArguments` (bench_parity: group_by_length, evaluation cadence, bf16), `callbacks`
+    go to the Trainer."""
     import numpy as np
     import torch
     from datasets import Dataset
@@ -121,7 +128,7 @@ def worker_hf(cfg: dict[str, Any]) -> dict[str, Any]:
         model_path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id
     )
     run_dir = Path(cfg["output"]) / "runs" / cfg.get("run_name", "hf")
-    args = epoch_trainer_arguments(run_dir, hp, hp["epochs"])
+    args = epoch_trainer_arguments(run_dir, hp, hp["epochs"], **(arguments or {}))
 
     def to_tags(predictions: Any, label_ids: Any) -> list[list[str]]:
         best = np.argmax(predictions, axis=-1)
@@ -144,6 +151,7 @@ def worker_hf(cfg: dict[str, Any]) -> dict[str, Any]:
         processing_class=tokenizer,
         data_collator=DataCollatorForTokenClassification(tokenizer),
         compute_metrics=compute_metrics,
+        callbacks=callbacks,
     )
     t0 = time.perf_counter()
     trainer.train()

@@ -285,25 +285,26 @@ def epoch_trainer_arguments(
 ) -> Any:
     """`TrainingArguments` of the Hugging Face Trainer baselines: the benchmark's batch, lr,
     warmup ratio, weight decay and seed; validation and logging once per epoch, no checkpoints,
-    CPU, no progress bars; `extra` on top."""
+    CPU, no progress bars; `extra` on top (it may replace any of these, e.g.
+    `eval_strategy="steps", eval_steps=100, bf16=True`)."""
     from transformers import TrainingArguments
 
-    return TrainingArguments(
-        output_dir=str(output_dir),
-        num_train_epochs=epochs,
-        per_device_train_batch_size=hp["batch_size"],
-        learning_rate=hp["lr"],
-        warmup_steps=hp["warmup_ratio"],  # a float < 1 is a ratio of the total steps in 5.x
-        weight_decay=hp["weight_decay"],
-        eval_strategy="epoch",
-        save_strategy="no",
-        logging_strategy="epoch",
-        report_to=[],
-        seed=hp["seed"],
-        use_cpu=True,
-        disable_tqdm=True,
-        **extra,
-    )
+    arguments = {
+        "output_dir": str(output_dir),
+        "num_train_epochs": epochs,
+        "per_device_train_batch_size": hp["batch_size"],
+        "learning_rate": hp["lr"],
+        "warmup_steps": hp["warmup_ratio"],  # a float < 1 is a ratio of the total steps in 5.x
+        "weight_decay": hp["weight_decay"],
+        "eval_strategy": "epoch",
+        "save_strategy": "no",
+        "logging_strategy": "epoch",
+        "report_to": [],
+        "seed": hp["seed"],
+        "use_cpu": True,
+        "disable_tqdm": True,
+    }
+    return TrainingArguments(**{**arguments, **extra})
 
 
 def train_tokens(lengths: list[int], epochs: float, steps: int, batch_size: int) -> int:

@@ -13,8 +13,16 @@ from typing import Any
 from common import epoch_trainer_arguments, parameter_counts, read_csv, token_lengths, train_tokens
 
 
-def trainer_row(cfg: dict[str, Any], variant: str) -> dict[str, Any]:
-    """Row `variant` ("a" or "b") from OUTPUT/bench_config.json's settings: train, test, count."""
+def trainer_row(
+    cfg: dict[str, Any],
+    variant: str,
+    *,
+    arguments: dict[str, Any] | None = None,
+    callbacks: list[Any] | None = None,
+) -> dict[str, Any]:
+    """Row `variant` ("a" or "b") from OUTPUT/bench_config.json's settings: train, test, count.
+    `arguments` replace or add `TrainingArguments` (bench_parity: evaluation cadence, bf16),
+    `callbacks` go to the Trainer."""
     import numpy as np
     import torch
     from datasets import Dataset
@@ -60,6 +68,7 @@ def trainer_row(cfg: dict[str, Any], variant: str) -> dict[str, Any]:
         hp,
         cfg["epochs"],
         train_sampling_strategy="group_by_length" if dynamic else "random",
+        **(arguments or {}),
     )
 
     def accuracy(pred: Any) -> dict[str, float]:
@@ -73,6 +82,7 @@ def trainer_row(cfg: dict[str, Any], variant: str) -> dict[str, Any]:
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer) if dynamic else default_data_collator,
         compute_metrics=accuracy,
+        callbacks=callbacks,
     )
     t0 = time.perf_counter()
     trainer.train()
