@@ -163,6 +163,15 @@ def test_a_killed_lora_run_resumes_to_the_same_model(
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     assert not (out / "eval").exists()
+    # the checkpoint holds only what trains: the adapters and the head, not the frozen base
+    ckpt = sorted((out / "checkpoints").glob("step-*"))[-1]
+    held = load_file(str(ckpt / "model.safetensors"))
+    assert {k.split(".")[-3] for k in held if "lora_" in k} == {"lora_A", "lora_B"}
+    assert sum(v.size for v in held.values()) == 2 * 2 * 256 + 66  # = trainable_parameters
+    assert not [k for k in held if "lora_" not in k and "modules_to_save" not in k]
+    state = json.loads((ckpt / "state.json").read_text())
+    assert state["lora"] == {"r": 4, "alpha": 8.0, "targets": ["query", "value"],
+                             "head": ["classifier"]}  # fmt: skip
     assert main(["train", "--output", str(out), "--resume"]) == 0
     a = load_file(str(whole / "model" / "model.safetensors"))
     b = load_file(str(out / "model" / "model.safetensors"))
@@ -171,6 +180,34 @@ def test_a_killed_lora_run_resumes_to_the_same_model(
     ma = json.loads((whole / "eval" / "metrics.json").read_text())
     mb = json.loads((out / "eval" / "metrics.json").read_text())
     assert ma["accuracy"] == mb["accuracy"]
+
+
+def test_resuming_a_lora_checkpoint_with_other_adapters_is_refused(
+    tiny_model_dir: Path, tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "run"
+    argv = train_argv(tiny_model_dir, tiny_data_dir, out, *LORA, "--keep-final-checkpoint")
+    assert main(short(argv, "1")) == 0
+    assert main(["train", "--output", str(out), "--resume", "--lora-r", "8"]) == 2
+    assert "--lora-r 8 differs from the run's 4" in capsys.readouterr().err
+    saved = (out / "config.yaml").read_text()
+    # a config.yaml edited behind the checkpoint's back: the checkpoint's own record decides
+    for edit, message in [
+        ({"lora_r: 4": "lora_r: null", "lora_alpha: 8.0": "lora_alpha: null",
+          "lora_dropout: 0.0": "lora_dropout: 0.1"},
+         "holds only LoRA adapters (--lora-r 4, --lora-targets query,value)"),
+        ({"lora_r: 4": "lora_r: 8"}, "was trained with --lora-r 4, this run has 8"),
+        ({"lora_targets: null": "lora_targets: query,key,value"},
+         "was trained with --lora-targets query,value, this run has key,query,value"),
+    ]:  # fmt: skip
+        text = saved
+        for a, b in edit.items():
+            assert a in text
+            text = text.replace(a, b)
+        (out / "config.yaml").write_text(text)
+        assert main(["train", "--output", str(out), "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
 
 
 def test_ner_and_qa_train_with_lora(

@@ -1,9 +1,12 @@
 """Resumable training state, written atomically: RUN_DIR/checkpoints/step-000120/
 
-model.safetensors    the weights (safetensors, never pickle)
+model.safetensors    the weights (safetensors, never pickle); of a LoRA run only what trains,
+                     the adapters and the head (`jiyi.lora.trainable_state`): the base is rebuilt
+                     from --model on --resume
 optimizer.pt         AdamW moments (tensors only; loaded with weights_only=True)
 rng.safetensors      torch's CPU (and CUDA) generator states
-state.json           step, epoch, data position, scheduler, best metric, patience, world size
+state.json           step, epoch, data position, scheduler, best metric, patience, world size,
+                     the LoRA settings of a LoRA run ("lora")
 
 Only global rank 0 writes them (`Run.checkpoint`), so a shared RUN_DIR across nodes gets one copy.
 
@@ -26,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from jiyi.errors import JiyiError
 from jiyi.io import atomic_directory, atomic_write_json
+from jiyi.lora import check_checkpoint, checkpoint_record, trainable_state
 from jiyi.runs import RUN_FORMAT, checkpoint_dirs
 
 
@@ -42,15 +46,21 @@ class TrainState:
     finished: bool = False
     train_seconds: float = 0.0  # optimisation time, summed over resumed sessions
     world_size: int = 0  # processes (all nodes) that trained it; 0 in checkpoints before this
+    lora: dict[str, Any] | None = None  # a LoRA run's adapters: the checkpoint holds only them
 
 
 def save_checkpoint(
     run_dir: Path, state: TrainState, model: Any, optimizer: Any, scheduler: Any, keep: int
 ) -> Path:
     state.scheduler = scheduler.state_dict()
+    state.lora = checkpoint_record(model)
     path = run_dir / "checkpoints" / f"step-{state.step:06d}"
     with atomic_directory(path) as tmp:
-        weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        weights = (
+            trainable_state(model)
+            if state.lora
+            else {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        )
         save_file(_untie(weights), str(tmp / "model.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         rng = {"cpu": torch.get_rng_state()}
@@ -91,6 +101,7 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
 def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -> TrainState:
     state = TrainState(**json.loads((path / "state.json").read_text(encoding="utf-8")))
     weights = load_file(str(path / "model.safetensors"))
+    check_checkpoint(state.lora, model, set(weights), path)
     model.load_state_dict(weights, strict=False)
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(state.scheduler)
