@@ -23,7 +23,7 @@ from jiyi.errors import JiyiError
 from jiyi.lora import LoraFlags, check_lora_flags
 from jiyi.precision import PRECISIONS
 from jiyi.tasks import TASKS, MethodConfig, TaskSpec, adapter, get_task, task_names
-from jiyi.tasks.registry import CALIBRATIONS, tasks_taking_trim_vocab, tasks_that_calibrate
+from jiyi.tasks.registry import CALIBRATIONS, POOLINGS, tasks_taking
 
 TRUNCATIONS = ("head", "tail", "head+tail")
 LOSSES = ("ce", "focal")  # `jiyi train --loss` (jiyi.imbalance)
@@ -258,24 +258,20 @@ class TrainConfig(LoraFlags, MethodConfig, LoopConfig):
         if not 0 < self.augment_rate <= 1:
             raise JiyiError(f"--augment-rate must be in (0, 1], got {self.augment_rate}.")
         self.refuse_other_tasks_flags(spec)
-        for flag, given in (
-            ("--trim-vocab", self.trim_vocab),
-            ("--freeze-embeddings", self.freeze_embeddings),
-        ):
-            if given and not spec.trim_vocab:
-                takers = tasks_taking_trim_vocab()
-                raise JiyiError(
-                    f"{flag} applies to --task {', '.join(takers[:-1])} and {takers[-1]}, "
-                    f"not {spec.name}."
-                )
-        check_lora_flags(self, spec)  # jiyi.lora: --lora-r and the flags that go with it
         if self.calibration is not None:
             check_choice("--calibration", self.calibration, CALIBRATIONS)
-            if not spec.calibrate:
-                takers = tasks_that_calibrate()
+        check_choice("--pooling", self.pooling, POOLINGS)
+        for flag, given, capability in (  # flags only some tasks take (a TaskSpec field each)
+            ("--trim-vocab", self.trim_vocab, "trim_vocab"),
+            ("--freeze-embeddings", self.freeze_embeddings, "trim_vocab"),
+            ("--calibration", self.calibration is not None, "calibrate"),
+            ("--pooling", self.pooling != "cls", "pooling"),
+        ):
+            if given and not getattr(spec, capability):
                 raise JiyiError(
-                    f"--calibration applies to --task {' and '.join(takers)}, not {spec.name}."
+                    f"{flag} applies to --task {tasks_taking(capability)}, not {spec.name}."
                 )
+        check_lora_flags(self, spec)  # jiyi.lora: --lora-r and the flags that go with it
         check_choice("--loss", self.loss, LOSSES)
         if self.loss != "ce" or self.class_weights is not None or self.focal_gamma != 2.0:
             from jiyi.imbalance import check_flags  # numpy: only when the flags are given
@@ -407,6 +403,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "precision": PRECISIONS,
     "calibration": CALIBRATIONS,
     "loss": LOSSES,
+    "pooling": POOLINGS,
 }
 # Older flags kept as aliases of a field's value: `--bf16` is `--precision bf16`, and the YAML
 # key `bf16: true|false` (in the config.yaml of older runs) is `precision: bf16|<its default>`.

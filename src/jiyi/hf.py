@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from jiyi.errors import JiyiError
 
@@ -46,3 +47,21 @@ def use_safetensors(path: str, flag: str = "--model") -> bool | None:
         f"{flag} {path}: no .safetensors weights in the folder. jiyi never loads pickled "
         "weights (pytorch_model.bin); convert them to safetensors first."
     )
+
+
+# Where Hugging Face configs keep their dropout probabilities (BERT, DistilBERT/BART, T5).
+DROPOUT_KEYS = (
+    "hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
+    "dropout_rate", "classifier_dropout",
+)  # fmt: skip
+
+
+def dropout_config(config: Any, dropout: float | None) -> Any:
+    """`config` (a Hugging Face config) with --dropout set on every dropout it has, the
+    classifier's included; unchanged when `dropout` is None."""
+    if dropout is None:
+        return config
+    for key in DROPOUT_KEYS:
+        if hasattr(config, key):
+            setattr(config, key, dropout)
+    return config

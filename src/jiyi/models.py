@@ -15,7 +15,7 @@ from typing import Any
 
 from jiyi.compress.artifacts import load_model
 from jiyi.errors import JiyiError
-from jiyi.hf import quiet_transformers, use_safetensors
+from jiyi.hf import dropout_config, quiet_transformers, use_safetensors
 from jiyi.model_names import (
     ME5_ALIASES,
     MODEL_ALIASES,
@@ -116,16 +116,23 @@ def load_for_classification(
     *,
     multilabel: bool = False,
     dropout: float | None = None,
+    pooling: str = "cls",
 ) -> tuple[Any, Any]:
     """A sequence-classification model with a head for `labels`, and its tokenizer.
 
     A head of another shape (a checkpoint fine-tuned on other labels) is re-initialised
     (`ignore_mismatched_sizes`); the label mapping goes into the config, so the saved
-    `config.json` carries `id2label` / `label2id`.
+    `config.json` carries `id2label` / `label2id`. `pooling` "mean": the encoder and a new
+    linear head on its mean-pooled last layer (`jiyi.pooled.new_pooled_classifier`).
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     refuse_compressed(Path(path))
+    if pooling == "mean":
+        from jiyi.pooled import new_pooled_classifier
+
+        model = new_pooled_classifier(path, labels, multilabel=multilabel, dropout=dropout)
+        return model, load_tokenizer(path)
     id2label = dict(enumerate(labels))
     overrides: dict[str, Any] = {
         "num_labels": len(labels),
@@ -137,17 +144,7 @@ def load_for_classification(
     }
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=False, **overrides)
-        if dropout is not None:
-            for key in (
-                "hidden_dropout_prob",
-                "attention_probs_dropout_prob",
-                "dropout",
-                "attention_dropout",
-            ):
-                if hasattr(config, key):
-                    setattr(config, key, dropout)
-            if hasattr(config, "classifier_dropout"):
-                config.classifier_dropout = dropout
+        config = dropout_config(config, dropout)
         with quiet_transformers():
             model = AutoModelForSequenceClassification.from_pretrained(
                 path,
@@ -182,7 +179,7 @@ def load_classifier(model_dir: str | Path) -> tuple[Any, Any]:
             )
         )
     if isinstance(read_meta(model_dir).get("head"), dict):  # encoder + head on pooled vectors
-        from jiyi.fewshot.model import load_sentence_classifier
+        from jiyi.pooled import load_sentence_classifier
 
         return load_sentence_classifier(model_dir), load_tokenizer(str(model_dir))
     compressed = load_model(model_dir)

@@ -164,6 +164,7 @@ def train_classifier(
     from jiyi.compress.trim_hooks import apply_freeze, base_for_training
     from jiyi.lora import apply_lora, save_adapter
     from jiyi.models import load_for_classification, resolve_model, save_model
+    from jiyi.pooled import head_meta
 
     run_dir, config, accelerator, console, say = setup(config, explicit, console)
     main = accelerator.is_main_process
@@ -177,8 +178,9 @@ def train_classifier(
     model_path = resolve_model(config.model)
     model_path = base_for_training(model_path, config, data, run_dir, accelerator, say)
     model, tokenizer = load_for_classification(
-        model_path, data.labels, multilabel=multilabel, dropout=config.dropout
-    )
+        model_path, data.labels, multilabel=multilabel, dropout=config.dropout,
+        pooling=config.pooling,
+    )  # fmt: skip
     apply_freeze(model, config, say)
     model = apply_lora(model, config, say)  # --lora-r: peft adapters, the head in full
     augment_train(data, config, tokenizer, model)
@@ -250,6 +252,7 @@ def train_classifier(
             if thresholds is not None:
                 meta["thresholds"] = [float(t) for t in thresholds]
             meta.update(save_adapter(accelerator.unwrap_model(model), run_dir))  # RUN_DIR/adapter
+            meta.update(head_meta(accelerator.unwrap_model(model)))  # --pooling mean
             write_meta(tmp, meta)
 
     def run_eval() -> bool:

@@ -9,7 +9,7 @@ contrastive`. Training reads as two named phases:
 
 The run is a normal run folder; its model/ holds the tuned encoder (a Hugging Face folder that
 `AutoModel` loads), `head.safetensors` and jiyi.json's "head" entry, and
-`jiyi.models.load_classifier` returns a `model.SentenceClassifier` for it, so predict, evaluate,
+`jiyi.models.load_classifier` returns a `jiyi.pooled.SentenceClassifier` for it, so predict, evaluate,
 calibrate, serve and memory take it like any classification run. Importing this package
 imports no torch.
 """
@@ -33,6 +33,7 @@ NOT_READ = {
     "freeze_embeddings": False,
     "dropout": None,
     "lora_r": None,
+    "pooling": "cls",  # its head always reads the normalised mean
 }
 
 

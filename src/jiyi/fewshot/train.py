@@ -15,11 +15,11 @@ import torch.nn.functional as F
 
 from jiyi.config import TrainConfig
 from jiyi.data.collate import pad_batch
-from jiyi.fewshot.model import HEAD, encode_vectors, label_config, save_head, sentence_vectors
 from jiyi.fewshot.pairs import sentence_pairs
 from jiyi.io import atomic_directory
 from jiyi.loop import build_optimizer, grouped_epochs, run_loop, setup, start_run, steps_per_epoch
 from jiyi.memory.classify import fit_linear_head
+from jiyi.pooled import encode_vectors, head_record, label_config, save_head, sentence_vectors
 from jiyi.prepare import PreparedData, read_data, tokenize_splits
 from jiyi.runs import write_meta
 from jiyi.tasks.presets import Preset, resolve_schedule
@@ -52,9 +52,9 @@ def train_contrastive(
     """Tune `config.model` on sentence pairs of `config.train`, fit the logistic head, write the
     run; returns the summary `jiyi.train.train` expects (`test` with --test)."""
     from jiyi.evaluate import classification_metrics
-    from jiyi.fewshot.model import load_sentence_classifier
     from jiyi.inspect.embeddings import load_encoder
     from jiyi.models import save_model
+    from jiyi.pooled import load_sentence_classifier
     from jiyi.train import finish_classifier_run
 
     run_dir, config, accelerator, console, say = setup(config, explicit, console)
@@ -119,7 +119,7 @@ def train_contrastive(
             meta = {
                 "task": config.task,
                 "method": "contrastive",
-                "head": {**HEAD, "C": HEAD_C},
+                "head": head_record("mean-pool-logistic", C=HEAD_C),
                 "pair_iterations": config.pair_iterations,
                 "max_length": config.max_length,
                 "truncation": config.truncation,

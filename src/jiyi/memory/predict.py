@@ -287,4 +287,4 @@ def is_classifier_run(path: str | Path) -> bool:
         raise JiyiError(f"{config}: not valid JSON.") from None
     if any(a.endswith("ForSequenceClassification") for a in archs):
         return True
-    return isinstance(read_meta(config.parent).get("head"), dict)  # --method contrastive's model
+    return isinstance(read_meta(config.parent).get("head"), dict)  # a pooled head (jiyi.pooled)

@@ -14,22 +14,7 @@ from typing import Any
 import torch
 
 from jiyi.errors import JiyiError
-
-DROPOUT_KEYS = (
-    "hidden_dropout_prob",
-    "attention_probs_dropout_prob",
-    "dropout",
-    "attention_dropout",
-    "dropout_rate",
-)
-
-
-def _with_dropout(config: Any, dropout: float | None) -> Any:
-    if dropout is not None:
-        for key in DROPOUT_KEYS:
-            if hasattr(config, key):
-                setattr(config, key, dropout)
-    return config
+from jiyi.hf import dropout_config
 
 
 def load_seq2seq(
@@ -60,8 +45,8 @@ def load_seq2seq(
                 "checkpoints that share a vocabulary."
             )
         try:
-            enc_config = _with_dropout(AutoConfig.from_pretrained(path), dropout)
-            dec_config = _with_dropout(AutoConfig.from_pretrained(dec_path), dropout)
+            enc_config = dropout_config(AutoConfig.from_pretrained(path), dropout)
+            dec_config = dropout_config(AutoConfig.from_pretrained(dec_path), dropout)
             with quiet_transformers():
                 net = EncoderDecoderModel.from_encoder_decoder_pretrained(
                     path, dec_path, encoder_config=enc_config, decoder_config=dec_config
@@ -85,7 +70,7 @@ def load_seq2seq(
         try:
             with quiet_transformers():
                 net = AutoModelForSeq2SeqLM.from_pretrained(
-                    path, config=_with_dropout(config, dropout)
+                    path, config=dropout_config(config, dropout)
                 )
         except (OSError, ValueError) as e:
             raise JiyiError(

@@ -20,10 +20,16 @@ def defaults(config: Any) -> None:
 def validate(config: Any) -> None:
     """Classification and multilabel settings are the general ones `TrainConfig.validate`
     checks (--label-delimiter is multilabel's own flag: `TaskSpec.own_flags`); the labels are
-    checked on the data by `jiyi.prepare`. --method and --pair-iterations: `jiyi.fewshot`."""
+    checked on the data by `jiyi.prepare`. --method and --pair-iterations: `jiyi.fewshot`;
+    --pooling mean takes no --lora-r (peft's head of a Hugging Face sequence classifier)."""
     from jiyi.fewshot import check_flags
 
     check_flags(config)
+    if config.pooling != "cls" and config.lora_r is not None:
+        raise JiyiError(
+            f"--pooling {config.pooling} does not combine with --lora-r: LoRA trains the head of "
+            "a Hugging Face sequence classifier (--pooling cls). Drop one of the two."
+        )
 
 
 def train(config: Any, console: Any = None, explicit: set[str] = frozenset()) -> dict[str, Any]:

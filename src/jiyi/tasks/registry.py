@@ -65,16 +65,20 @@ class TrainingMethod:
 
 @dataclass
 class MethodConfig:
-    """`jiyi train --method` and its flags: fields of `jiyi.config.TrainConfig` (classification's
-    own flags, `TaskSpec.own_flags`; checked by `jiyi.fewshot.check_flags`)."""
+    """`jiyi train --method` and its flags, and --pooling: fields of `jiyi.config.TrainConfig`
+    (--method and --pair-iterations are classification's own flags, `TaskSpec.own_flags`,
+    checked by `jiyi.fewshot.check_flags`; --pooling is the text classifiers', `TaskSpec.pooling`)."""
 
     method: str = "finetune"
     """How the model is trained: finetune (the encoder and a task head end to end) or contrastive (few-shot, SetFit's method, docs/fewshot.md: the encoder is tuned so that the cosine of two training texts' mean-pooled vectors nears 1 for the same label and 0 for different ones, then a logistic head is fitted on the normalised vectors; default --epochs 1 over the pairs, --lr 2e-5)."""
     pair_iterations: int = 20
     """--method contrastive: rounds of pair generation; each round pairs every training text with one random text of its label and one of another label (2 x N pairs a round)."""
+    pooling: str = "cls"
+    """Classification and multilabel: what the head reads. cls: the first token through the model's dense + tanh pooler (Hugging Face's sequence classifiers; a checkpoint without a trained pooler, such as e5, gets a new one). mean: the mean of the last layer over the text's tokens, as sentence encoders (e5, MiniLM) were trained to be read, with a linear head (jiyi.pooled; `jiyi compress` does not take such runs)."""
 
 
 DEFAULT_METHOD = "finetune"
+POOLINGS = ("cls", "mean")  # `jiyi train --pooling`: what a text classifier's head reads
 METHODS: dict[str, TrainingMethod] = {
     m.name: m
     for m in (
@@ -127,6 +131,9 @@ class TaskSpec:
     trim_vocab: bool = False
     """`jiyi train --trim-vocab` and `--freeze-embeddings` (its training trims the base's
     vocabulary to the text its tokenizer encodes, and can freeze the embedding layer)."""
+    pooling: bool = False
+    """`jiyi train --pooling mean`: a linear head on the mean of the last layer (`jiyi.pooled`)
+    instead of the Hugging Face head on the first token."""
     lora: bool = False
     """`jiyi train --lora-r` (LoRA adapters on peft, `jiyi.lora`): its model is a Hugging Face
     task head on an encoder, the head trained in full beside the adapters."""
@@ -177,6 +184,7 @@ _TEXT_CLASSIFIER = dict(
     calibrate=True,
     trim_vocab=True,
     lora=True,
+    pooling=True,
     pipeline_tag="text-classification",
     rates=(("accuracy", "n"),),
 )
@@ -190,6 +198,7 @@ TASKS: dict[str, TaskSpec] = {
             metrics=CLASSIFICATION_METRICS,
             default_metric="accuracy",
             own_flags=("method", "pair_iterations"),
+            help_flags=("pooling",),
             **_TEXT_CLASSIFIER,
         ),
         TaskSpec(
@@ -198,6 +207,7 @@ TASKS: dict[str, TaskSpec] = {
             metrics=(*CLASSIFICATION_METRICS, "hamming_loss"),
             default_metric="accuracy",
             own_flags=("label_delimiter",),
+            help_flags=("pooling",),
             **_TEXT_CLASSIFIER,
         ),
         TaskSpec(
@@ -305,7 +315,12 @@ def task_of_run(run_or_model: str | Path) -> TaskSpec:
             f"{runs.model_folder(run_or_model) / runs.META_FILE}: task {name!r} is not one this "
             f"jiyi knows ({', '.join(TASKS)}); upgrade jiyi or re-train the run."
         )
-    return with_method(TASKS[name], runs.run_meta(run_or_model).get("method", DEFAULT_METHOD))
+    meta = runs.run_meta(run_or_model)
+    spec = with_method(TASKS[name], meta.get("method", DEFAULT_METHOD))
+    if isinstance(meta.get("head"), dict) and spec.compress:  # --pooling mean: jiyi.pooled
+        hint = "its model is an encoder plus a linear head on mean-pooled vectors (jiyi.pooled)"
+        spec = replace(spec, compress=False, hint="; ".join(h for h in (spec.hint, hint) if h))
+    return spec
 
 
 def with_method(spec: TaskSpec, method: str) -> TaskSpec:
@@ -331,9 +346,10 @@ def tasks_that_calibrate() -> list[str]:
     return [spec.name for spec in tasks_with("calibrate")]
 
 
-def tasks_taking_trim_vocab() -> list[str]:
-    """The --task values whose training takes --trim-vocab and --freeze-embeddings."""
-    return [spec.name for spec in TASKS.values() if spec.trim_vocab]
+def tasks_taking(attr: str) -> str:
+    """The --task values whose `TaskSpec.<attr>` is true, as a message names them: "a, b and c"."""
+    names = [spec.name for spec in TASKS.values() if getattr(spec, attr)]
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
 
 
 def tasks_taking_lora() -> list[str]:
