@@ -259,6 +259,11 @@ def test_explain(server: Any, classifier: Any) -> None:
     assert r.status_code == 200, r.text
     e = r.json()
     assert e["label"] in classifier.labels and set(e["probabilities"]) == set(classifier.labels)
+    # the calibrated probabilities, as /v1/predict and `jiyi predict` give them (T != 1 here)
+    given = classifier.predict([text])[0]["probabilities"]
+    assert e["probabilities"] == pytest.approx(given, abs=1e-4)
+    raw = classifier.probabilities(classifier.logits([text]), calibrated=False)[0]
+    assert np.abs(raw - [given[k] for k in classifier.labels]).max() > 1e-4
     assert [w["word"] for w in e["words"]] == text.split()
     assert all(isinstance(w["score"], float) for w in e["words"])
     assert e["tokens"][0] == "[CLS]" and e["tokens"][-1] == "[SEP]"
