@@ -120,25 +120,15 @@ def cmd_build(args: argparse.Namespace) -> int:
     on_ray = use_ray(args)
     rows = _read_rows(args, args.data)
     cols = _columns(args, rows)
-    vectors = None
-    if on_ray:  # the rows' vectors made on Ray workers (jiyi.scale), then built as usual
-        from jiyi.scale.jobs import memory_vectors_on_ray
-
-        vectors = memory_vectors_on_ray(args, cols["texts"])
-    memory = Memory.build(
-        args.output,
-        args.model,
-        cols["texts"],
+    settings = dict(
         labels=cols["labels"],
         payload=cols["payload"],
         ids=cols["ids"],
-        vectors=vectors,
         task=args.task,
         pooling=args.pooling,
         layers=args.layers,
         max_length=args.max_length,
         batch_size=args.batch_size,
-        index=args.index,
         index_params={
             k: v
             for k, v in (
@@ -153,9 +143,17 @@ def cmd_build(args: argparse.Namespace) -> int:
             if v is not None
         },
         overwrite=args.overwrite,
-        on_progress=_progress("embedded"),
         prompts={"passage": args.prompt, "query": args.query_prompt},
     )
+    if on_ray:  # vectors made, and an ivfpq index encoded, on Ray workers (jiyi.scale.memory)
+        from jiyi.scale.memory import build_memory_on_ray
+
+        memory = build_memory_on_ray(args, cols["texts"], settings)
+    else:
+        memory = Memory.build(
+            args.output, args.model, cols["texts"], index=args.index,
+            on_progress=_progress("embedded"), **settings,
+        )  # fmt: skip
     if args.payload:
         memory.update_manifest(answer_column=args.payload[0])
     print(

@@ -28,12 +28,11 @@ import numpy as np
 from jiyi.data.readers import label_sort_key
 from jiyi.errors import JiyiError
 from jiyi.io import atomic_directory
-from jiyi.memory.index import VectorIndex, choose_kind
+from jiyi.memory.index import VectorIndex
 from jiyi.memory.ondisk import describe
+from jiyi.memory.sharded import FORMAT, normal_label, prepare
 from jiyi.memory.store import MANIFEST, State, Store
-from jiyi.prompts import ROLES
 
-FORMAT = 1
 COMPACT_MIN_ROWS = 10_000  # the log is folded into a new snapshot past max(this, 25% of rows)
 HNSW_REBUILD_DEAD = 0.10  # an HNSW graph is rebuilt when this share of its slots is forgotten
 
@@ -93,39 +92,12 @@ class Memory:
         prompt (`jiyi.prompts`; "passage: " / "query: " for e5); `prompts` overrides either
         ({"passage": "", "query": None} turns the row prompt off, keeps the model's query one).
         The prompts are recorded in memory.json and in the fingerprint."""
-        from jiyi.inspect.embeddings import load_encoder, model_fingerprint
-
         path = Path(path)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())) and not overwrite:
-            raise JiyiError(
-                f"--output {path}: exists and is not an empty folder; choose another or pass "
-                "--overwrite to replace it."
-            )
-        if task not in ("classification", "multilabel"):
-            raise JiyiError(f"--task {task!r}: a memory holds classification or multilabel rows.")
-        encoder = load_encoder(model, "MODEL_OR_RUN")
-        chosen = {role: encoder.prompt(role, (prompts or {}).get(role)) for role in ROLES}
-        chosen = {role: p for role, p in chosen.items() if p}
-        fingerprint = model_fingerprint(
-            encoder.path, pooling, layers, True, max_length=max_length, prompts=chosen
-        )
-        manifest = {
-            "format": FORMAT,
-            "model": str(Path(model).resolve()) if Path(model).exists() else model,
-            "fingerprint": fingerprint,
-            "pooling": pooling,
-            "layers": layers,
-            "normalize": True,
-            "max_length": max_length,
-            "batch_size": batch_size,
-            "dim": encoder.hidden_size,
-            "task": task,
-            "index": choose_kind(index, len(texts)),
-            "index_params": dict(index_params or {}),
-            "payload_columns": sorted({k for p in payload or [] if p for k in p}),
-        }
-        if chosen:  # absent for models without prompts: their memory.json is unchanged
-            manifest["prompts"] = chosen
+        encoder, manifest = prepare(
+            path, model, n_rows=len(texts), payload=payload, task=task, pooling=pooling,
+            layers=layers, max_length=max_length, batch_size=batch_size, index=index,
+            index_params=index_params, overwrite=overwrite, prompts=prompts,
+        )  # fmt: skip
         with atomic_directory(path) as tmp:
             Store(tmp).create(manifest)
             mem = cls(tmp)
@@ -278,7 +250,8 @@ class Memory:
         for name, seq in (("labels", labels), ("payload", payload), ("ids", ids)):
             if seq is not None and len(seq) != n:
                 raise JiyiError(f"memory add: {len(seq)} {name} for {n} texts; give one each.")
-        labels = [self._check_label(x) for x in labels] if labels is not None else [None] * n
+        task = self.manifest["task"]
+        labels = [normal_label(task, x) for x in labels] if labels is not None else [None] * n
         payload = list(payload) if payload is not None else [None] * n
         rows = state.rows
         if ids is None:
@@ -333,20 +306,6 @@ class Memory:
         if self.index is not None and self._index_generation == state.generation:
             self.index.add(vectors, slots)
         return new_ids
-
-    def _check_label(self, label: Any) -> Any:
-        if label is None:
-            return None
-        if self.manifest["task"] == "multilabel":
-            if isinstance(label, str):
-                return [label]
-            return sorted({str(x) for x in label})
-        if isinstance(label, list | tuple):
-            raise JiyiError(
-                f"memory add: label {label!r} is a list, but this memory is single-label "
-                "(build it with --task multilabel for several labels per text)."
-            )
-        return str(label)
 
     def _maybe_compact(self) -> None:
         state = self.state

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -45,7 +44,7 @@ from jiyi.scale.shards import (
 # environment the workers need as the driver has it (offline mode, caches, jiyi's own switches)
 FORWARDED_ENV = ("HF_", "TRANSFORMERS_", "JIYI_")
 # rows per shard of a memory's vectors (`jiyi memory build` has no Ray --shard-rows: its
-# --shard-rows is the ivfpq index's)
+# --shard-rows is the ivfpq index's); jiyi.scale.memory runs `jiyi memory build --engine ray`
 MEMORY_SHARD_ROWS = 10000
 
 
@@ -186,31 +185,40 @@ def run_job(
 def _run_shards(
     job: dict[str, Any], plan: dict[str, Any], pending: list[dict[str, Any]], args: Any
 ) -> None:
-    import ray.data
-
     from jiyi.scale.workers import ShardWorker
 
     items = [{**s, "path": plan["inputs"][s["input"]]["path"]} for s in pending]
     worker_job = {k: job[k] for k in ("kind", "settings", "output", "text_column", "shard_rows")}
     worker_job |= {"threads": args.cpus_per_worker, "gpus": args.num_gpus_per_worker}
+    done = 0
+    for row in actor_results(ShardWorker, worker_job, items, args, gpus=args.num_gpus_per_worker):
+        done += int(row["rows"])
+        if os.environ.get("JIYI_NO_PROGRESS") != "1":
+            print(
+                f"{row['name']}: {row['rows']} rows in {row['seconds']:.1f} s "
+                f"({done} rows this run)",
+                file=sys.stderr,
+            )
+
+
+def actor_results(
+    worker: type, job: dict[str, Any], items: list[dict[str, Any]], args: Any, *, gpus: float
+) -> Iterator[dict[str, Any]]:
+    """Run `items` on a pool of --workers actors `worker(job)` (Ray Data `map_batches` with a
+    callable class, `ActorPoolStrategy`), one item per call; yields each call's result row as it
+    finishes. A JiyiError a worker raised is raised here, unwrapped. Needs a Ray session."""
+    import ray.data
+
     ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        ShardWorker,
-        fn_constructor_kwargs={"job": worker_job},
-        batch_size=1,  # one shard per call: a shard is written whole or not at all
+        worker,
+        fn_constructor_kwargs={"job": job},
+        batch_size=1,  # one item per call: a shard is written whole or not at all
         compute=ray.data.ActorPoolStrategy(size=min(args.workers, len(items))),
         num_cpus=args.cpus_per_worker,
-        num_gpus=args.num_gpus_per_worker or None,
+        num_gpus=gpus or None,
     )
-    done = 0
     try:
-        for row in ds.iter_rows():
-            done += int(row["rows"])
-            if os.environ.get("JIYI_NO_PROGRESS") != "1":
-                print(
-                    f"{row['name']}: {row['rows']} rows in {row['seconds']:.1f} s "
-                    f"({done} rows this run)",
-                    file=sys.stderr,
-                )
+        yield from ds.iter_rows()
     except Exception as e:
         error = user_error(e)
         if error is None:
@@ -235,7 +243,7 @@ def _checked_model(name: str, flag: str) -> tuple[str, dict[str, Any]]:
     return path, config
 
 
-def _embed_job(args: argparse.Namespace, output: str, *, role: str, normalize: bool) -> dict:
+def embed_job(args: argparse.Namespace, output: str, *, role: str, normalize: bool) -> dict:
     from jiyi.inspect.embeddings import parse_layers
     from jiyi.prompts import prompt_for
 
@@ -268,10 +276,10 @@ def _embed_job(args: argparse.Namespace, output: str, *, role: str, normalize: b
 
 def embed_on_ray(args: argparse.Namespace) -> int:
     """`jiyi embed MODEL --input FILES --output DIR --engine ray`."""
-    job = _embed_job(args, args.output, role="query", normalize=args.normalize)
+    job = embed_job(args, args.output, role="query", normalize=args.normalize)
     summary = run_job(job, args.input, args)
     dim = job["extra"]["dim"]
-    _report(summary, f"vectors{f' of {dim} dimensions' if dim else ''}")
+    report_job(summary, f"vectors{f' of {dim} dimensions' if dim else ''}")
     return 0
 
 
@@ -313,42 +321,8 @@ def predict_on_ray(args: argparse.Namespace) -> int:
         "shard_rows": args.shard_rows,
         "extra": {"labels": [str(id2label[k]) for k in sorted(id2label, key=int)]},
     }
-    _report(run_job(job, args.input, args), "predictions")
+    report_job(run_job(job, args.input, args), "predictions")
     return 0
-
-
-def memory_vectors_on_ray(args: argparse.Namespace, texts: list[str]) -> np.ndarray:
-    """(N, H) passage vectors of a memory's rows, made on Ray as `Memory.build` makes them
-    (unit length, the model's passage prompt). The texts and shards go to a hidden folder beside
-    --output, kept if the build fails (the same command resumes it) and removed once done."""
-    import pyarrow as pa
-
-    from jiyi.io import atomic_write_bytes
-
-    out = Path(args.output)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
-        raise JiyiError(
-            f"--output {out}: exists and is not an empty folder; choose another or pass "
-            "--overwrite to replace it."
-        )
-    work = out.parent / f".{out.name}.ray-vectors"
-    digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
-    texts_file = work / "input" / f"texts-{digest}.parquet"
-    if not texts_file.is_file():
-        shutil.rmtree(work, ignore_errors=True)
-        texts_file.parent.mkdir(parents=True)
-        sink = pa.BufferOutputStream()
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.table({"text": pa.array(texts, pa.string())}), sink)
-        atomic_write_bytes(texts_file, sink.getvalue().to_pybytes())
-    job = _embed_job(args, str(work / "vectors"), role="passage", normalize=True)
-    job |= {"text_column": "text", "shard_rows": MEMORY_SHARD_ROWS}
-    summary = run_job(job, str(texts_file), args, restart_other=True)
-    _report(summary, "vectors")
-    vectors = output_vectors(summary["output"])
-    shutil.rmtree(work)
-    return vectors
 
 
 def output_vectors(out_dir: str | os.PathLike) -> np.ndarray:
@@ -361,7 +335,7 @@ def output_vectors(out_dir: str | os.PathLike) -> np.ndarray:
     return column.flatten().to_numpy().reshape(-1, dim).astype(np.float32, copy=False)  # (N, H)
 
 
-def _report(summary: dict[str, Any], what: str) -> None:
+def report_job(summary: dict[str, Any], what: str) -> None:
     skipped = f"; {summary['skipped']} finished shards skipped" if summary["skipped"] else ""
     timing = (
         f"; Ray start-up {summary['startup_seconds']:.1f} s, run {summary['run_seconds']:.1f} s"

@@ -1,6 +1,8 @@
 """What runs on a Ray worker: `ShardWorker`, the callable class `Dataset.map_batches` builds once
 per actor (so the model loads once per worker), and the runners it holds.
 
+`EncodeWorker` encodes the shards of an ivfpq index (`jiyi memory build --index ivfpq`).
+
 A runner turns one shard's texts into its result columns with jiyi's own code, so the numbers are
 those of `--engine local`: `EmbedRunner` calls `jiyi.inspect.embeddings.embed_texts` (batches
 sorted by length inside the shard), `PredictRunner` calls `jiyi.predict.Classifier.predict`.
@@ -110,6 +112,41 @@ class ShardWorker:
             columns |= self.runner(chunk.texts)
             write_shard(self.out_dir, str(batch["name"][i]), pa.table(columns))
             names.append(str(batch["name"][i]))
+            rows.append(stop - start)
+            seconds.append(time.perf_counter() - started)
+        return {
+            "name": np.asarray(names, dtype=object),
+            "rows": np.asarray(rows, dtype=np.int64),
+            "seconds": np.asarray(seconds, dtype=np.float64),
+        }
+
+
+class EncodeWorker:
+    """One Ray actor of `jiyi memory build --index ivfpq --engine ray`: encodes whole shards of a
+    snapshot folder's vectors with the trained codebooks, each into its own index file
+    (`jiyi.memory.ondisk.encode_shard`, written whole or not at all), for the driver to merge.
+
+    `__call__` takes a batch of {index, path, start, stop} and returns, per shard, its name,
+    rows and seconds.
+    """
+
+    def __init__(self, job: dict[str, Any]):
+        from jiyi.memory.index import faiss_module
+
+        faiss_module().omp_set_num_threads(max(1, round(job["threads"])))
+        self.trained: bytes = job["trained"]
+        self.folder = Path(job["folder"])
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from jiyi.memory.ondisk import encode_shard, snapshot_rows
+
+        names, rows, seconds = [], [], []
+        for i in range(len(batch["path"])):
+            started = time.perf_counter()
+            start, stop = int(batch["start"][i]), int(batch["stop"][i])
+            vectors, slots = snapshot_rows(self.folder, start, stop)  # (n, D), (n,)
+            encode_shard(self.trained, vectors, slots, Path(str(batch["path"][i])))
+            names.append(Path(str(batch["path"][i])).name)
             rows.append(stop - start)
             seconds.append(time.perf_counter() - started)
         return {
