@@ -276,3 +276,31 @@ def test_base_provenance_of_me5_and_minilm(tmp_path: Path) -> None:
     )
     assert info["hub_id"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert info["version"] and re.fullmatch(r"[0-9a-f]{64}", info["weights"][0][1])
+
+
+def test_method_settings_show_only_for_runs_of_that_method(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    from jiyi.tasks.registry import METHODS, MethodConfig, flags_of_other_methods
+
+    fields = set(MethodConfig.__dataclass_fields__)
+    assert all(set(m.flags) <= fields for m in METHODS.values())  # the registry's own fields
+    contrastive_only = set(METHODS["contrastive"].flags)
+    assert contrastive_only == {"pair_iterations"} == flags_of_other_methods("finetune")
+
+    def settings_of(text: str) -> dict[str, str]:
+        section = text.split("## Training procedure", 1)[1].split("\n## ", 1)[0]
+        rows = re.findall(r"^\| (\w+) \| ([^|]*) \|", section, re.M)
+        return {k: v.strip(" `") for k, v in rows if k != "setting"}
+
+    config = yaml.safe_load((trained_run / "config.yaml").read_text(encoding="utf-8"))
+    assert config["method"] == "finetune" and "pair_iterations" in config  # in config.yaml ...
+    shown = settings_of(render_card(trained_run))
+    assert shown["method"] == "finetune" and shown["lr"]
+    assert not contrastive_only & set(shown)  # ... but not a setting of this run's training
+
+    run = copy_tree(trained_run, tmp_path / "contrastive")  # the same run, said to be contrastive
+    edited = {**config, "method": "contrastive", "pair_iterations": 7}
+    (run / "config.yaml").write_text(yaml.safe_dump(edited, sort_keys=False), encoding="utf-8")
+    shown = settings_of(render_card(run))
+    assert (shown["method"], shown["pair_iterations"]) == ("contrastive", "7")

@@ -11,6 +11,7 @@ from typing import Any
 from jiyi.card.facts import CardFacts
 from jiyi.card.provenance import data_files
 from jiyi.card.results import rate_intervals, setting
+from jiyi.tasks.registry import flags_of_other_methods
 
 HYPERPARAMETERS = (
     "epochs", "max_steps", "batch_size", "grad_accum", "lr", "warmup_ratio", "weight_decay",
@@ -87,8 +88,11 @@ def hyperparameter_section(facts: CardFacts) -> str:
     if not cfg:
         return ""
     notes = preset_notes(facts)
+    elsewhere = flags_of_other_methods(cfg.get("method"))  # e.g. a fine-tuning run's pairs
     keys = [
-        k for k in (*HYPERPARAMETERS, *facts.spec.own_flags, *facts.spec.help_flags) if k in cfg
+        k
+        for k in (*HYPERPARAMETERS, *facts.spec.own_flags, *facts.spec.help_flags)
+        if k in cfg and k not in elsewhere
     ]
     if cfg.get("lora_r") is not None:  # --lora-r: its settings, and what trained (jiyi.lora)
         keys += ["lora_r", "lora_alpha", "lora_dropout", "lora_targets", "lora_merge"]

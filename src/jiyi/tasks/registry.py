@@ -61,6 +61,9 @@ class TrainingMethod:
     """Capabilities (`CAPABILITIES`) its runs do not have, whatever their task supports."""
     hint: str = ""
     """What to do instead, appended to the refusals of its runs."""
+    flags: tuple[str, ...] = ()
+    """Settings (`MethodConfig` fields) only runs of this method read: the model card of a run
+    of another method leaves them out (`flags_of_other_methods`)."""
 
 
 @dataclass
@@ -89,6 +92,7 @@ METHODS: dict[str, TrainingMethod] = {
             "fit a logistic head on its mean-pooled vectors",
             lacks=("compress",),
             hint="its model is an encoder plus a logistic head on mean-pooled vectors (jiyi.fewshot)",
+            flags=("pair_iterations",),
         ),
     )
 }
@@ -334,6 +338,16 @@ def with_method(spec: TaskSpec, method: str) -> TaskSpec:
     found = METHODS[method]
     hint = "; ".join(h for h in (spec.hint, found.hint) if h)
     return replace(spec, method=method, hint=hint, **dict.fromkeys(found.lacks, False))
+
+
+def flags_of_other_methods(method: str | None) -> set[str]:
+    """The settings only runs of another --method read (`TrainingMethod.flags`).
+
+    >>> sorted(flags_of_other_methods("finetune")), sorted(flags_of_other_methods("contrastive"))
+    (['pair_iterations'], [])
+    """
+    own = method or DEFAULT_METHOD
+    return {flag for m in METHODS.values() if m.name != own for flag in m.flags}
 
 
 def tasks_with(capability: str) -> list[TaskSpec]:
