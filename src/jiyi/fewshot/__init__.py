@@ -22,7 +22,6 @@ from typing import Any
 from jiyi.errors import JiyiError
 
 CONTRASTIVE = "contrastive"
-PAIR_ITERATIONS = 20  # SetFit's num_iterations default
 # Flags of `jiyi train` the contrastive phases do not read, with their value when unset.
 NOT_READ = {
     "augment": None,
@@ -45,13 +44,20 @@ def check_flags(config: Any) -> None:
     >>> check_flags(TrainConfig(method="contrastive", augment="all"))  # doctest: +SKIP
     jiyi.errors.JiyiError: --augment does not apply to --method contrastive ...
     """
-    from jiyi.tasks.registry import METHODS
+    from dataclasses import fields
+
+    from jiyi.tasks.registry import METHODS, MethodConfig, flags_of_other_methods
 
     if config.method not in METHODS:
         raise JiyiError(f"--method must be one of {', '.join(METHODS)}; got {config.method!r}.")
+    defaults = {f.name: f.default for f in fields(MethodConfig)}
+    for name in sorted(flags_of_other_methods(config.method)):  # another method's settings
+        if getattr(config, name) != defaults[name]:
+            owners = [m.name for m in METHODS.values() if name in m.flags]
+            raise JiyiError(
+                f"--{name.replace('_', '-')} applies to --method {' and '.join(owners)} only."
+            )
     if config.method != CONTRASTIVE:
-        if config.pair_iterations != PAIR_ITERATIONS:
-            raise JiyiError("--pair-iterations applies to --method contrastive only.")
         return
     if config.pair_iterations < 1:
         raise JiyiError(f"--pair-iterations must be at least 1, got {config.pair_iterations}.")
