@@ -260,3 +260,40 @@ def test_without_ray_the_error_names_the_extra(
         use_ray(build_parser().parse_args(argv))
     assert "pip install 'jiyi[scale]'" in str(info.value)
     assert main(argv) == 2
+
+
+def test_summarize_on_ray_gives_the_local_summaries(
+    ray_instance: None,
+    tiny_model_dir: Path,
+    inputs: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from jiyi.scale.shards import read_output
+
+    out = tmp_path / "summaries"
+    argv = ["summarize", str(tiny_model_dir), "--input", str(inputs), "--output", str(out),
+            "--engine", "ray", "--workers", "2", "--shard-rows", "50", "--sentences", "2"]  # fmt: skip
+    assert main(argv) == 0
+    table = read_output(out)
+    assert table.column("row").to_pylist() == list(range(240))
+    assert table.column("id").to_pylist()[:2] == ["r0", "r1"]
+    capsys.readouterr()
+    local_argv = ["summarize", str(tiny_model_dir), "--input", str(inputs / "a.csv"), "--json",
+                  "--sentences", "2"]  # fmt: skip
+    assert main(local_argv) == 0
+    local = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(local) == 100
+    assert table.column("summary").to_pylist()[:100] == [r["summary"] for r in local]
+    assert table.column("n_sentences").to_pylist()[:100] == [r["n_sentences"] for r in local]
+    picks = [json.loads(s) for s in table.column("sentences").to_pylist()[:100]]
+    assert [[(p["text"], p["start"], p["end"]) for p in row] for row in picks] == [
+        [(p["text"], p["start"], p["end"]) for p in r["sentences"]] for r in local
+    ]
+    for bad, message in (
+        ([*local_argv, "--output", str(tmp_path / "x")], "--output goes with --engine ray"),
+        (argv[:4] + argv[6:], "give --output DIR"),
+        ([*argv[:-2], "--ratio", "2"], "--ratio 2.0: must lie in (0, 1]"),
+    ):
+        assert main(bad) == 2, bad
+        assert message in capsys.readouterr().err

@@ -193,7 +193,7 @@ class Budget:
         return mmr_select(relevance, similarity, lam=lam, k=k)
 
 
-def _is_classifier(model_or_run: str) -> bool:
+def is_classifier(model_or_run: str) -> bool:
     from jiyi.models import resolve_model
 
     config = Path(resolve_model(str(model_or_run), "MODEL_OR_RUN")) / "config.json"
@@ -262,10 +262,10 @@ def summarize(
     clf = None
     if isinstance(model_or_run, Encoder):
         encoder = model_or_run
-    elif ranking == "classifier" or (ranking == "auto" and _is_classifier(model_or_run)):
+    elif ranking == "classifier" or (ranking == "auto" and is_classifier(model_or_run)):
         from jiyi.predict import Classifier
 
-        if not _is_classifier(model_or_run):
+        if not is_classifier(model_or_run):
             raise JiyiError(
                 f"--ranking classifier: {model_or_run} is not a jiyi classification run; use "
                 "--ranking centrality, or train one on sentences labelled 1 (in the summary) / 0."
@@ -407,6 +407,14 @@ def _read_documents(path: str, per_line: bool, text_column: str) -> list[tuple[i
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
+    from jiyi.scale import use_ray
+
+    if use_ray(args):  # every row a document, summaries into --output's Parquet shards
+        from jiyi.scale.summarize import summarize_on_ray
+
+        return summarize_on_ray(args)
+    if args.output:
+        raise JiyiError("--output goes with --engine ray; summarize prints to standard output.")
     docs = _read_documents(args.input, args.per_line, args.text_column)
     results = summarize(
         args.model,
@@ -490,4 +498,13 @@ def add_parsers(verbs: Any) -> None:
         help="the run's label for summary sentences (default: 1, yes, true or summary)",
     )
     p.add_argument("--batch-size", type=int, default=32, help="sentences per forward pass")
+    p.add_argument(
+        "--output",
+        metavar="DIR",
+        help="ray: the folder of Parquet shards (summary, sentences, ...) and manifest.json; "
+        "with --engine ray each row (or line) of --input is one document",
+    )
+    from jiyi.scale import add_engine_flags
+
+    add_engine_flags(p)
     p.set_defaults(func=cmd_summarize)

@@ -227,10 +227,10 @@ def actor_results(
 
 
 # ---------------------------------------------------------------------------------------------
-# The three verbs.
+# The verbs (summarize: jiyi.scale.summarize, memory build: jiyi.scale.memory).
 
 
-def _checked_model(name: str, flag: str) -> tuple[str, dict[str, Any]]:
+def checked_model(name: str, flag: str) -> tuple[str, dict[str, Any]]:
     """(resolved path, config.json) of a model, refused here rather than on every worker."""
     from jiyi.models import resolve_model
 
@@ -251,7 +251,7 @@ def embed_job(args: argparse.Namespace, output: str, *, role: str, normalize: bo
         raise JiyiError(f"--batch-size {args.batch_size}: must be at least 1.")
     if args.max_length < 2:
         raise JiyiError(f"--max-length {args.max_length}: must be at least 2.")
-    path, config = _checked_model(args.model, "MODEL_OR_RUN")
+    path, config = checked_model(args.model, "MODEL_OR_RUN")
     if "num_hidden_layers" in config:
         parse_layers(args.layers, int(config["num_hidden_layers"]))
     settings = {
@@ -307,7 +307,7 @@ def predict_on_ray(args: argparse.Namespace) -> int:
         raise JiyiError(
             "--engine ray predicts single texts and this run reads text pairs; use --engine local."
         )
-    _, config = _checked_model(str(model_dir), "RUN_DIR")
+    _, config = checked_model(str(model_dir), "RUN_DIR")
     id2label = config.get("id2label", {})
     job = {
         "kind": "predict",

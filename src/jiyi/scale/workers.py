@@ -72,7 +72,50 @@ class PredictRunner:
         }
 
 
-RUNNERS = {"embed": EmbedRunner, "predict": PredictRunner}
+class SummarizeRunner:
+    """documents -> {"summary", "sentences" (the picks as JSON text), "n_sentences",
+    "language"}: `jiyi.summarize.summarize` on the shard's documents, the encoder loaded once
+    (a classifier run, which `summarize` loads itself, once a shard)."""
+
+    def __init__(self, job: dict[str, Any]):
+        from jiyi.inspect.embeddings import load_encoder
+        from jiyi.summarize import RANKINGS, is_classifier
+
+        self.settings = dict(job["settings"])
+        ranking = self.settings["ranking"]
+        assert ranking in RANKINGS
+        by_classifier = ranking == "classifier" or (
+            ranking == "auto" and is_classifier(self.settings["model"])
+        )
+        self.source: Any = self.settings["model"]
+        self.model = None
+        if not by_classifier:
+            self.source = load_encoder(self.settings["model"])
+            self.model = self.source.model  # `ShardWorker` moves it to the worker's GPU
+
+    def __call__(self, texts: list[str]) -> dict[str, Any]:
+        import json
+
+        import pyarrow as pa
+
+        from jiyi.summarize import summarize
+
+        s = self.settings
+        keys = ("sentences", "ratio", "max_words", "max_chars", "language", "mmr_lambda",
+                "lead_bias", "ranking", "positive_label", "batch_size")  # fmt: skip
+        results = summarize(self.source, texts, **{k: s[k] for k in keys}) if texts else []
+        return {
+            "summary": pa.array([r.summary for r in results], pa.string()),
+            "sentences": pa.array(
+                [json.dumps(r.to_dict()["sentences"], ensure_ascii=False) for r in results],
+                pa.string(),
+            ),
+            "n_sentences": pa.array([r.n_sentences for r in results], pa.int64()),
+            "language": pa.array([r.language for r in results], pa.string()),
+        }
+
+
+RUNNERS = {"embed": EmbedRunner, "predict": PredictRunner, "summarize": SummarizeRunner}
 
 
 class ShardWorker:
@@ -90,7 +133,8 @@ class ShardWorker:
         self.job = job
         self.out_dir = Path(job["output"])
         self.runner = RUNNERS[job["kind"]](job)
-        if job["gpus"] > 0 and torch.cuda.is_available():  # Ray set CUDA_VISIBLE_DEVICES
+        has_model = getattr(self.runner, "model", None) is not None
+        if job["gpus"] > 0 and has_model and torch.cuda.is_available():  # Ray set the device
             self.runner.model.to("cuda")  # the forward passes follow the model's device
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
