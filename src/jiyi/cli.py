@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_pretrain_parsers(verbs)
     add_tokenizer_parsers(verbs)
-    from jiyi.summarize import add_parsers as add_summarize_parsers
+    from jiyi.summarize_cli import add_parsers as add_summarize_parsers
 
     add_summarize_parsers(verbs)
     from jiyi.card import add_parsers as add_card_parsers
