@@ -210,3 +210,49 @@ def test_cli_build_stats_and_query_of_a_moved_memory(
     out, _ = capfd.readouterr()
     hits = [json.loads(line) for line in out.splitlines()]  # stdout: JSON lines only
     assert len(hits) == 1 and len(hits[0]["hits"]) == 2
+
+
+def test_exact_neighbours_in_blocks_equal_a_full_sort() -> None:
+    rng = np.random.default_rng(3)
+    n = 2 * ondisk.EXACT_COLUMNS + 123  # blocks of 4,096, 904 and 3,315 rows
+    vectors = clustered(n, seed=5)
+    queries = vectors[rng.choice(n, 40, replace=False)]
+    skip = np.arange(n)[rng.choice(n, 40, replace=False)]
+    skip[:5] = [int(np.argmax(vectors @ q)) for q in queries[:5]]  # some skip their best row
+    shards = [(vectors[:5000], np.arange(5000)), (vectors[5000:], np.arange(5000, n))]
+    found = exact_neighbours(queries, shards, 10, skip)
+    scores = queries @ vectors.T  # (40, n)
+    scores[np.arange(40), skip] = -np.inf
+    want = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(found, want)
+
+
+def test_build_from_shards_equals_memory_build(
+    built: Path, tiny_model_dir: Path, vectors: np.ndarray, tmp_path: Path
+) -> None:
+    from jiyi.memory.sharded import build_from_shards
+
+    ids = [str(i) for i in range(N)]
+    texts = [f"row {i}" for i in ids]
+    labels = ["a" if i % 2 else "b" for i in range(N)]
+    path = tmp_path / "mem"
+    build_from_shards(
+        path, str(tiny_model_dir), texts, labels=labels, ids=ids, index_params=PARAMS,
+        shards=lambda: (vectors[i : i + 1000] for i in range(0, N, 1000)),
+        on_progress=lambda message: None,
+    )  # fmt: skip
+    snap, want = path / "snap-000002", built / "snap-000002"
+    for name in ("trained.faiss", "index.ivfdata", "vectors.npy", "rows.parquet", "meta.json"):
+        assert digest(snap / name) == digest(want / name), name
+    assert Memory.open(path).manifest == Memory.open(built).manifest
+    with pytest.raises(JiyiError, match="the vector shards hold 2000 rows for 3000 texts"):
+        build_from_shards(
+            tmp_path / "short", str(tiny_model_dir), texts, index_params=PARAMS,
+            shards=lambda: (vectors[i : i + 1000] for i in range(0, 2000, 1000)),
+        )  # fmt: skip
+    with pytest.raises(JiyiError, match="id '7' is twice in the input"):
+        build_from_shards(
+            tmp_path / "dupes", str(tiny_model_dir), texts, ids=[*ids[:-1], "7"],
+            index_params=PARAMS, shards=lambda: iter([vectors]),
+        )  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mem"], "nothing half-made"
