@@ -93,6 +93,9 @@ def test_build_writes_on_disk_lists_and_records_recall(built: Path) -> None:
     assert settings["layout"].startswith("ivfpq: inverted lists on disk")
     assert settings["nprobe"] == params["nprobe"] and settings["recall"] == params["recall"]
     assert settings["ivfdata_bytes"] == (snap / "index.ivfdata").stat().st_size > 0
+    store = mem.stats()["row_store"]
+    assert store["layout"].endswith("vectors.npy (memory-mapped)") and store["rows"] == N
+    assert store["vectors_bytes"] == (snap / "vectors.npy").stat().st_size > N * DIM * 4
     assert isinstance(mem._ensure_index(), OnDiskIndex)
     assert mem._ensure_index().disk.ntotal == N
 

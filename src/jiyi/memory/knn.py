@@ -31,7 +31,7 @@ from jiyi.io import atomic_directory
 from jiyi.memory.index import VectorIndex
 from jiyi.memory.ondisk import describe
 from jiyi.memory.sharded import FORMAT, normal_label, prepare
-from jiyi.memory.store import MANIFEST, State, Store
+from jiyi.memory.store import MANIFEST, State, Store, row_store_layout
 
 COMPACT_MIN_ROWS = 10_000  # the log is folded into a new snapshot past max(this, 25% of rows)
 HNSW_REBUILD_DEAD = 0.10  # an HNSW graph is rebuilt when this share of its slots is forgotten
@@ -532,6 +532,7 @@ class Memory:
             "dim": m["dim"],
             "index": m["index"],
             "index_settings": describe(m, self._snapshot()),
+            "row_store": row_store_layout(self._snapshot(), m["index"]),
             "model": m["model"],
             "fingerprint": m["fingerprint"][:16],
             "pooling": m["pooling"],

@@ -441,6 +441,22 @@ class Store:
         return manifest
 
 
+def row_store_layout(snapshot: Path, index: str) -> dict[str, Any]:
+    """What `memory stats` says of a snapshot's row store: its files, rows and bytes, and how
+    `Memory.open` reads them (rows whole into RAM; an ivfpq memory's vectors memory-mapped)."""
+    import pyarrow.parquet as pq
+
+    rows, vectors = snapshot / "rows.parquet", snapshot / "vectors.npy"
+    return {
+        "layout": "rows.parquet (read whole on open) + vectors.npy "
+        + ("(memory-mapped)" if index == "ivfpq" else "(read whole on open)"),
+        "files": 2,
+        "rows": pq.ParquetFile(rows).metadata.num_rows,
+        "rows_bytes": rows.stat().st_size,
+        "vectors_bytes": vectors.stat().st_size,
+    }
+
+
 def rows_table(
     slots: Sequence[int],
     ids: Sequence[str],
