@@ -60,6 +60,7 @@ bench: install
 	$(PIP) -e '.[scale]'
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_scale.py --output bench/results/scale
 	$(BIN)/python bench/bench_ivfpq.py --output bench/results/ivfpq
+	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_scale_ivfpq.py --output bench/results/scale_ivfpq
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_train.py --output bench/results --render-only
 
 lint: install

@@ -97,7 +97,7 @@ def render(res: dict[str, Any]) -> str:
     lines = [
         f"{c['n']:,} clustered 384-d vectors (vector shards of {c['vector_rows']:,}), nlist "
         f"{c['nlist']}, pq_m 96, index shards of {c['shard_rows']:,}; Ray: {c['workers']} "
-        f"workers of 1 CPU; {c['cpu']}, {c['cores']} cores shared with another benchmark, "
+        f"workers of 1 CPU; {c['cpu']}, {c['cores']} cores, "
         f"OMP_NUM_THREADS={c['omp']}; {c['date']}.",
         "",
         "| arm | build s | of which encoding s | Ray start-up s | driver peak RSS MiB | nprobe "
@@ -150,6 +150,16 @@ def main(argv: list[str] | None = None) -> None:
     write_json(args.output / "scale_ivfpq.json", res)
     (args.output / "scale_ivfpq.md").write_text(render(res), encoding="utf-8")
     print(render(res))
+
+
+def render_section(folder: Path) -> str:
+    """This benchmark's section of RESULTS.md ("" when it has not run in FOLDER)."""
+    path = folder / "scale_ivfpq.json"
+    if not path.is_file():
+        return ""
+    res = json.loads(path.read_text(encoding="utf-8"))
+    title = "## `--index ivfpq --engine ray` against a local build (bench/bench_scale_ivfpq.py)"
+    return f"{title}\n\n{render(res)}"
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import bench_parity
 import bench_practice
 import bench_pretrain
 import bench_scale
+import bench_scale_ivfpq
 import bench_serve
 import bench_step
 import bench_summarize
@@ -57,6 +58,7 @@ SECTIONS: list[tuple[str, Callable[[Path], str]]] = [
     ("ivfpq", bench_ivfpq.render_section),
     ("fewshot", bench_fewshot.render_section),
     ("parity", bench_parity.render_section),
+    ("scale_ivfpq", bench_scale_ivfpq.render_section),
 ]
 
 
