@@ -290,3 +290,20 @@ def build_faq_memory(model_dir: Path, root: Path) -> Path:
             "--payload", "answer", "--validation", str(val), "--output", str(mem)]  # fmt: skip
     assert main(argv) == 0
     return mem
+
+
+@pytest.fixture(scope="module")
+def ray_instance() -> Iterator[None]:
+    """A local Ray instance of 2 CPUs for one test module (`jiyi[scale]`; the module skips
+    without it), started as `jiyi.scale.jobs.ray_session` starts one."""
+    import ray
+
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="ERROR",
+        _system_config={"worker_niceness": 0},
+    )
+    yield
+    ray.shutdown()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,21 +18,6 @@ from jiyi.cli import main
 pytest.importorskip("ray.data")
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
-
-
-@pytest.fixture(scope="module")
-def ray_instance() -> Iterator[None]:
-    import ray
-
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level="ERROR",
-        _system_config={"worker_niceness": 0},  # as jiyi.scale.jobs.ray_session starts it
-    )
-    yield
-    ray.shutdown()
 
 
 def csv_rows(path: Path) -> list[dict[str, str]]:

@@ -37,21 +37,6 @@ SETTINGS = [
 QUERIES = ["the film was good", "a dull and boring story", "unrelated words"]
 
 
-@pytest.fixture(scope="module")
-def ray_instance() -> Iterator[None]:
-    import ray
-
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level="ERROR",
-        _system_config={"worker_niceness": 0},  # as jiyi.scale.jobs.ray_session starts it
-    )
-    yield
-    ray.shutdown()
-
-
 def build_argv(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
     return ["memory", "build", str(model), "--data", str(data), "--output", str(out),
             *SETTINGS, *extra]  # fmt: skip

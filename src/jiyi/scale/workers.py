@@ -17,6 +17,15 @@ from typing import Any
 import numpy as np
 
 
+def shard_report(names: list[str], rows: list[int], seconds: list[float]) -> dict[str, np.ndarray]:
+    """What a worker returns for a batch of shards: each shard's name, rows and seconds."""
+    return {
+        "name": np.asarray(names, dtype=object),
+        "rows": np.asarray(rows, dtype=np.int64),
+        "seconds": np.asarray(seconds, dtype=np.float64),
+    }
+
+
 class EmbedRunner:
     """texts -> {"vector": (N, H) float32 as a fixed-size list column}."""
 
@@ -158,11 +167,7 @@ class ShardWorker:
             names.append(str(batch["name"][i]))
             rows.append(stop - start)
             seconds.append(time.perf_counter() - started)
-        return {
-            "name": np.asarray(names, dtype=object),
-            "rows": np.asarray(rows, dtype=np.int64),
-            "seconds": np.asarray(seconds, dtype=np.float64),
-        }
+        return shard_report(names, rows, seconds)
 
 
 class EncodeWorker:
@@ -193,8 +198,4 @@ class EncodeWorker:
             names.append(Path(str(batch["path"][i])).name)
             rows.append(stop - start)
             seconds.append(time.perf_counter() - started)
-        return {
-            "name": np.asarray(names, dtype=object),
-            "rows": np.asarray(rows, dtype=np.int64),
-            "seconds": np.asarray(seconds, dtype=np.float64),
-        }
+        return shard_report(names, rows, seconds)
