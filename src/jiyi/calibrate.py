@@ -247,11 +247,14 @@ def logits_to_probs(
 ) -> torch.Tensor:
     """THE place where logits become probabilities (`jiyi.predict.forward_probs` and everything
     after it): the calibration (if any) applied to the (B, C) logits, then sigmoid (multilabel)
-    or softmax."""
+    or softmax. Differentiable: the affine map is taken in torch, on the logits' device, so
+    gradient attributions (`jiyi.inspect.attribution`) explain the probabilities predict gives."""
     import torch
 
     if calibration is not None:
-        logits = torch.from_numpy(calibration.apply(logits.cpu().numpy()))
+        scale = torch.as_tensor(calibration.scale, dtype=logits.dtype, device=logits.device)
+        bias = torch.as_tensor(calibration.bias, dtype=logits.dtype, device=logits.device)
+        logits = logits * scale + bias
     return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=-1)
 
 

@@ -101,6 +101,44 @@ def test_gradient_x_input_shape(clf) -> None:
     assert np.isfinite(scores).all() and np.abs(scores).sum() > 0
 
 
+def test_gradient_attributions_explain_the_calibrated_probability(clf) -> None:
+    """With a calibration, gradient × input is the gradient of the probability predict gives
+    (softmax of the calibrated logits), not of the raw softmax; IG's completeness holds for it."""
+    from jiyi.calibrate import Calibration
+
+    model = copy.deepcopy(clf.model).double()
+    n = len(clf.labels)
+    cal = Calibration("vector", False, np.linspace(0.5, 2.0, n), np.linspace(-1.0, 1.0, n))
+    ids = ids_of(clf, "the story was good")
+    target = 1
+    embeddings = model.get_input_embeddings()(ids).detach().requires_grad_(True)
+    logits = model(
+        inputs_embeds=embeddings,
+        attention_mask=torch.ones_like(ids),
+        token_type_ids=torch.zeros_like(ids),
+    ).logits
+    scale, bias = torch.tensor(cal.scale), torch.tensor(cal.bias)
+    (grad,) = torch.autograd.grad(torch.softmax(logits * scale + bias, -1)[0, target], embeddings)
+    expected = (grad * embeddings).sum(-1)[0].detach().numpy()
+    got = gradient_x_input(model, ids, target, calibration=cal)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-12)
+    raw = gradient_x_input(model, ids, target)
+    assert np.abs(raw - got).max() > 1e-6  # the calibration changes them: the test can fail
+
+    special = torch.zeros_like(ids, dtype=torch.bool)
+    special[0, [0, -1]] = True
+    baseline = pad_baseline(ids, special, clf.tokenizer.pad_token_id)
+    f = probability_forward(model, calibration=cal)
+    ones, zeros = torch.ones_like(ids), torch.zeros_like(ids)
+    with torch.no_grad():
+        gap = float(f(ids, ones, zeros)[0, target] - f(baseline, ones, zeros)[0, target])
+    scores, _ = integrated_gradients(
+        model, ids, target, baseline_ids=baseline, n_steps=300, internal_batch_size=64,
+        calibration=cal,
+    )  # fmt: skip
+    assert scores.sum() == pytest.approx(gap, abs=1e-6, rel=1e-4)
+
+
 def test_merge_subwords_on_a_word_split_into_pieces(clf) -> None:
     assert merge_subwords(
         np.array([9.0, 0.1, 0.2, 0.3, 1.0, 9.0]), [None, 0, 0, 0, 1, None]

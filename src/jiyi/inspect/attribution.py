@@ -2,7 +2,8 @@
 windows for texts longer than the model's maximum, and the deletion test (AOPC) that checks
 whether an attribution is faithful to the model.
 
-Every attribution explains f(x) = the probability of the target class (softmax; sigmoid for a
+Every attribution explains f(x) = the probability of the target class as `jiyi predict` gives
+it (`jiyi.calibrate.logits_to_probs`: the run's calibration, then softmax; sigmoid for a
 multi-label model), so its scores and the deletion test speak the same unit.
 
     scores, delta = integrated_gradients(model, ids, target=1, baseline_ids=pad_baseline(ids, ...))
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from jiyi.calibrate import Calibration, logits_to_probs
 from jiyi.errors import JiyiError
 
 if TYPE_CHECKING:
@@ -38,9 +40,10 @@ def require_captum() -> None:
         raise JiyiError(CAPTUM_MISSING) from None
 
 
-def probability_forward(model: Any, multilabel: bool = False) -> Callable[..., torch.Tensor]:
-    """f(input_ids, attention_mask, token_type_ids) -> class probabilities (B, C)."""
-    import torch
+def probability_forward(
+    model: Any, multilabel: bool = False, calibration: Calibration | None = None
+) -> Callable[..., torch.Tensor]:
+    """f(input_ids, attention_mask, token_type_ids) -> class probabilities (B, C), calibrated."""
 
     def forward(
         input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
@@ -48,7 +51,7 @@ def probability_forward(model: Any, multilabel: bool = False) -> Callable[..., t
         logits = model(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         ).logits  # (B, C)
-        return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=-1)
+        return logits_to_probs(logits, multilabel, calibration)
 
     return forward
 
@@ -70,6 +73,7 @@ def integrated_gradients(
     n_steps: int = 50,
     internal_batch_size: int = 16,
     multilabel: bool = False,
+    calibration: Calibration | None = None,
 ) -> tuple[np.ndarray, float]:
     """Integrated gradients on the word-embedding layer (captum `LayerIntegratedGradients`).
 
@@ -87,7 +91,7 @@ def integrated_gradients(
     mask = torch.ones_like(input_ids)
     types = torch.zeros_like(input_ids)
     lig = LayerIntegratedGradients(
-        probability_forward(model, multilabel), model.get_input_embeddings()
+        probability_forward(model, multilabel, calibration), model.get_input_embeddings()
     )
     attributions, delta = lig.attribute(
         input_ids,
@@ -103,7 +107,12 @@ def integrated_gradients(
 
 
 def gradient_x_input(
-    model: Any, input_ids: torch.Tensor, target: int, *, multilabel: bool = False
+    model: Any,
+    input_ids: torch.Tensor,
+    target: int,
+    *,
+    multilabel: bool = False,
+    calibration: Calibration | None = None,
 ) -> np.ndarray:
     """Gradient × input on the word embeddings, summed over the hidden dimension: (1, T) -> (T,).
 
@@ -117,7 +126,7 @@ def gradient_x_input(
         attention_mask=torch.ones_like(input_ids),
         token_type_ids=torch.zeros_like(input_ids),
     ).logits  # (1, C)
-    probs = torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=-1)
+    probs = logits_to_probs(logits, multilabel, calibration)
     (grad,) = torch.autograd.grad(probs[0, target], embeddings)  # (1, T, D)
     return (grad * embeddings).sum(dim=-1)[0].detach().double().cpu().numpy()
 

@@ -13,8 +13,8 @@ integrated gradients for each text, checked by a deletion test, as JSON, PNG and
 A text longer than the run's max_length is cut into overlapping windows (stride: half a
 window); every score is the mean over the windows holding the token, and the probabilities are
 the mean over the windows. No token is dropped. The probabilities shown (and scored by the
-deletion test) are the run's calibrated ones, as `jiyi predict` gives them; the gradient methods
-differentiate the uncalibrated softmax (temperature scaling moves no decision).
+deletion test) are the run's calibrated ones, as `jiyi predict` gives them, and the gradient
+methods differentiate those same calibrated probabilities.
 """
 
 from __future__ import annotations
@@ -133,7 +133,9 @@ def explain_text(
             per_window["attention"].append(cls_attention(a))
             per_window["rollout"].append(attention_rollout(a)[0])
             per_window["grad_input"].append(
-                gradient_x_input(model, t, target_index, multilabel=clf.multilabel)
+                gradient_x_input(
+                    model, t, target_index, multilabel=clf.multilabel, calibration=clf.calibration
+                )
             )
             ig, delta = integrated_gradients(
                 model,
@@ -143,6 +145,7 @@ def explain_text(
                 n_steps=n_steps,
                 internal_batch_size=internal_batch_size,
                 multilabel=clf.multilabel,
+                calibration=clf.calibration,
             )
             per_window["integrated_gradients"].append(ig)
             deltas.append(delta)
