@@ -12,8 +12,8 @@ Every method is an affine map of the logits, `z -> z * scale + bias` (per class 
 T is fitted by minimising the negative log-likelihood of the data over log T with a golden-section
 search on [log 0.05, log 20] (deterministic; the NLL is convex in 1/T, so unimodal in log T):
 
->>> z = np.array([[4.0, 0.0], [0.0, 4.0], [4.0, 0.0], [0.0, 4.0]])   # confident logits
->>> cal = fit(z, np.array([0, 0, 1, 1]), multilabel=False)            # ... but half wrong
+>>> z = np.tile([[4.0, 0.0], [0.0, 4.0]], (10, 1))                   # confident logits
+>>> cal = fit(z, np.repeat([0, 1], 10), multilabel=False)             # ... but half wrong
 >>> round(float(cal.temperatures()[0]), 2)                            # T grows: flatter
 20.0
 

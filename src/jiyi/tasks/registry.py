@@ -2,11 +2,12 @@
 
 A verb asks the registry what a run is and whether it applies:
 
->>> spec = task_of_run("runs/ner")            # its model/jiyi.json says task ner
+>>> spec = TASKS["ner"]      # task_of_run("runs/ner") finds it in the run's model/jiyi.json
 >>> spec.name, spec.service, spec.can("bias")
 ('ner', 'ner', False)
->>> refuse_unless(spec, "bias", "jiyi bias")  # JiyiError, exit 2:
-jiyi bias applies to classification and multilabel runs, not ner (a ner run takes: train, ...).
+>>> refuse_unless(spec, "bias", "jiyi bias")  # the CLI prints the message, exit 2
+Traceback (most recent call last):
+jiyi.errors.JiyiError: jiyi bias applies to classification and multilabel runs, not ner (a ner run takes: train, predict, evaluate, serve).
 
 A task's work (validate its flags, train, predict, evaluate, show metrics) sits in its adapter,
 `jiyi.tasks.<name>` (see `ADAPTER_FUNCTIONS`), imported only when a verb needs it.
