@@ -189,6 +189,33 @@ def test_training_calibrates_on_validation_and_stores_it(
     assert f"the model's own gave ECE {block['before']['ece']:.4f}" in card
 
 
+def test_calibration_reuses_the_best_steps_validation_logits(
+    tiny_model_dir: Path, tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation goes through the model once per evaluation, never again to calibrate; each
+    evaluation says how long the user had waited (elapsed_s)."""
+    import jiyi.train
+    from conftest import train_argv
+
+    passes: list[int] = []
+    real = jiyi.train.split_outputs
+
+    def counted(model, split, *args, **kwargs):
+        passes.append(len(split.examples))
+        return real(model, split, *args, **kwargs)
+
+    monkeypatch.setattr(jiyi.train, "split_outputs", counted)
+    out = tmp_path / "run"
+    assert main(train_argv(tiny_model_dir, tiny_data_dir, out)) == 0
+    events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [e for e in events if e["event"] == "eval"]
+    assert len(evals) >= 2
+    assert passes == [60] * len(evals) + [60]  # the evaluations, then test; no calibration pass
+    elapsed = [e["elapsed_s"] for e in evals]
+    assert 0 < elapsed[0] <= elapsed[-1] and elapsed == sorted(elapsed)
+    assert json.loads((out / "model" / "jiyi.json").read_text())["calibration"]["n"] == 60
+
+
 def test_predict_evaluate_serve_and_load_use_the_stored_calibration(
     trained_run: Path, tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

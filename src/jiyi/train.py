@@ -49,15 +49,19 @@ def evaluate_split(
     pad_id: int,
     calibration: Calibration | None = None,
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None]:
-    """Metrics of `split`; under several processes each evaluates a share, results are gathered.
-    Multilabel thresholds are tuned on `split` (the validation data)."""
+    """Metrics of `split`, its (N, C) logits in row order (kept for calibration: the best step's
+    are the best model's) and the multilabel thresholds, tuned on `split` (the validation data).
+    Under several processes each evaluates a share; the results are gathered."""
+    from jiyi.calibrate import probabilities
     from jiyi.evaluate import classification_metrics, multilabel_metrics, tune_thresholds
 
-    ordered = split_outputs(model, split, config, accelerator, pad_id, calibration=calibration)
-    if config.task == "multilabel":
-        thresholds = tune_thresholds(split.targets, ordered)
-        return multilabel_metrics(split.targets, ordered, labels, thresholds), ordered, thresholds
-    return classification_metrics(split.targets, ordered, labels), ordered, None
+    logits = split_outputs(model, split, config, accelerator, pad_id, logits=True)
+    multilabel = config.task == "multilabel"
+    probs = probabilities(logits, multilabel, calibration)
+    if multilabel:
+        thresholds = tune_thresholds(split.targets, probs)
+        return multilabel_metrics(split.targets, probs, labels, thresholds), logits, thresholds
+    return classification_metrics(split.targets, probs, labels), logits, None
 
 
 def split_outputs(
@@ -108,15 +112,18 @@ def calibrate_on_validation(
     pad_id: int,
     run_dir: Path,
     say: Any,
+    logits: np.ndarray | None = None,
 ) -> Calibration | None:
     """Fit --calibration (default temperature) on the validation logits of the best model and
-    store it in model/jiyi.json (`jiyi.calibrate.refit`); every process fits the same one."""
+    store it in model/jiyi.json (`jiyi.calibrate.refit`); every process fits the same one.
+    `logits`: those the loop's evaluation of the best step computed (no second pass)."""
     from jiyi.calibrate import refit, summary_line
     from jiyi.runs import read_meta
 
     method = config.calibration or "temperature"
     val = data.splits["validation"]
-    logits = split_outputs(model, val, config, accelerator, pad_id, logits=True)
+    if logits is None:
+        logits = split_outputs(model, val, config, accelerator, pad_id, logits=True)
     meta = read_meta(run_dir / "model")
     where = config.validation or f"{config.train} (validation slice)"
     calibration, meta = refit(logits, val.targets, data.labels, meta, method=method, data=where)
@@ -233,7 +240,12 @@ def train_classifier(
             }
         )
 
-    def save_best(metrics: dict[str, Any], thresholds: np.ndarray | None) -> None:
+    best_logits: list[np.ndarray] = []  # the validation logits of the best step in this process
+
+    def save_best(
+        metrics: dict[str, Any], thresholds: np.ndarray | None, logits: np.ndarray
+    ) -> None:
+        best_logits[:] = [logits]
         if not main:
             return
         with atomic_directory(run_dir / "model") as tmp:
@@ -257,11 +269,13 @@ def train_classifier(
 
     def run_eval() -> bool:
         """Validate, keep the best model; True when early stopping says stop."""
-        metrics, _, thresholds = evaluate_split(
+        metrics, logits, thresholds = evaluate_split(
             model, val_split, data.labels, config, accelerator, pad_id
         )
         assert config.metric is not None
-        return run.record_eval(metrics, config.metric, lambda: save_best(metrics, thresholds))
+        return run.record_eval(
+            metrics, config.metric, lambda: save_best(metrics, thresholds, logits)
+        )
 
     # --- sanity check: two validation batches through the model before any training ----------
     if state.step == 0:
@@ -302,8 +316,9 @@ def train_classifier(
     summary = run.summary(train_seconds, labels=data.labels)
     shown = objective.settings()  # the loss and class weights, in the report's settings
     return finish_classifier_run(
-        best_model, data, config, accelerator, pad_id, run, summary, shown, say
-    )
+        best_model, data, config, accelerator, pad_id, run, summary, shown, say,
+        validation_logits=best_logits[0] if best_logits else None,
+    )  # fmt: skip
 
 
 def finish_classifier_run(
@@ -316,17 +331,21 @@ def finish_classifier_run(
     summary: dict[str, Any],
     settings: dict[str, str],
     say: Callable[..., None],
+    validation_logits: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The end of a classifier run, after its loop: calibrate the best model on validation
     (--calibration; test uses it), evaluate it on the test split when there is one (metrics,
     report with `settings` shown, a "test" event), close TensorBoard. Returns `summary` with
-    the test metrics."""
+    the test metrics. `validation_logits`: the best model's, when the loop kept them (a resumed
+    run whose best step came before the resume has none: they are computed again)."""
     run_dir = run.run_dir
     calibration = None
     if "test" in data.splits or config.calibration != "none":
         best = accelerator.prepare(best)
     if config.calibration != "none":  # on the best model's validation logits; test uses it
-        calibration = calibrate_on_validation(best, data, config, accelerator, pad_id, run_dir, say)
+        calibration = calibrate_on_validation(
+            best, data, config, accelerator, pad_id, run_dir, say, logits=validation_logits
+        )
     if "test" in data.splits:
         test_metrics = write_test_eval(
             best, data, config, accelerator, pad_id, run_dir, calibration, settings
