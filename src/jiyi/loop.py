@@ -108,6 +108,15 @@ def build_optimizer(
     return optimizer, scheduler
 
 
+def process_seconds() -> float:
+    """Wall seconds since this process started: what a user has waited when an evaluation is
+    logged (loading, tokenizing and earlier evaluations included; a resumed run counts from its
+    resume)."""
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
+
+
 @dataclass
 class Run:
     """What the loop needs of a workflow's set-up: the prepared model and optimizer, the state
@@ -184,6 +193,7 @@ class Run:
                 **scalars,
                 "best": state.best_metric,
                 "improved": improved,
+                "elapsed_s": round(process_seconds(), 1),
             }
         )
         if self.tb:
