@@ -190,18 +190,19 @@ def scripts_seen(path: str | Path | None, labels: list[str]) -> dict[str, Any] |
     if path is None or not Path(path).is_file() or Path(path).suffix.lower() == ".parquet":
         return None
     skip = set(labels)
-    counts: Counter[str] = Counter()
+    chars: Counter[str] = Counter()  # each distinct character named once, not each occurrence
     latin_words = english = 0
     for value in text_values(Path(path)):
         if value in skip:
             continue
-        for ch in value:
-            script = script_of(ch)
-            if script:
-                counts[script] += 1
+        chars.update(value)
         for word in re.findall(r"[A-Za-z']+", value):
             latin_words += 1
             english += word.lower() in ENGLISH_WORDS
+    counts: Counter[str] = Counter()
+    for ch, n in chars.items():
+        if script := script_of(ch):
+            counts[script] += n
     total = sum(counts.values())
     if not total:
         return None
