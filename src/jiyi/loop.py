@@ -524,7 +524,8 @@ def run_loop(
                 t_aside = time.perf_counter()  # validation and checkpoints don't count in the rate
                 if due or end_of_epoch or state.step == run.total_steps:
                     stop_early = evaluate()
-                    run.checkpoint()
+                    if not (stop_early or state.step == run.total_steps):
+                        run.checkpoint()  # the last is left to finish_checkpoints (it drops them)
                 elif config.save_steps and state.step % config.save_steps == 0:
                     run.checkpoint()
                 t_window += time.perf_counter() - t_aside
