@@ -63,6 +63,7 @@ WRITER = textwrap.dedent(
         v = rng.normal(size=8).astype(np.float32)
         return v / np.linalg.norm(v)
     mem = Memory.open(path)
+    print("OPEN", flush=True)
     for b in range(start, start + 10_000):
         ids = [f"{b}-{i}" for i in range(5)]
         mem.add([f"text of {i}" for i in ids], labels=["a" if b % 2 else "b"] * 5,
@@ -134,7 +135,9 @@ def test_kill_9_never_loses_an_acknowledged_add(tmp_path: Path) -> None:
             text=True,
             env=env,
         )
-        time.sleep(rng.uniform(0.8, 2.0))
+        # killed a random while after it opened the memory (its imports take seconds under load)
+        assert child.stdout is not None and child.stdout.readline() == "OPEN\n", child.stderr
+        time.sleep(rng.uniform(0.3, 1.5))
         child.send_signal(signal.SIGKILL)
         out, err = child.communicate()
         assert child.returncode == -signal.SIGKILL, err
