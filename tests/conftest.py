@@ -5,12 +5,14 @@ small synthetic sentiment data set it can learn in seconds."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -307,3 +309,25 @@ def ray_instance() -> Iterator[None]:
     )
     yield
     ray.shutdown()
+
+
+def pooled_head_probs(folder: Path, texts: list[str], *, normalize: bool) -> np.ndarray:
+    """What a pooled classifier folder (jiyi.pooled: encoder + head.safetensors) should predict,
+    computed from its files without jiyi's model class: softmax((mean-pool(AutoModel(text)),
+    normalised when `normalize`) @ W.T + b) / T), T the stored temperature."""
+    import torch
+    from safetensors.numpy import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    encoder, tok = AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    head = load_file(str(folder / "head.safetensors"))
+    temperature = json.loads((folder / "jiyi.json").read_text())["calibration"]["temperature"]
+    with torch.no_grad():
+        enc = tok(texts, padding=True, return_tensors="pt")
+        hidden = encoder(**enc).last_hidden_state  # (B, T, H)
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        v = (hidden * mask).sum(1) / mask.sum(1)
+        if normalize:
+            v = v / v.norm(dim=1, keepdim=True)
+    logits = v.numpy() @ head["weight"].T + head["bias"]
+    return torch.softmax(torch.from_numpy(logits / temperature), -1).numpy()

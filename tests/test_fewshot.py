@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_texts, write_csv
+from conftest import make_texts, pooled_head_probs, write_csv
 from jiyi.cli import main
 from jiyi.config import TrainConfig
 from jiyi.errors import JiyiError
@@ -198,26 +198,11 @@ def test_the_encoder_learnt_to_pull_same_label_texts_together(
 def test_predict_is_the_encoder_mean_pooled_then_the_head(contrastive_run: Path) -> None:
     """jiyi.load gives softmax(normalise(mean-pool(AutoModel(text))) @ W.T + b) / T, computed
     here from the folder's files without jiyi's model class."""
-    from safetensors.numpy import load_file
-    from transformers import AutoModel, AutoTokenizer
-
     import jiyi
 
     texts = ["a great and moving film", "dull boring plot", "the story"]
-    clf = jiyi.load(contrastive_run)
-    got = clf.predict_proba(texts)
-    folder = contrastive_run / "model"
-    encoder, tok = AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
-    head = load_file(str(folder / "head.safetensors"))
-    temperature = json.loads((folder / "jiyi.json").read_text())["calibration"]["temperature"]
-    with torch.no_grad():
-        enc = tok(texts, padding=True, return_tensors="pt")
-        hidden = encoder(**enc).last_hidden_state  # (B, T, H)
-        mask = enc["attention_mask"].unsqueeze(-1).float()
-        v = (hidden * mask).sum(1) / mask.sum(1)
-        v = (v / v.norm(dim=1, keepdim=True)).numpy()
-    logits = v @ head["weight"].T + head["bias"]
-    expected = torch.softmax(torch.from_numpy(logits / temperature), -1).numpy()
+    got = jiyi.load(contrastive_run).predict_proba(texts)
+    expected = pooled_head_probs(contrastive_run / "model", texts, normalize=True)
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 

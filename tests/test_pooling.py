@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from conftest import train_argv
+from conftest import pooled_head_probs, train_argv
 from jiyi.cli import main
 from jiyi.config import TrainConfig
 from jiyi.errors import JiyiError
@@ -49,24 +48,11 @@ def test_the_run_holds_the_encoder_and_a_linear_head(mean_run: Path) -> None:
 def test_predict_is_the_mean_of_the_encoder_then_the_head(mean_run: Path) -> None:
     """jiyi.load gives softmax((mean-pool(AutoModel(text)) @ W.T + b) / T), computed here from the
     folder's files without jiyi's model class (no normalisation: "normalize": false)."""
-    from safetensors.numpy import load_file
-    from transformers import AutoModel, AutoTokenizer
-
     import jiyi
 
     texts = ["a great and moving film", "dull boring plot", "the story"]
     got = jiyi.load(mean_run).predict_proba(texts)
-    folder = mean_run / "model"
-    encoder, tok = AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
-    head = load_file(str(folder / "head.safetensors"))
-    temperature = json.loads((folder / "jiyi.json").read_text())["calibration"]["temperature"]
-    with torch.no_grad():
-        enc = tok(texts, padding=True, return_tensors="pt")
-        hidden = encoder(**enc).last_hidden_state  # (B, T, H)
-        mask = enc["attention_mask"].unsqueeze(-1).float()
-        v = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
-    logits = v @ head["weight"].T + head["bias"]
-    expected = torch.softmax(torch.from_numpy(logits / temperature), -1).numpy()
+    expected = pooled_head_probs(mean_run / "model", texts, normalize=False)
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 

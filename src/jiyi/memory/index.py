@@ -36,6 +36,16 @@ def faiss_module() -> Any:
     return faiss
 
 
+def unit_rows(vectors: np.ndarray, verb: str) -> np.ndarray:
+    """(n, D) float32 rows scaled to length 1 (inner product = cosine); NaN or infinite values
+    are refused, naming the `verb` that got them."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if not np.isfinite(vectors).all():
+        raise JiyiError(f"{verb}: the vectors hold NaN or infinite values.")
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
 def choose_kind(kind: str, n_rows: int) -> str:
     if kind not in KINDS:
         raise JiyiError(f"--index {kind!r}: choose one of {', '.join(KINDS)}.")

@@ -28,7 +28,7 @@ import numpy as np
 from jiyi.data.readers import label_sort_key
 from jiyi.errors import JiyiError
 from jiyi.io import atomic_directory
-from jiyi.memory.index import VectorIndex
+from jiyi.memory.index import VectorIndex, unit_rows
 from jiyi.memory.ondisk import describe
 from jiyi.memory.sharded import FORMAT, normal_label, prepare
 from jiyi.memory.store import MANIFEST, State, Store, row_store_layout
@@ -283,10 +283,7 @@ class Memory:
                 f"memory add: vectors of shape {tuple(vectors.shape)}; this memory holds "
                 f"{dim}-dimensional vectors, one per text ({n}, {dim})."
             )
-        if not np.isfinite(vectors).all():
-            raise JiyiError("memory add: the vectors hold NaN or infinite values.")
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors = vectors / np.maximum(norms, 1e-12)
+        vectors = unit_rows(vectors, "memory add")
         slots = list(range(state.next_slot, state.next_slot + n))
         header = {
             "op": "add",

@@ -26,7 +26,7 @@ import numpy as np
 
 from jiyi.errors import JiyiError
 from jiyi.io import atomic_directory
-from jiyi.memory.index import choose_kind
+from jiyi.memory.index import choose_kind, unit_rows
 from jiyi.memory.store import Store, rows_table
 from jiyi.prompts import ROLES
 
@@ -153,10 +153,7 @@ def write_vectors(path: Path, shards: Iterable[np.ndarray], n_rows: int, dim: in
                 f"memory build: a vector shard of shape {tuple(shard.shape)} after {done} rows "
                 f"does not fit {n_rows} rows of {dim} dimensions."
             )
-        if not np.isfinite(shard).all():
-            raise JiyiError("memory build: the vectors hold NaN or infinite values.")
-        norms = np.linalg.norm(shard, axis=1, keepdims=True)
-        out[done : done + len(shard)] = shard / np.maximum(norms, 1e-12)
+        out[done : done + len(shard)] = unit_rows(shard, "memory build")
         done += len(shard)
     if done != n_rows:
         raise JiyiError(f"memory build: the vector shards hold {done} rows for {n_rows} texts.")
