@@ -47,7 +47,6 @@ def evaluate_split(
     config: TrainConfig,
     accelerator: Any,
     pad_id: int,
-    calibration: Calibration | None = None,
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None]:
     """Metrics of `split`, its (N, C) logits in row order (kept for calibration: the best step's
     are the best model's) and the multilabel thresholds, tuned on `split` (the validation data).
@@ -55,9 +54,9 @@ def evaluate_split(
     from jiyi.calibrate import probabilities
     from jiyi.evaluate import classification_metrics, multilabel_metrics, tune_thresholds
 
-    logits = split_outputs(model, split, config, accelerator, pad_id, logits=True)
+    logits = split_outputs(model, split, config, accelerator, pad_id)
     multilabel = config.task == "multilabel"
-    probs = probabilities(logits, multilabel, calibration)
+    probs = probabilities(logits, multilabel, None)  # the model's own, as checkpoints compare
     if multilabel:
         thresholds = tune_thresholds(split.targets, probs)
         return multilabel_metrics(split.targets, probs, labels, thresholds), logits, thresholds
@@ -65,36 +64,23 @@ def evaluate_split(
 
 
 def split_outputs(
-    model: Any,
-    split: Split,
-    config: TrainConfig,
-    accelerator: Any,
-    pad_id: int,
-    *,
-    calibration: Calibration | None = None,
-    logits: bool = False,
+    model: Any, split: Split, config: TrainConfig, accelerator: Any, pad_id: int
 ) -> np.ndarray:
-    """(N, C) probabilities (or raw logits) of `split` in row order; each process computes a
-    share of the batches, the shares are gathered."""
+    """(N, C) logits of `split` in row order (probabilities: `jiyi.calibrate.probabilities`);
+    each process computes a share of the batches, the shares are gathered."""
     from accelerate.utils import gather_object
 
     assert split.enc is not None
     batches = sorted_batches(split.enc.lengths, config.eval_batch_size)
     mine = batches[accelerator.process_index :: accelerator.num_processes]
-    common = dict(
+    rows, out = forward_logits(
+        accelerator.unwrap_model(model),
+        split.enc,
         pad_id=pad_id,
         batch_size=config.eval_batch_size,
         indices=mine,
         bf16=config.precision == "bf16",
     )
-    model = accelerator.unwrap_model(model)
-    if logits:
-        rows, out = forward_logits(model, split.enc, **common)
-    else:
-        multilabel = config.task == "multilabel"
-        rows, out = forward_probs(
-            model, split.enc, multilabel=multilabel, calibration=calibration, **common
-        )
     if accelerator.num_processes > 1:
         gathered = gather_object([(rows, out)])
         rows = np.concatenate([r for r, _ in gathered])
@@ -123,7 +109,7 @@ def calibrate_on_validation(
     method = config.calibration or "temperature"
     val = data.splits["validation"]
     if logits is None:
-        logits = split_outputs(model, val, config, accelerator, pad_id, logits=True)
+        logits = split_outputs(model, val, config, accelerator, pad_id)
     meta = read_meta(run_dir / "model")
     where = config.validation or f"{config.train} (validation slice)"
     calibration, meta = refit(logits, val.targets, data.labels, meta, method=method, data=where)
@@ -379,7 +365,7 @@ def write_test_eval(
 
     test = data.splits["test"]
     multilabel = config.task == "multilabel"
-    logits = split_outputs(model, test, config, accelerator, pad_id, logits=True)
+    logits = split_outputs(model, test, config, accelerator, pad_id)
     probs = probabilities(logits, multilabel, calibration)
     thresholds = None
     meta = read_meta(run_dir / "model")
