@@ -25,6 +25,10 @@ from jiyi.memory.ondisk import IvfpqWriter, OnDiskIndex, exact_neighbours, recal
 DIM = 32  # the tiny test model's hidden size
 N = 3000
 PARAMS = {"pq_m": 16, "shard_rows": 700, "recall_queries": 200, "target_recall": 0.9}
+ROW_AND_INDEX_FILES = (
+    "trained.faiss", "index.ivfdata", "vectors.npy", "rows-00000.parquet", "slots.npy",
+    "id_hash.npy", "id_row.npy", "meta.json",
+)  # fmt: skip
 
 
 def clustered(n: int, seed: int) -> np.ndarray:
@@ -77,7 +81,8 @@ def test_build_writes_on_disk_lists_and_records_recall(built: Path) -> None:
     mem = Memory.open(built)
     snap = built / f"snap-{mem.state.generation:06d}"
     assert sorted(p.name for p in snap.iterdir()) == [
-        "index.faiss", "index.ivfdata", "meta.json", "rows.parquet", "trained.faiss", "vectors.npy",
+        "id_hash.npy", "id_row.npy", "index.faiss", "index.ivfdata", "meta.json",
+        "rows-00000.parquet", "slots.npy", "trained.faiss", "vectors.npy",
     ]  # fmt: skip
     params = mem.manifest["index_params"]
     assert params["nlist"] == N // 39 and params["pq_m"] == 16  # 4 sqrt(N) = 219: too few rows
@@ -105,7 +110,7 @@ def test_queries_reach_the_recorded_recall_with_exact_scores(
 ) -> None:
     mem = Memory.open(built)
     scores, positions = mem.search(queries, 10)
-    found = np.asarray(mem.state.rows.slot_array())[positions]
+    found = np.asarray(mem.state.rows.slots)[positions]
     truth = exact_neighbours(queries, [(vectors, np.arange(N))], 10)
     assert recall_at(found, truth) >= 0.85  # held-out queries; the build measured >= 0.9
     np.testing.assert_allclose(scores, np.einsum("qkd,qd->qk", vectors[found], queries), atol=1e-5)
@@ -113,7 +118,7 @@ def test_queries_reach_the_recorded_recall_with_exact_scores(
     flat = Memory.open(built)  # nprobe = every cell: the candidates PQ ranks first, re-scored
     flat.manifest["index_params"] = {**flat.manifest["index_params"], "nprobe": 10_000}
     _, all_cells = flat.search(queries, 10)
-    assert recall_at(np.asarray(flat.state.rows.slot_array())[all_cells], truth) >= 0.9
+    assert recall_at(np.asarray(flat.state.rows.slots)[all_cells], truth) >= 0.9
 
 
 def test_add_forget_compact_keep_the_snapshot_untouched(
@@ -245,7 +250,7 @@ def test_build_from_shards_equals_memory_build(
         on_progress=lambda message: None,
     )  # fmt: skip
     snap, want = path / "snap-000002", built / "snap-000002"
-    for name in ("trained.faiss", "index.ivfdata", "vectors.npy", "rows.parquet", "meta.json"):
+    for name in ROW_AND_INDEX_FILES:
         assert digest(snap / name) == digest(want / name), name
     assert Memory.open(path).manifest == Memory.open(built).manifest
     with pytest.raises(JiyiError, match="the vector shards hold 2000 rows for 3000 texts"):

@@ -164,7 +164,7 @@ def test_memory_build_on_ray_stores_the_local_vectors(
     assert main([*base, "--output", str(tmp_path / "ray"), "--engine", "ray"]) == 0
     local, on_ray = Memory.open(tmp_path / "local"), Memory.open(tmp_path / "ray")
     assert on_ray.manifest["fingerprint"] == local.manifest["fingerprint"]
-    assert on_ray.state.rows.ids == local.state.rows.ids
+    assert list(on_ray.state.rows.ids) == list(local.state.rows.ids)
     assert np.abs(on_ray.state.rows.vectors() - local.state.rows.vectors()).max() <= 1e-5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["local", "ray"]  # work folder gone
 

@@ -89,9 +89,10 @@ def test_ray_build_writes_the_files_of_a_local_build_of_the_same_vectors(
     assert sorted(p.name for p in on_ray.parent.iterdir()) == ["mem"], "work folder removed"
     snap = snapshot(on_ray)
     assert sorted(p.name for p in snap.iterdir()) == [
-        "index.faiss", "index.ivfdata", "meta.json", "rows.parquet", "trained.faiss", "vectors.npy",
+        "id_hash.npy", "id_row.npy", "index.faiss", "index.ivfdata", "meta.json",
+        "rows-00000.parquet", "slots.npy", "trained.faiss", "vectors.npy",
     ]  # fmt: skip
-    rows = pq.read_table(snap / "rows.parquet")
+    rows = pq.read_table(snap / "rows-00000.parquet")
     assert made.shape == (240, 32) and rows.num_rows == 240  # the Ray workers' vectors
     labels = [json.loads(x) for x in rows.column("label").to_pylist()]
     local = Memory.build(
@@ -105,7 +106,7 @@ def test_ray_build_writes_the_files_of_a_local_build_of_the_same_vectors(
         max_length=32,
     )
     local_snap = snapshot(local.path)
-    for name in ("trained.faiss", "index.ivfdata", "vectors.npy", "rows.parquet"):
+    for name in ("trained.faiss", "index.ivfdata", "vectors.npy", "rows-00000.parquet"):
         assert digest(snap / name) == digest(local_snap / name), name
     assert json.loads((snap / "meta.json").read_text()) == json.loads(
         (local_snap / "meta.json").read_text()

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,19 @@ def write_predictions(output: str, rows: list[dict[str, Any]]) -> None:
     else:
         atomic_write_text(output, lines)
         print(f"{len(rows)} predictions written to {output}", file=sys.stderr)
+
+
+def write_npy(path: str | os.PathLike, blocks: Iterable[Any], shape: tuple[int, int]) -> None:
+    """Write `blocks` ((n_i, d) float32 arrays, in order, adding up to `shape`) as one .npy
+    file, one block in memory at a time, with plain writes (no memory map whose pages would
+    count as the writer's)."""
+    import numpy as np
+
+    with open(path, "wb") as f:
+        header = {"descr": "<f4", "fortran_order": False, "shape": tuple(shape)}
+        np.lib.format.write_array_header_1_0(f, header)
+        for block in blocks:
+            f.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
 
 
 def append_jsonl(path: str | os.PathLike, obj: dict[str, Any]) -> None:

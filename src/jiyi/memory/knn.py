@@ -30,8 +30,9 @@ from jiyi.errors import JiyiError
 from jiyi.io import atomic_directory
 from jiyi.memory.index import VectorIndex, unit_rows
 from jiyi.memory.ondisk import describe
+from jiyi.memory.rowstore import row_store_layout
 from jiyi.memory.sharded import FORMAT, normal_label, prepare
-from jiyi.memory.store import MANIFEST, State, Store, row_store_layout
+from jiyi.memory.store import MANIFEST, State, Store
 
 COMPACT_MIN_ROWS = 10_000  # the log is folded into a new snapshot past max(this, 25% of rows)
 HNSW_REBUILD_DEAD = 0.10  # an HNSW graph is rebuilt when this share of its slots is forgotten
@@ -306,8 +307,8 @@ class Memory:
 
     def _maybe_compact(self) -> None:
         state = self.state
-        logged = len(state.rows.slots) - state.snapshot_rows
-        if logged > max(COMPACT_MIN_ROWS, state.snapshot_rows // 4):
+        logged = len(state.rows.slots) - state.rows.snapshot_rows
+        if logged > max(COMPACT_MIN_ROWS, state.rows.snapshot_rows // 4):
             self._compact()
 
     def _compact(self) -> None:
@@ -388,7 +389,7 @@ class Memory:
     def _vectors_of(self, slots: np.ndarray) -> np.ndarray:
         """The stored vectors of these slots (read from disk for an ivfpq memory)."""
         rows = self.state.rows
-        return np.asarray(rows.vectors()[np.searchsorted(rows.slot_array(), slots)])
+        return rows.vectors_at(np.searchsorted(rows.slots, slots))
 
     def _new_index(self, vectors: np.ndarray, slots: np.ndarray) -> Any:
         kind = self.manifest["index"]
@@ -418,9 +419,9 @@ class Memory:
             index = VectorIndex.from_bytes(kind, dim, saved.read_bytes(), params)
         if index is not None:
             index.exclude(state.snapshot_dead)
-            tail = np.arange(state.snapshot_rows, len(rows.slots))  # rows replayed from the log
+            tail = np.arange(rows.snapshot_rows, len(rows.slots))  # rows replayed from the log
             if len(tail):
-                index.add(rows.vectors()[tail], np.asarray(rows.slots)[tail])
+                index.add(rows.vectors_at(tail), rows.slots[tail])
             index.remove([s for s in rows.dead if s not in state.snapshot_dead])
         else:
             live = rows.live()
@@ -437,7 +438,7 @@ class Memory:
         self.refresh()
         index = self._ensure_index()
         scores, slots = index.search(vectors, k)
-        all_slots = self.state.rows.slot_array()
+        all_slots = self.state.rows.slots
         positions = np.searchsorted(all_slots, slots)
         positions = np.where(slots < 0, -1, np.minimum(positions, len(all_slots) - 1))
         return scores, positions
@@ -473,30 +474,28 @@ class Memory:
     def __len__(self) -> int:
         return len(self.state.rows)
 
+    def label_counts(self) -> Counter[str]:
+        """How many live rows carry each label (a multilabel row counts for each of its own)."""
+        rows = self.state.rows
+        labels = list(rows.labels)  # the column whole: a snapshot's is read once, not by row
+        return Counter(name for i in rows.live() for name in label_names(labels[i]))
+
     def labels(self) -> list[str]:
         """Label names of the live rows, sorted as training sorts them."""
-        rows = self.state.rows
-        names: set[str] = set()
-        for i in rows.live():
-            label = rows.labels[i]
-            if isinstance(label, list):
-                names.update(label)
-            elif label is not None:
-                names.add(label)
-        return sorted(names, key=label_sort_key)
+        return sorted(self.label_counts(), key=label_sort_key)
 
     def labelled(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(vectors (N, D), targets (N, C) 0/1, label names) of the live labelled rows."""
         rows = self.state.rows
         names = self.labels()
         column = {n: j for j, n in enumerate(names)}
-        keep = [i for i in rows.live() if rows.labels[i] is not None]
+        labels = list(rows.labels)
+        keep = [i for i in rows.live() if labels[i] is not None]
         targets = np.zeros((len(keep), len(names)), dtype=np.float32)
         for r, i in enumerate(keep):
-            label = rows.labels[i]
-            for name in label if isinstance(label, list) else [label]:
+            for name in label_names(labels[i]):
                 targets[r, column[name]] = 1.0
-        return rows.vectors()[keep], targets, names
+        return rows.vectors_at(np.asarray(keep, dtype=np.int64)), targets, names
 
     def label_matrix(self, names: Sequence[str]) -> np.ndarray:
         """(rows incl. dead, C) 0/1 targets aligned with row positions (unlabelled: zeros)."""
@@ -504,7 +503,7 @@ class Memory:
         column = {n: j for j, n in enumerate(names)}
         out = np.zeros((len(rows.slots), len(names)), dtype=np.float32)
         for i, label in enumerate(rows.labels):
-            for name in label if isinstance(label, list) else [label] if label else []:
+            for name in label_names(label):
                 if name in column:
                     out[i, column[name]] = 1.0
         return out
@@ -512,20 +511,15 @@ class Memory:
     def stats(self) -> dict[str, Any]:
         rows = self.state.rows
         live = rows.live()
-        counts = Counter(
-            name
-            for i in live
-            for name in (rows.labels[i] if isinstance(rows.labels[i], list) else [rows.labels[i]])
-            if name is not None
-        )
+        labels = list(rows.labels)
         disk = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
         m = self.manifest
         log = self.store.log_path(self.state.generation)
         return {
             "path": str(self.path),
             "rows": len(live),
-            "labels": dict(sorted(counts.items())),
-            "unlabelled": int(sum(rows.labels[i] is None for i in live)),
+            "labels": dict(sorted(self.label_counts().items())),
+            "unlabelled": int(sum(labels[i] is None for i in live)),
             "dim": m["dim"],
             "index": m["index"],
             "index_settings": describe(m, self._snapshot()),
@@ -547,6 +541,13 @@ class Memory:
         """Save tuned settings into memory.json (under the writer lock)."""
         with self.store.writer_lock():
             self.manifest = self.store.update_manifest(**changes)
+
+
+def label_names(label: Any) -> list[str]:
+    """A stored label as a list of names: "pos" -> ["pos"], ["a", "b"] as is, None -> []."""
+    if label is None:
+        return []
+    return label if isinstance(label, list) else [label]
 
 
 def warn(message: str) -> None:

@@ -41,6 +41,7 @@ import numpy as np
 
 from jiyi.errors import JiyiError
 from jiyi.memory.index import SMALL_BATCH, faiss_module, fitting_vectors, sample_rows
+from jiyi.memory.rowstore import snapshot_slots
 
 # nlist 0 = 4·sqrt(N) cells; pq_m 0 = dim / 4 sub-quantizers (96 bytes a vector at 384-d);
 # nprobe 0 = tuned at build time to target_recall (recall@10 against exact search)
@@ -441,30 +442,21 @@ def tune_nprobe(
     }
 
 
-def _slots(folder: Path) -> np.ndarray:
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(folder / "rows.parquet", columns=["slot"])
-    return table.column("slot").to_numpy().astype(np.int64)
-
-
 def snapshot_shards(folder: Path, shard_rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(vectors, slots) of a snapshot folder, `shard_rows` at a time, read from its files."""
-    slots = _slots(folder)
+    slots = snapshot_slots(folder)
     vectors = np.load(folder / "vectors.npy", mmap_mode="r")  # (N, D), never all in RAM
     for start in range(0, len(slots), shard_rows):
         stop = start + shard_rows
-        yield np.asarray(vectors[start:stop], dtype=np.float32), slots[start:stop]
+        yield np.asarray(vectors[start:stop], dtype=np.float32), np.asarray(slots[start:stop])
 
 
 def snapshot_rows(folder: Path, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
     """(vectors (n, D), slots (n,)) of rows [start, stop) of a snapshot folder: what a worker
     that encodes one shard reads (`encode_shards_here` shows the loop it replaces)."""
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(folder / "rows.parquet", columns=["slot"]).slice(start, stop - start)
     vectors = np.load(folder / "vectors.npy", mmap_mode="r")  # (N, D)
-    return np.asarray(vectors[start:stop], dtype=np.float32), table.column("slot").to_numpy()
+    slots = np.asarray(snapshot_slots(folder)[start:stop])
+    return np.asarray(vectors[start:stop], dtype=np.float32), slots
 
 
 # encode(writer, folder, ranges, say): rows [start, stop) of ranges[i] encoded with
@@ -524,7 +516,7 @@ def build_index(
     if trained is not None or n == 0:
         return p
     index = OnDiskIndex.open(folder, dim, p)
-    all_slots = _slots(folder)
+    all_slots = np.asarray(snapshot_slots(folder))
     index.vectors_of = lambda s: np.asarray(vectors[np.searchsorted(all_slots, s)])
     skip = None
     if queries is None:  # leave-one-out: stored rows, each may not find itself

@@ -3,8 +3,8 @@
 Parquet shards and encodes the index shards on Ray too.
 
 The folder is the one `Memory.build` writes from the same vectors, file for file: memory.json,
-CURRENT and one snapshot (rows.parquet, vectors.npy, trained.faiss, index.faiss, index.ivfdata,
-meta.json), made in a temporary folder and renamed into place whole.
+CURRENT and one snapshot (the row parts and their index, vectors.npy, trained.faiss,
+index.faiss, index.ivfdata, meta.json), made in a temporary folder and renamed into place whole.
 
 >>> shards = lambda: (np.load(f) for f in ["v0.npy", "v1.npy"])   # (n_i, D) each, row order
 >>> build_from_shards("mem", "minilm", texts, shards=shards, index_params={"shard_rows": 10_000})
@@ -18,16 +18,17 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from jiyi.errors import JiyiError
-from jiyi.io import atomic_directory
+from jiyi.io import atomic_directory, write_npy
 from jiyi.memory.index import choose_kind, unit_rows
-from jiyi.memory.store import Store, rows_table
+from jiyi.memory.rowstore import PART_ROWS, rows_table, write_rows
+from jiyi.memory.store import Store
 from jiyi.prompts import ROLES
 
 FORMAT = 1  # memory.json's "format"
@@ -144,21 +145,23 @@ def row_columns(
 def write_vectors(path: Path, shards: Iterable[np.ndarray], n_rows: int, dim: int) -> None:
     """Write the shards, in order, as one (n_rows, dim) float32 .npy file of unit rows (as
     `Memory.add` normalizes them), one shard in memory at a time."""
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n_rows, dim))
     done = 0
-    for shard in shards:
-        shard = np.asarray(shard, dtype=np.float32)  # (n_i, D)
-        if shard.ndim != 2 or shard.shape[1] != dim or done + len(shard) > n_rows:
-            raise JiyiError(
-                f"memory build: a vector shard of shape {tuple(shard.shape)} after {done} rows "
-                f"does not fit {n_rows} rows of {dim} dimensions."
-            )
-        out[done : done + len(shard)] = unit_rows(shard, "memory build")
-        done += len(shard)
+
+    def checked() -> Iterator[np.ndarray]:
+        nonlocal done
+        for shard in shards:
+            shard = np.asarray(shard, dtype=np.float32)  # (n_i, D)
+            if shard.ndim != 2 or shard.shape[1] != dim or done + len(shard) > n_rows:
+                raise JiyiError(
+                    f"memory build: a vector shard of shape {tuple(shard.shape)} after {done} "
+                    f"rows does not fit {n_rows} rows of {dim} dimensions."
+                )
+            done += len(shard)
+            yield unit_rows(shard, "memory build")
+
+    write_npy(path, checked(), (n_rows, dim))
     if done != n_rows:
         raise JiyiError(f"memory build: the vector shards hold {done} rows for {n_rows} texts.")
-    out.flush()
-    del out
 
 
 def build_from_shards(
@@ -197,9 +200,13 @@ def build_from_shards(
     tuned: dict[str, Any] = {}
 
     def write(folder: Path, final: Path) -> None:
-        import pyarrow.parquet as pq
-
-        pq.write_table(rows_table(**columns), folder / "rows.parquet")
+        meta["parts"] = write_rows(
+            folder,
+            (
+                rows_table(**{name: values[a : a + PART_ROWS] for name, values in columns.items()})
+                for a in range(0, n, PART_ROWS)
+            ),
+        )
         write_vectors(folder / "vectors.npy", shards(), n, dim)
         params = manifest["index_params"]
         tuned.update(build_index(folder, final, dim, params, on_progress=say, encode=encode))

@@ -5,11 +5,13 @@ MEM_DIR/
   memory.json        what the memory is: model, fingerprint, pooling, index kind, tuned settings
   CURRENT            the live generation, e.g. "3" (replaced atomically)
   snap-000003/       that generation's snapshot, never modified once renamed into place:
-    rows.parquet       slot, id, text, label, payload (one row per live vector)
-    vectors.npy        (N, D) float32, row i = rows.parquet row i
+    rows-00000.parquet ...   slot, id, text, label, payload (one row per live vector), in parts
+    slots.npy, id_hash.npy, id_row.npy   the parts' index (jiyi.memory.rowstore)
+    vectors.npy        (N, D) float32, row i = row i of the parts
     index.faiss        the ANN index (hnsw / ivf only; a flat index is rebuilt on open)
     trained.faiss, index.ivfdata   ivfpq only: codebooks and on-disk lists (jiyi.memory.ondisk)
-    meta.json          seq (last log record folded in), next_slot, next_auto_id, dead slots
+    meta.json          seq (last log record folded in), next_slot, next_auto_id, dead slots,
+                       the rows of each part
   log-000003.bin     records appended since that snapshot: add (rows + vectors), forget (ids)
   lock               writers hold an exclusive flock on it; readers never lock
 ```
@@ -35,15 +37,16 @@ import shutil
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from jiyi.errors import JiyiError
-from jiyi.io import atomic_directory, atomic_write_json, atomic_write_text
+from jiyi.io import atomic_directory, atomic_write_json, atomic_write_text, write_npy
+from jiyi.memory.rowstore import PART_ROWS, Rows, SnapshotRows, write_rows
 
 MAGIC = b"JYR1"
 _FRAME = struct.Struct("<4sII")  # magic, body length, crc32(body)
@@ -60,64 +63,6 @@ def _fsync_dir(path: Path) -> None:
 
 
 @dataclass
-class Rows:
-    """Live rows in insertion order, with their vectors; `slot` is the index's int64 id."""
-
-    dim: int
-    slots: list[int] = field(default_factory=list)
-    ids: list[str] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
-    labels: list[Any] = field(default_factory=list)  # str, list[str] (multilabel) or None
-    payloads: list[Any] = field(default_factory=list)  # dict or None
-    chunks: list[np.ndarray] = field(default_factory=list)  # vectors, concatenated on demand
-    dead: set[int] = field(default_factory=set)  # slots forgotten since they were added
-    position: dict[str, int] = field(default_factory=dict)  # id -> index into the lists
-    _slot_array: np.ndarray | None = None
-
-    def slot_array(self) -> np.ndarray:
-        """`slots` as int64 (ascending: slots are handed out in order), cached until an append."""
-        if self._slot_array is None or len(self._slot_array) != len(self.slots):
-            self._slot_array = np.asarray(self.slots, dtype=np.int64)
-        return self._slot_array
-
-    def __len__(self) -> int:
-        return len(self.slots) - len(self.dead)
-
-    def vectors(self) -> np.ndarray:
-        """All vectors, dead ones included (they line up with `slots`): (n, D) float32."""
-        if len(self.chunks) != 1:
-            whole = np.concatenate(self.chunks) if self.chunks else np.zeros((0, self.dim))
-            self.chunks = [np.ascontiguousarray(whole, dtype=np.float32)]
-        return self.chunks[0]
-
-    def append(self, header: dict[str, Any], vectors: np.ndarray) -> None:
-        start = len(self.slots)
-        self.slots.extend(header["slots"])
-        self.ids.extend(header["ids"])
-        self.texts.extend(header["texts"])
-        self.labels.extend(header["labels"])
-        self.payloads.extend(header["payloads"])
-        self.chunks.append(vectors)
-        for i, rid in enumerate(header["ids"], start=start):
-            self.position[rid] = i
-
-    def forget(self, ids: Sequence[str]) -> list[int]:
-        """Mark rows dead; returns their slots. Unknown ids are the caller's to reject."""
-        slots = []
-        for rid in ids:
-            i = self.position.pop(rid)
-            self.dead.add(self.slots[i])
-            slots.append(self.slots[i])
-        return slots
-
-    def live(self) -> np.ndarray:
-        """Indices (into the lists) of the live rows."""
-        if not self.dead:
-            return np.arange(len(self.slots))
-        return np.flatnonzero(~np.isin(np.asarray(self.slots, dtype=np.int64), list(self.dead)))
-
-
-@dataclass
 class State:
     """One consistent view of the memory: a generation's snapshot plus its log replayed."""
 
@@ -128,7 +73,6 @@ class State:
     rows: Rows
     log_offset: int  # bytes of the log that are whole records
     snapshot_dead: set[int]  # dead slots recorded in the snapshot (an ANN index still holds them)
-    snapshot_rows: int = 0  # rows that came from the snapshot; the rest came from the log
 
 
 class Store:
@@ -179,43 +123,19 @@ class Store:
         raise JiyiError(f"{self.path}: could not get a consistent view (a writer kept compacting).")
 
     def _load_snapshot(self, generation: int) -> State:
-        import pyarrow.parquet as pq
-
         snap = self.snapshot_dir(generation)
         meta = json.loads((snap / "meta.json").read_text(encoding="utf-8"))
-        dim = int(self.manifest()["dim"])
-        rows = Rows(dim)
-        table = pq.read_table(snap / "rows.parquet")
+        manifest = self.manifest()
+        base = SnapshotRows(snap, meta.get("parts"))
         # an ivfpq memory may be larger than RAM: its vectors are read from disk when needed
-        on_disk = self.manifest().get("index") == "ivfpq"
+        on_disk = manifest.get("index") == "ivfpq"
         vectors = np.load(snap / "vectors.npy", mmap_mode="r" if on_disk else None)
-        labels = [
-            json.loads(x) if x is not None else None for x in table.column("label").to_pylist()
-        ]
-        payloads = [
-            json.loads(x) if x is not None else None for x in table.column("payload").to_pylist()
-        ]
-        rows.append(
-            {
-                "slots": table.column("slot").to_pylist(),
-                "ids": table.column("id").to_pylist(),
-                "texts": table.column("text").to_pylist(),
-                "labels": labels,
-                "payloads": payloads,
-            },
-            vectors.astype(np.float32, copy=False),
-        )
+        rows = Rows(int(manifest["dim"]), base, vectors)
         dead = {int(s) for s in meta.get("dead", [])}
         return State(
-            generation,
-            int(meta["seq"]),
-            int(meta["next_slot"]),
-            int(meta["next_auto_id"]),
-            rows,
-            0,
-            dead,
-            len(rows.slots),
-        )
+            generation, int(meta["seq"]), int(meta["next_slot"]), int(meta["next_auto_id"]),
+            rows, 0, dead,
+        )  # fmt: skip
 
     def replay(self, state: State) -> list[tuple[dict[str, Any], np.ndarray | None]]:
         """Apply the log records after `state.log_offset`; returns them (for index updates)."""
@@ -340,30 +260,10 @@ class Store:
         `index_files(folder, final)` writes index files into the new snapshot's temporary
         folder once its rows.parquet and vectors.npy are there (final: where it will be).
         """
-        import pyarrow.parquet as pq
-
         rows = state.rows
         live = rows.live()
-        vectors = rows.vectors()[live]
         generation = state.generation + 1
         dead = sorted(state.snapshot_dead | rows.dead) if keep_dead else []
-
-        def write(tmp: Path, final: Path) -> None:
-            table = rows_table(
-                [rows.slots[i] for i in live],
-                [rows.ids[i] for i in live],
-                [rows.texts[i] for i in live],
-                [rows.labels[i] for i in live],
-                [rows.payloads[i] for i in live],
-            )
-            pq.write_table(table, tmp / "rows.parquet")
-            with open(tmp / "vectors.npy", "wb") as f:
-                np.save(f, vectors)
-            if index_bytes is not None:
-                (tmp / "index.faiss").write_bytes(index_bytes)
-            if index_files is not None:
-                index_files(tmp, final)
-
         meta = {
             "seq": state.seq,
             "next_slot": state.next_slot,
@@ -371,34 +271,27 @@ class Store:
             "rows": len(live),
             "dead": dead,
         }
+
+        def write(tmp: Path, final: Path) -> None:
+            meta["parts"] = write_rows(tmp, rows.live_tables(live))
+            blocks = (  # one part's vectors in RAM at a time
+                rows.vectors_at(live[start : start + PART_ROWS])
+                for start in range(0, len(live), PART_ROWS)
+            )
+            write_npy(tmp / "vectors.npy", blocks, (len(live), rows.dim))
+            if index_bytes is not None:
+                (tmp / "index.faiss").write_bytes(index_bytes)
+            if index_files is not None:
+                index_files(tmp, final)
+
         self.commit_snapshot(generation, write, meta)
-        fresh = Rows(rows.dim)
-        fresh.append(
-            {
-                "slots": [rows.slots[i] for i in live],
-                "ids": [rows.ids[i] for i in live],
-                "texts": [rows.texts[i] for i in live],
-                "labels": [rows.labels[i] for i in live],
-                "payloads": [rows.payloads[i] for i in live],
-            },
-            vectors,
-        )
-        return State(
-            generation,
-            state.seq,
-            state.next_slot,
-            state.next_auto_id,
-            fresh,
-            0,
-            set(dead),
-            len(live),
-        )
+        return self._load_snapshot(generation)
 
     def commit_snapshot(
         self, generation: int, write: Callable[[Path, Path], None], meta: dict[str, Any]
     ) -> None:
         """Write snapshot `generation` and switch CURRENT to it (under `writer_lock`): `write(tmp,
-        final)` puts rows.parquet, vectors.npy and index files into a temporary folder (final:
+        final)` puts the row parts, vectors.npy and index files into a temporary folder (final:
         where it will be), then meta.json is added, everything fsync'ed and renamed into place."""
         with atomic_directory(self.snapshot_dir(generation)) as tmp:
             write(tmp, self.snapshot_dir(generation))
@@ -439,47 +332,6 @@ class Store:
         manifest = self.manifest() | changes
         atomic_write_json(self.path / MANIFEST, manifest)
         return manifest
-
-
-def row_store_layout(snapshot: Path, index: str) -> dict[str, Any]:
-    """What `memory stats` says of a snapshot's row store: its files, rows and bytes, and how
-    `Memory.open` reads them (rows whole into RAM; an ivfpq memory's vectors memory-mapped)."""
-    import pyarrow.parquet as pq
-
-    rows, vectors = snapshot / "rows.parquet", snapshot / "vectors.npy"
-    return {
-        "layout": "rows.parquet (read whole on open) + vectors.npy "
-        + ("(memory-mapped)" if index == "ivfpq" else "(read whole on open)"),
-        "files": 2,
-        "rows": pq.ParquetFile(rows).metadata.num_rows,
-        "rows_bytes": rows.stat().st_size,
-        "vectors_bytes": vectors.stat().st_size,
-    }
-
-
-def rows_table(
-    slots: Sequence[int],
-    ids: Sequence[str],
-    texts: Sequence[str],
-    labels: Sequence[Any],
-    payloads: Sequence[Any],
-) -> Any:
-    """The pyarrow table of a snapshot's rows.parquet (labels and payloads as JSON text)."""
-    import pyarrow as pa
-
-    return pa.table(
-        {
-            "slot": pa.array(slots, pa.int64()),
-            "id": pa.array(ids, pa.string()),
-            "text": pa.array(texts, pa.string()),
-            "label": pa.array([_json(x) for x in labels], pa.string()),
-            "payload": pa.array([_json(x) for x in payloads], pa.string()),
-        }
-    )
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False)
 
 
 def _remove(entry: Path) -> None:

@@ -15,7 +15,6 @@ module or a tokenizer with predictions on the other thread.
 """
 
 import copy
-from collections import Counter
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
@@ -221,13 +220,9 @@ class ClassificationService(Service):
             return
         from jiyi.memory.classify import extend_labels
 
+        counts = self.memory.label_counts()
         names = self.memory.labels()
         self.labelled = bool(names)
-        rows = self.memory.state.rows
-        counts: Counter[str] = Counter()
-        for i in rows.live():
-            label = rows.labels[i]
-            counts.update(label if isinstance(label, list) else [] if label is None else [label])
         self.labels = extend_labels(self.clf.labels, names) if names else list(self.clf.labels)
         self.memory_info = {
             "rows": len(self.memory),
