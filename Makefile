@@ -61,6 +61,7 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_scale.py --output bench/results/scale
 	$(BIN)/python bench/bench_ivfpq.py --output bench/results/ivfpq
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_scale_ivfpq.py --output bench/results/scale_ivfpq
+	$(BIN)/python bench/bench_rowstore.py --output bench/results/rowstore
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_train.py --output bench/results --render-only
 
 lint: install

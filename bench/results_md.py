@@ -27,6 +27,7 @@ import bench_ner
 import bench_parity
 import bench_practice
 import bench_pretrain
+import bench_rowstore
 import bench_scale
 import bench_scale_ivfpq
 import bench_serve
@@ -59,6 +60,7 @@ SECTIONS: list[tuple[str, Callable[[Path], str]]] = [
     ("fewshot", bench_fewshot.render_section),
     ("parity", bench_parity.render_section),
     ("scale_ivfpq", bench_scale_ivfpq.render_section),
+    ("rowstore", bench_rowstore.render_section),
 ]
 
 
