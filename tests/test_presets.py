@@ -78,3 +78,16 @@ def test_the_cli_prints_and_records_the_chosen_defaults(
     saved = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
     assert "Defaults chosen" in err and f"--epochs {saved['epochs']:g}" in err
     assert saved["epochs"] > 3 and saved["lr"] == 5e-5 and saved["patience"] == 3
+
+
+def test_ner_on_larger_data_gets_five_epochs_and_says_why() -> None:
+    """people-daily-ner: 313 steps an epoch; 3 epochs (939 steps) left validation F1 rising."""
+    config = TrainConfig(task="ner")
+    said: list[str] = []
+    total = resolve_schedule(
+        get_task("ner").preset, config, 313, fake_model(384), said.append, "ner"
+    )
+    assert (config.epochs, total, config.patience) == (5.0, 1565, 3)
+    assert "ner gets at least 5 epochs and 600 optimizer steps" in said[0]
+    config = TrainConfig(task="classification")  # the other tasks keep 3
+    assert resolve_schedule(get_task("classification").preset, config, 313, fake_model(384)) == 939

@@ -117,7 +117,7 @@ class TrainConfig(LoraFlags, MethodConfig, LoopConfig):
     """Settings of `jiyi train`. Every field is a flag (`--max-length`) and a YAML key (`max_length`)."""
 
     epochs: float | None = None  # type: ignore[assignment]
-    """Passes over the training data (fractions allowed). Default: 3, raised on small data to reach the task's fewest optimizer steps (300; ner and qa 600), at most 20 (jiyi.tasks.presets)."""
+    """Passes over the training data (fractions allowed). Default: 3 (ner 5), raised on small data to reach the task's fewest optimizer steps (300; ner and qa 600), at most 20 (jiyi.tasks.presets)."""
     lr: float | None = None  # type: ignore[assignment]
     """Peak learning rate of AdamW. Default: by task and model size (5e-5; ner 1e-4 for a small model such as minilm or me5-small; 2e-5 for a large one; ten times that with --lora-r; jiyi.tasks.presets)."""
     model: str = "minilm"

@@ -226,7 +226,9 @@ TASKS: dict[str, TaskSpec] = {
             help_flags=("tag_scheme", "stride", "tokens_column", "tags_column", "strict"),
             trim_vocab=True,
             lora=True,
-            preset=Preset(min_steps=600, lr={"small": 1e-4, "base": 5e-5, "large": 3e-5}),
+            preset=Preset(
+                min_steps=600, min_epochs=5, lr={"small": 1e-4, "base": 5e-5, "large": 3e-5}
+            ),
         ),
         TaskSpec(
             name="qa",
