@@ -36,10 +36,10 @@ best Trainer arm (the higher mean); the verdict against the target (jiyi ≥ bes
 Time-to-accuracy: every arm validates as it trains, jiyi at its own default cadence
 (--evals-per-epoch), the Trainer with eval_strategy="steps" every (steps per epoch //
 evals per epoch) steps, the same cadence. Each validation pass is stamped (wall seconds since
-the arm's process started, step, validation metric): the Trainer by a TrainerCallback; jiyi's
-metrics.jsonl has steps but no clock, so the worker watches the file while `jiyi train` runs and
-stamps each "eval" line when it appears (polled every 0.2 s; the stamp includes the save of a new
-best model, which jiyi does before it logs the pass). The target is, per seed, the best Trainer
+the arm's process started, step, validation metric): the Trainer by a TrainerCallback; jiyi
+by the `elapsed_s` of each "eval" line of its metrics.jsonl (seconds since `jiyi train`
+started) plus the moment the worker launched it (the stamp includes the save of a new best
+model, which jiyi does before it logs the pass). The target is, per seed, the best Trainer
 arm's FINAL VALIDATION metric, not its test accuracy as the issue words it: test accuracy is
 measured once, at the end, so no run can be watched reaching it, while validation is what a
 user (and early stopping) sees during training. Time-to-accuracy is the first stamp whose
@@ -80,7 +80,6 @@ from parity_report import METRIC, PARTS, render_section
 
 ARMS = ("jiyi", "hf_a", "hf_b")
 QUICK = {"rows": 64, "max_steps": 8, "seeds": [0, 1]}
-POLL_SECONDS = 0.2
 JIYI_SETTINGS = (  # of RUN_DIR/config.yaml, shown in the report
     *("epochs", "lr", "batch_size", "max_length", "truncation", "warmup_ratio"),
     *("weight_decay", "evals_per_epoch", "patience", "precision", "metric"),
@@ -90,26 +89,12 @@ JIYI_SETTINGS = (  # of RUN_DIR/config.yaml, shown in the report
 # --- jiyi: `jiyi train` with its defaults, its metrics.jsonl watched ------------------------------
 
 
-def watch_metrics(proc: subprocess.Popen, path: Path, t0: float) -> list[dict[str, Any]]:
-    """Every line `proc` appends to `path` while it runs, with "wall": seconds since `t0` when
-    the line was first seen (polled every POLL_SECONDS)."""
-    seen: list[dict[str, Any]] = []
-    offset, partial = 0, b""
-    while True:
-        done = proc.poll() is not None
-        if path.is_file():
-            with open(path, "rb") as f:
-                f.seek(offset)
-                chunk = f.read()
-            offset += len(chunk)
-            wall = time.perf_counter() - t0
-            *lines, partial = (partial + chunk).split(b"\n")
-            for line in lines:
-                if line.strip():
-                    seen.append({**json.loads(line), "wall": wall})
-        if done:
-            return seen
-        time.sleep(POLL_SECONDS)
+def stamped_events(path: Path, launched: float) -> list[dict[str, Any]]:
+    """The lines of a finished run's metrics.jsonl, each evaluation with "wall": seconds since
+    the arm's process started, i.e. when `jiyi train` was launched (`launched`, on that clock)
+    plus the `elapsed_s` jiyi logged with it (seconds since its own process started)."""
+    events = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return [{**e, "wall": launched + e["elapsed_s"]} if "elapsed_s" in e else e for e in events]
 
 
 def jiyi_arm(cfg: dict[str, Any], arm: str, seed: int, t0: float) -> dict[str, Any]:
@@ -129,10 +114,11 @@ def jiyi_arm(cfg: dict[str, Any], arm: str, seed: int, t0: float) -> dict[str, A
     stdout = run_dir.parent / f"{arm}-{seed}.stdout"
     stdout.parent.mkdir(parents=True, exist_ok=True)
     with open(stdout, "w", encoding="utf-8") as out:
-        proc = subprocess.Popen(cmd, stdout=out)  # stderr: this worker's log
-        events = watch_metrics(proc, run_dir / "metrics.jsonl", t0)
+        launched = time.perf_counter() - t0
+        proc = subprocess.run(cmd, stdout=out)  # stderr: this worker's log
     if proc.returncode != 0:
         raise RuntimeError(f"`{shlex.join(cmd)}` exited {proc.returncode}")
+    events = stamped_events(run_dir / "metrics.jsonl", launched)
     process_wall = time.perf_counter() - t0
     summary = json.loads(stdout.read_text(encoding="utf-8").strip().splitlines()[-1])
     test = json.loads((run_dir / "eval" / "metrics.json").read_text(encoding="utf-8"))
@@ -156,7 +142,6 @@ def jiyi_arm(cfg: dict[str, Any], arm: str, seed: int, t0: float) -> dict[str, A
         "steps": summary["steps"],
         "best_step": summary.get("best_step"),
         "process_wall": process_wall,
-        "first_line_wall": events[0]["wall"] if events else None,
         "stopped": [e for e in events if e.get("event") == "stopped"],
         "settings": {k: resolved.get(k) for k in JIYI_SETTINGS},
         "command": shlex.join(cmd),
