@@ -82,6 +82,12 @@ def test_a_snapshot_is_written_in_parts_with_an_id_index(small_parts: None, tmp_
     assert layout["parts"] == 3 and layout["rows"] == N and layout["id_index_bytes"] > 0
 
 
+def test_an_empty_memory_has_no_parts_and_says_so(tmp_path: Path) -> None:
+    Store(tmp_path / "mem").create(manifest())
+    layout = Memory.open(tmp_path / "mem").stats()["row_store"]
+    assert (layout["parts"], layout["rows"], layout["rows_bytes"]) == (0, 0, 0)
+
+
 def test_opening_reads_no_row_and_a_row_reads_only_its_group(
     small_parts: None, tmp_path: Path
 ) -> None:

@@ -407,7 +407,7 @@ def row_store_layout(snapshot: Path, index: str) -> dict[str, Any]:
     vectors = snapshot / "vectors.npy"
     how = "memory-mapped" if index == "ivfpq" else "read whole on open"
     parts = sorted(snapshot.glob("rows-*.parquet"))
-    if not parts:  # written before the parts
+    if (snapshot / LEGACY).is_file():  # written before the parts
         return {
             "layout": f"{LEGACY} (read whole on open) + vectors.npy ({how})",
             "files": 2,
