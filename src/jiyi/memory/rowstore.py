@@ -219,6 +219,8 @@ class SnapshotRows:
 
     def find(self, rid: str) -> int | None:
         """The row whose id is `rid`, or None."""
+        if not len(self._hash):
+            return None
         (h,) = id_hashes([rid])
         lo = int(np.searchsorted(self._hash, h, side="left"))
         hi = int(np.searchsorted(self._hash, h, side="right"))
