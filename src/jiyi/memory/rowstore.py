@@ -354,7 +354,7 @@ class Rows:
         return out
 
     def append(self, header: dict[str, Any], vectors: np.ndarray) -> None:
-        start = len(self.slots)
+        start = self.snapshot_rows + len(self._tail_slots)  # no slot array made per append
         self._tail_slots.extend(header["slots"])
         self.ids.tail.extend(header["ids"])
         self.texts.tail.extend(header["texts"])

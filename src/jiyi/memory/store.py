@@ -258,7 +258,7 @@ class Store:
         Dead rows are dropped from rows and vectors; with `keep_dead` (an HNSW index that cannot
         delete) their slots are listed in meta.json so the saved index keeps excluding them.
         `index_files(folder, final)` writes index files into the new snapshot's temporary
-        folder once its rows.parquet and vectors.npy are there (final: where it will be).
+        folder once its row parts and vectors.npy are there (final: where it will be).
         """
         rows = state.rows
         live = rows.live()

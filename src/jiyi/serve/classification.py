@@ -19,6 +19,7 @@ from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
+from jiyi.data.readers import label_sort_key
 from jiyi.errors import JiyiError
 from jiyi.serve.api import Api
 from jiyi.serve.errors import ApiError
@@ -221,7 +222,7 @@ class ClassificationService(Service):
         from jiyi.memory.classify import extend_labels
 
         counts = self.memory.label_counts()
-        names = self.memory.labels()
+        names = sorted(counts, key=label_sort_key)  # Memory.labels(), without counting again
         self.labelled = bool(names)
         self.labels = extend_labels(self.clf.labels, names) if names else list(self.clf.labels)
         self.memory_info = {
