@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/bench_ivfpq.py                        # 1,000,000 vectors
     .venv/bin/python bench/bench_ivfpq.py --quick --output /tmp/ivfpq-quick
+    .venv/bin/python bench/bench_ivfpq.py --n 10000000 --nlist 4096 --only assign  # add one part
 
-Three worker processes, each measured on its own (peak RSS = the process's VmHWM):
+Worker processes, each measured on its own (peak RSS = the process's VmHWM):
 
 - `sharded`: the build path of an ivfpq memory. Pass 1 reads every shard and keeps a sample
   (the rows the coarse quantizer and PQ train on); pass 2 draws each shard again, appends it to
@@ -17,6 +18,8 @@ Three worker processes, each measured on its own (peak RSS = the process's VmHWM
   build time, peak RSS, batch-1 latency of exact search. Skipped when the vectors would take
   more than half the machine's RAM (10,000,000 × 384 floats are 14.3 GiB): the 1M run is the
   in-RAM comparison then.
+- `assign`: the coarse assignment alone (nearest of nlist centroids, flat) per vector, at the
+  run's nlist and at the 1B estimate's, for the estimate below.
 
 The report ends with a paper estimate of a 1,000,000,000-vector build on N machines like this
 one, scaled from the measured per-shard costs (`estimate`).
@@ -225,7 +228,32 @@ def worker_flat(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-WORKERS = {"sharded": worker_sharded, "query": worker_query, "flat": worker_flat}
+def worker_assign(args: argparse.Namespace) -> dict[str, Any]:
+    """Seconds a vector of the coarse assignment (a flat inner-product search for the nearest
+    of nlist centroids, the part of encoding that grows with nlist) at this run's nlist and at
+    the 1,000,000,000-vector estimate's, on 20,000 vectors and random unit centroids."""
+    import faiss
+
+    x = shard(0, 20_000, 20_000)
+    out = {}
+    for nlist in sorted({args.nlist, billion_nlist()}):
+        centroids = ClusteredData(DIM, CLUSTERS, NOISE, DECAY, SEED + 1).draw(
+            np.random.default_rng([SEED, 4]), nlist
+        )[0]
+        index = faiss.IndexFlatIP(DIM)
+        index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+        t = time.perf_counter()
+        index.search(x, 1)
+        out[str(nlist)] = (time.perf_counter() - t) / len(x)
+    return {"seconds_per_vector": out}
+
+
+WORKERS = {
+    "sharded": worker_sharded,
+    "query": worker_query,
+    "flat": worker_flat,
+    "assign": worker_assign,
+}
 
 
 def flat_fits(n: int) -> bool:
@@ -239,6 +267,12 @@ def flat_fits(n: int) -> bool:
 BILLION = 1_000_000_000
 
 
+def billion_nlist() -> int:
+    """nlist at 1,000,000,000 vectors: 4·sqrt(N) (jiyi's default), capped at 65,536 as FAISS's
+    guidelines suggest for 1B."""
+    return min(65_536, round(4 * BILLION**0.5))
+
+
 def estimate(res: dict[str, Any], machines: tuple[int, ...] = (1, 10, 100)) -> list[str]:
     """Markdown: a 1,000,000,000-vector build scaled from this run's measured costs.
 
@@ -246,12 +280,16 @@ def estimate(res: dict[str, Any], machines: tuple[int, ...] = (1, 10, 100)) -> l
     machine encodes its own shards, as the Ray workers do); the k-means training of the
     coarse quantizer runs once and grows with nlist × its sample (64 points a cell), i.e.
     with nlist² (timed alone in the build worker), the PQ codebooks' training does not grow;
-    the merge is one sequential pass over the codes. nlist at 1B is
-    4·sqrt(N) (jiyi's default), capped at 65,536 as FAISS's guidelines suggest for 1B."""
+    the merge is one sequential pass over the codes. Encoding a vector at 1B's nlist
+    (`billion_nlist`) costs this run's, less the coarse assignment at this run's nlist, plus
+    the assignment at 1B's (both timed by the `assign` worker)."""
     s, n = res["sharded"], res["n"]
     sec, p = s["seconds"], s["params"]
     per_row = (sec["total"] - sec["train"] - sec["merge"]) / n  # both passes over the vectors
-    nlist_b = min(65_536, round(4 * BILLION**0.5))
+    nlist_b = billion_nlist()
+    assign = res.get("assign", {}).get("seconds_per_vector", {})
+    if str(p["nlist"]) in assign and str(nlist_b) in assign:
+        per_row += assign[str(nlist_b)] - assign[str(p["nlist"])]
     coarse = min(sec["coarse_kmeans_alone"], sec["train"])
     train_b = sec["train"] - coarse + coarse * (nlist_b / p["nlist"]) ** 2
     merge_b = sec["merge"] * BILLION / n
@@ -259,8 +297,16 @@ def estimate(res: dict[str, Any], machines: tuple[int, ...] = (1, 10, 100)) -> l
     vec = s["vectors_bytes"] / n
     lines = [
         f"Paper estimate, 1,000,000,000 vectors, from this run's costs: encoding "
-        f"{per_row * 1e6:.1f} µs a vector on this machine (both passes: the sample, then "
-        f"writing and encoding; {res['machine']}); k-means at nlist {nlist_b:,} ≈ {train_b / 3600:,.1f} h on one "
+        f"{per_row * 1e6:.1f} µs a vector on this machine at nlist {nlist_b:,} (both passes: "
+        f"the sample, then writing and encoding"
+        + (
+            f"; this run's {(sec['total'] - sec['train'] - sec['merge']) / n * 1e6:.1f} µs with "
+            f"its coarse assignment, {assign[str(p['nlist'])] * 1e6:.1f} µs, replaced by 1B's, "
+            f"{assign[str(nlist_b)] * 1e6:.1f} µs"
+            if str(nlist_b) in assign
+            else "; the coarse assignment not re-timed at 1B's nlist"
+        )
+        + f"; {res['machine']}); k-means at nlist {nlist_b:,} ≈ {train_b / 3600:,.1f} h on one "
         f"machine (this run's coarse k-means, {fmt(coarse, '.0f')} s at nlist {p['nlist']:,}, × "
         f"(nlist ratio)², plus its PQ training, {fmt(sec['train'] - coarse, '.0f')} s; a GPU or a "
         "two-level quantizer cuts the k-means, neither measured); merge "
@@ -355,6 +401,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help=f"{QUICK}")
     p.add_argument("--output", type=Path, default=Path("bench/results/ivfpq"))
     p.add_argument("--worker", choices=sorted(WORKERS))
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=sorted(WORKERS),
+        help="run these workers alone, keeping the other results of OUTPUT/ivfpq.json",
+    )
     args = p.parse_args(argv)
     if args.quick:
         for k, v in QUICK.items():
@@ -376,7 +428,10 @@ def main(argv: list[str] | None = None) -> None:
         "shards": n_shards(args),
         "queries": args.queries,
     }
-    for name in ("sharded", "query", "flat"):
+    previous = args.output / "ivfpq.json"
+    if args.only and previous.is_file():  # add to (or redo part of) an earlier run's results
+        res = {**json.loads(previous.read_text(encoding="utf-8")), "n": args.n}
+    for name in args.only or ("sharded", "query", "flat", "assign"):
         if name == "flat" and not flat_fits(args.n):
             print("[flat] skipped: the vectors would take over half the RAM", file=sys.stderr)
             continue
