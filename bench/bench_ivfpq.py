@@ -268,8 +268,9 @@ BILLION = 1_000_000_000
 
 
 def billion_nlist() -> int:
-    """nlist at 1,000,000,000 vectors: 4·sqrt(N) (jiyi's default), capped at 65,536 as FAISS's
-    guidelines suggest for 1B."""
+    """nlist at 1,000,000,000 vectors: 4·sqrt(N) (jiyi's default), capped at 65,536 cells, as
+    far as a flat coarse quantizer is taken here (more cells want an HNSW coarse quantizer,
+    which jiyi does not build)."""
     return min(65_536, round(4 * BILLION**0.5))
 
 
