@@ -291,7 +291,7 @@ def estimate(res: dict[str, Any], machines: tuple[int, ...] = (1, 10, 100)) -> l
     assign = res.get("assign", {}).get("seconds_per_vector", {})
     if str(p["nlist"]) in assign and str(nlist_b) in assign:
         per_row += assign[str(nlist_b)] - assign[str(p["nlist"])]
-    coarse = min(sec["coarse_kmeans_alone"], sec["train"])
+    coarse = min(sec.get("coarse_kmeans_alone", sec["train"]), sec["train"])  # older runs: all
     train_b = sec["train"] - coarse + coarse * (nlist_b / p["nlist"]) ** 2
     merge_b = sec["merge"] * BILLION / n
     codes = s["ivfdata_bytes"] / n  # bytes a vector in the on-disk lists (codes + ids)
@@ -315,7 +315,7 @@ def estimate(res: dict[str, Any], machines: tuple[int, ...] = (1, 10, 100)) -> l
         f"lists + {vec * BILLION / 2**40:,.2f} TiB of vectors (the exact re-scoring reads "
         "them; without it, recall is the PQ-only figure above).",
         "",
-        "| machines | encode h (wall) | train h | merge h | total h |",
+        "| machines (at this run's threads each) | encode h (wall) | train h | merge h | total h |",
         "| ---: | ---: | ---: | ---: | ---: |",
     ]
     for m in machines:
