@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from common import cpu_model, md_table, usable_cores, write_json
+from common import cpu_model, md_table, read_json, usable_cores, write_json
 
 MB = 1024 * 1024
 DIM = 384
@@ -180,10 +180,9 @@ def render(result: dict[str, Any]) -> str:
 
 def render_section(folder: Path) -> str:
     """This benchmark's section of RESULTS.md ("" when it has not run in FOLDER)."""
-    path = folder / "rowstore.json"
-    if not path.is_file():
+    result = read_json(folder / "rowstore.json")
+    if result is None:
         return ""
-    result = json.loads(path.read_text(encoding="utf-8"))
     title = "## The row store in parts (bench/bench_rowstore.py)"
     return f"{title}\n\n{render(result)}"
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from bench_ivfpq import shard
 from bench_memory_scale import peak_rss_bytes
-from common import cpu_model, usable_cores, write_json
+from common import cpu_model, read_json, usable_cores, write_json
 
 MB = 1024 * 1024
 
@@ -154,10 +154,9 @@ def main(argv: list[str] | None = None) -> None:
 
 def render_section(folder: Path) -> str:
     """This benchmark's section of RESULTS.md ("" when it has not run in FOLDER)."""
-    path = folder / "scale_ivfpq.json"
-    if not path.is_file():
+    res = read_json(folder / "scale_ivfpq.json")
+    if res is None:
         return ""
-    res = json.loads(path.read_text(encoding="utf-8"))
     title = "## `--index ivfpq --engine ray` against a local build (bench/bench_scale_ivfpq.py)"
     return f"{title}\n\n{render(res)}"
 
