@@ -285,8 +285,9 @@ def epoch_trainer_arguments(
 ) -> Any:
     """`TrainingArguments` of the Hugging Face Trainer baselines: the benchmark's batch, lr,
     warmup ratio, weight decay and seed; validation and logging once per epoch, no checkpoints,
-    CPU, no progress bars; `extra` on top (it may replace any of these, e.g.
+    the GPU where there is one (as jiyi, through accelerate) else the CPU, no progress bars; `extra` on top (it may replace any of these, e.g.
     `eval_strategy="steps", eval_steps=100, bf16=True`)."""
+    import torch
     from transformers import TrainingArguments
 
     arguments = {
@@ -301,7 +302,7 @@ def epoch_trainer_arguments(
         "logging_strategy": "epoch",
         "report_to": [],
         "seed": hp["seed"],
-        "use_cpu": True,
+        "use_cpu": not torch.cuda.is_available(),
         "disable_tqdm": True,
     }
     return TrainingArguments(**{**arguments, **extra})
@@ -317,10 +318,21 @@ def train_tokens(lengths: list[int], epochs: float, steps: int, batch_size: int)
     return round(sum(lengths) * epochs * seen)
 
 
+def accelerator() -> str | None:
+    """The GPU a run computes on (its name), or None on a CPU-only machine."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
 def run_header() -> dict[str, Any]:
-    """The conditions a benchmark part ran under: CPU, cores, versions, load, date (UTC)."""
+    """The conditions a benchmark part ran under: CPU, GPU if any, cores, versions, load, date
+    (UTC)."""
     return {
         "cpu": cpu_model(),
+        **({"gpu": gpu} if (gpu := accelerator()) else {}),
         "cores": usable_cores(),
         "versions": versions(),
         "load": os.getloadavg()[0],
