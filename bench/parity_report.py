@@ -261,10 +261,18 @@ def render_section(folder: Path) -> str:
         "(bench/bench_parity.py)\n",
         *(["> **Quick smoke run, not the benchmark.**\n"] if top.get("quick") else []),
         "- Commands: " + "; then ".join(f"`{c}`" for c in top["commands"]),
-        f"- Started {top['started']}; {top['cores']} cores, {top['cpu']}; threads "
-        f"{top['threads']} in every run; load {top['load']:.1f} at the last start; versions "
-        + ", ".join(f"{k} {v}" for k, v in top["versions"].items()),
-        "- MiniLM; each (arm, seed) its own process, one after the other. The target of time to "
+        f"- Started {top['started']}; {top['cores']} cores, {top['cpu']}"
+        + (f", GPU {top['gpu']}" if top.get("gpu") else "")
+        + f"; threads {top['threads']} in every run; load {top['load']:.1f} at the last start; "
+        "versions " + ", ".join(f"{k} {v}" for k, v in top["versions"].items()),
+        "- MiniLM; each (arm, seed) its own process, "
+        + (
+            f"{jobs} at a time: the wall times below were taken with {jobs} runs sharing the "
+            "machine, so they compare with each other only roughly and not with runs alone. "
+            if (jobs := top.get("jobs", 1)) > 1
+            else "one after the other. "
+        )
+        + "The target of time to "
         "accuracy is the best Trainer arm's final *validation* value of each seed (test accuracy "
         "is only known at the end, so no run can be watched reaching it)\n",
         *body,
