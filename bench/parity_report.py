@@ -87,7 +87,7 @@ def mean_of(xs: list[float | None]) -> float | None:
     return sum(kept) / len(kept) if kept else None
 
 
-def render_part(part: str, part_dir: Path, slack: float) -> list[str]:
+def render_part(part: str, part_dir: Path, slack: float, shared: bool = False) -> list[str]:
     """One part's tables: arms, paired differences, targets, failures ([] when none ran)."""
     cfg = read_json(part_dir / "config.json")
     all_runs = load_runs(part_dir)
@@ -177,7 +177,7 @@ def render_part(part: str, part_dir: Path, slack: float) -> list[str]:
     if ptable:
         headers = ["paired over seeds", "n", "mean difference (points)", "95% interval", "t", "p"]
         lines += [md_table(headers, ptable), ""]
-    lines += targets_lines(part, runs, means, tta, best)
+    lines += targets_lines(part, runs, means, tta, best, shared)
     for a, v in all_runs.items():
         for s, r in sorted(v.items()):
             if "error" in r:
@@ -191,12 +191,15 @@ def targets_lines(
     means: dict[str, tuple[float, float]],
     tta: dict[str, dict[int, float | None]],
     best: str | None,
+    shared: bool = False,
 ) -> list[str]:
     """The issue's targets: accuracy (both parts), time to accuracy and fixed-schedule time
-    (Rotten Tomatoes; shown without a verdict for ner), and bf16's accuracy cost for jiyi."""
+    (Rotten Tomatoes; shown without a verdict for ner, or when `shared`: runs that ran several
+    at a time), and bf16's accuracy cost for jiyi."""
     if not best or "jiyi" not in runs:
         return []
-    judged = part == "classification"
+    judged = part == "classification" and not shared
+    unjudged = "not judged: the runs shared the machine" if shared else "no target for ner"
     gap = 100 * (means["jiyi"][0] - means[best][0])
     r = paired({s: x["test"] for s, x in runs["jiyi"].items()},
                {s: x["test"] for s, x in runs[best].items()})  # fmt: skip
@@ -218,12 +221,12 @@ def targets_lines(
             lines.append(
                 f"- jiyi's time to the target ≤ 0.5× `{t}`'s: {q:.2f}× over the {len(both)} "
                 f"seeds both reached it (jiyi reached it in {len(both)} of `{t}`'s "
-                f"{len(theirs)}) — " + (verdict(ok) if judged else "no target for ner")
+                f"{len(theirs)}) — " + (verdict(ok) if judged else unjudged)
             )
         else:
             lines.append(
                 f"- jiyi's time to the target ≤ 0.5× `{t}`'s: jiyi never reached the target in "
-                f"the {len(theirs)} seeds `{t}` did — " + (verdict(False) if judged else "n/a")
+                f"the {len(theirs)} seeds `{t}` did — " + (verdict(False) if judged else unjudged)
             )
     for precision in ("", "_bf16"):
         j, b = "jiyi" + precision, "hf_b" + precision
@@ -233,7 +236,7 @@ def targets_lines(
             if js and bs:
                 lines.append(
                     f"- fixed-schedule training time of `{j}` ≤ 0.6× `{b}`'s: {js / bs:.2f}× — "
-                    + (verdict(js / bs <= 0.6) if judged else "no target for ner")
+                    + (verdict(js / bs <= 0.6) if judged else unjudged)
                 )
     if "jiyi_bf16" in runs:
         d = paired({s: x["test"] for s, x in runs["jiyi_bf16"].items()},
@@ -253,7 +256,8 @@ def render_section(folder: Path) -> str:
     if top is None:
         return ""
     slack = top.get("tta_slack", 0.0)
-    body = [line for part in PARTS for line in render_part(part, folder / part, slack)]
+    shared = top.get("jobs", 1) > 1
+    body = [line for part in PARTS for line in render_part(part, folder / part, slack, shared)]
     if not body:
         return ""
     lines = [
