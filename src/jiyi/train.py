@@ -67,7 +67,8 @@ def split_outputs(
     model: Any, split: Split, config: TrainConfig, accelerator: Any, pad_id: int
 ) -> np.ndarray:
     """(N, C) logits of `split` in row order (probabilities: `jiyi.calibrate.probabilities`);
-    each process computes a share of the batches, the shares are gathered."""
+    each process computes a share of the batches, the shares are gathered. In float32 whatever
+    --precision trained with: the numbers a run stores are those `jiyi.load` gives."""
     from accelerate.utils import gather_object
 
     assert split.enc is not None
@@ -79,7 +80,6 @@ def split_outputs(
         pad_id=pad_id,
         batch_size=config.eval_batch_size,
         indices=mine,
-        bf16=config.precision == "bf16",
     )
     if accelerator.num_processes > 1:
         gathered = gather_object([(rows, out)])
