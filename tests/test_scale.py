@@ -151,7 +151,8 @@ def test_predict_on_ray_gives_the_local_labels(
     probs = np.asarray(table.column("probabilities").to_pylist())  # (60, C)
     want = np.asarray([[r["probabilities"][x] for x in manifest["labels"]] for r in expected])
     assert np.abs(probs - want).max() <= 1e-5
-    assert table.column("score").to_pylist() == [r["score"] for r in expected]
+    scores = np.asarray(table.column("score").to_pylist())  # rounded to 6 places: batches differ
+    assert np.abs(scores - [r["score"] for r in expected]).max() <= 2e-6
 
 
 def test_memory_build_on_ray_stores_the_local_vectors(
