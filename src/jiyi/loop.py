@@ -59,6 +59,8 @@ EvaluateHook = Callable[[int, dict[str, float]], str | None]
 ON_EVALUATE: ContextVar[EvaluateHook | None] = ContextVar("jiyi_on_evaluate", default=None)
 # new runs set up in this process, by folder: what to remove if they fail before their first step
 FRESH_RUNS: dict[Path, FreshRun] = {}
+# what --precision auto (or bf16 without native support) chose, by folder: said by start_run
+PRECISION_NOTES: dict[Path, str] = {}
 
 
 class StoppedBySignal(JiyiError):
@@ -276,8 +278,8 @@ def setup(
     run_dir, config = prepare_run_dir(config, explicit, verb=verb, say=say)
     config = fit_max_length(config, explicit, say)  # before anything is written
     precision, why = resolve_precision(config.precision, accelerator.device.type)
-    if why != f"--precision {config.precision}":
-        say(f"Precision {precision} ({why}).")
+    if why != f"--precision {config.precision}":  # said when training starts, after the data
+        PRECISION_NOTES[run_dir.absolute()] = f"Precision {precision} ({why})."
     config = dataclasses.replace(config, precision=precision)  # config.yaml says what ran
     if not config.resume and (fresh := FreshRun.before(run_dir)) is not None:
         FRESH_RUNS[fresh.run_dir] = fresh
@@ -366,6 +368,8 @@ def start_run(
     )
     run.verb, run.unit = verb, unit
     run.fresh = FRESH_RUNS.pop(run_dir.absolute(), None)
+    if note := PRECISION_NOTES.pop(run_dir.absolute(), None):
+        run.say(note)
     run.penalised = decay_split(accelerator.unwrap_model(model))[0]
     run.on_evaluate = ON_EVALUATE.get()
     if config.resume and (ckpts := list_checkpoints(run_dir)):
