@@ -183,6 +183,7 @@ def worker_jiyi(cfg: dict[str, Any]) -> dict[str, Any]:
         "--output": str(run_dir), "--epochs": hp["epochs"], "--batch-size": hp["batch_size"],
         "--lr": hp["lr"], "--max-length": hp["max_length"], "--warmup-ratio": hp["warmup_ratio"],
         "--weight-decay": hp["weight_decay"], "--seed": hp["seed"], "--threads": cfg["threads"],
+        "--precision": "fp32",  # the Trainer's arithmetic (jiyi's default auto may pick bf16)
     }  # fmt: skip
     cmd = [*JIYI, "train", *(str(x) for kv in flags.items() for x in kv)]
     t0 = time.perf_counter()

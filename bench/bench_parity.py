@@ -13,8 +13,10 @@ Parts (--parts), each on one fixed split, MiniLM:
 Arms (--arms), each run once per seed (--seeds, default 0 1 2 3 4):
 
     jiyi   `jiyi train` through its CLI with its DEFAULT flags: only --model, --train,
-           --validation, --test, --output, --seed (and --task ner); epochs, lr, max length,
-           truncation, evaluation cadence, patience are what a user gets
+           --validation, --test, --output, --seed (and --task ner) and --precision fp32; epochs,
+           lr, max length, truncation, evaluation cadence, patience are what a user gets. The
+           default --precision auto is this arm where the machine has no native bf16, and the
+           jiyi_bf16 arm where it has (a GPU; a CPU with avx512_bf16 or AMX)
     hf_a   the Trainer as run_classification.py sets it up (pad to max_length); for ner the
            Trainer as run_ner.py sets it up (dynamic padding, random batches)
     hf_b   the Trainer with dynamic padding and train_sampling_strategy="group_by_length"
@@ -111,8 +113,7 @@ def jiyi_arm(cfg: dict[str, Any], arm: str, seed: int, t0: float) -> dict[str, A
     cmd += ["--output", str(run_dir), "--seed", str(seed), *cfg["jiyi_flags"]]
     if cfg["part"] == "ner":
         cmd += ["--task", "ner"]
-    if arm.endswith("_bf16"):
-        cmd += ["--precision", "bf16"]
+    cmd += ["--precision", "bf16" if arm.endswith("_bf16") else "fp32"]  # auto is one of them
     print(f"$ {shlex.join(cmd)}", file=sys.stderr, flush=True)
     stdout = run_dir.parent / f"{arm}-{seed}.stdout"
     stdout.parent.mkdir(parents=True, exist_ok=True)

@@ -107,7 +107,7 @@ def worker_jiyi(cfg: dict[str, Any], row: str = "jiyi") -> dict[str, Any]:
         epochs=cfg["epochs"],
         batch_size=hp["batch_size"],
         seed=hp["seed"],
-        extra=["--bf16"] if row == "jiyi_bf16" else None,
+        extra=["--precision", "bf16" if row == "jiyi_bf16" else "fp32"],  # fp32: as the Trainer
     )
     model_dir = run_dir / "model"
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

@@ -49,7 +49,7 @@ def parse(argv: list[str]) -> TrainConfig:
 def test_bf16_flag_is_an_alias() -> None:
     assert parse(["--bf16"]).precision == "bf16"
     assert parse(["--precision", "auto"]).precision == "auto"
-    assert parse([]).precision == "fp32"
+    assert parse([]).precision == "auto"
     with pytest.raises(SystemExit):
         parse(["--precision", "fp16"])
 

@@ -70,8 +70,8 @@ class LoopConfig:
     """Continue the run in --output from its last checkpoint, data position included."""
     keep_final_checkpoint: bool = False
     """Keep the last --keep-checkpoints resumable checkpoints (weights, optimizer, scheduler, RNG) once the run finishes, to --resume it with more --epochs later; by default a finished run is model/ plus logs."""
-    precision: str = "fp32"
-    """Arithmetic of the forward passes: fp32; bf16 (bfloat16 autocast, weights and optimizer state stay float32); auto (bf16 where the CPU has avx512_bf16/AMX or the GPU supports it, else fp32; the choice is printed and saved). --bf16 is --precision bf16."""
+    precision: str = "auto"
+    """Arithmetic of the training steps: auto (the default: bf16 where the CPU has avx512_bf16/AMX or the GPU supports it, else fp32; the choice is printed and saved); fp32; bf16 (bfloat16 autocast; weights and optimizer state stay float32). Evaluation runs in float32, as predict does. --bf16 is --precision bf16."""
     log_every: int = 20
     """Write the training loss to metrics.jsonl every N optimizer steps."""
     threads: int | None = None
@@ -406,8 +406,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "pooling": POOLINGS,
 }
 # Older flags kept as aliases of a field's value: `--bf16` is `--precision bf16`, and the YAML
-# key `bf16: true|false` (in the config.yaml of older runs) is `precision: bf16|<its default>`.
-FLAG_ALIASES: dict[str, tuple[str, str]] = {"bf16": ("precision", "bf16")}
+# key `bf16: true|false` (in the config.yaml of older runs) is `precision: bf16|fp32`, what
+# those runs computed in (the default then).
+FLAG_ALIASES: dict[str, tuple[str, str, str]] = {"bf16": ("precision", "bf16", "fp32")}
 # Fields shown with a richer placeholder than their NAME (values not enforced by argparse).
 METAVARS = {
     "architecture": "{" + ",".join(PRESETS) + "}|FILE.json",
@@ -512,7 +513,7 @@ def add_dataclass_flags(
             help=help_text,
         )
     names = {f.name for f in fields(cls)} - set(skip)
-    for alias, (target, value) in FLAG_ALIASES.items():
+    for alias, (target, value, _) in FLAG_ALIASES.items():
         if target in names:
             groups[help_group_of(target)].add_argument(
                 flag_name(alias),
@@ -536,10 +537,6 @@ def build_config(cls: type, cli_values: dict[str, Any], config_file: str | None 
         kind, _ = _base_type(cls, name)
         values[name] = raw if isinstance(raw, bool) else _parse_value(flag_name(name), kind, raw)
     return cls(**values)
-
-
-def _field_default(cls: type, name: str) -> Any:
-    return next(f.default for f in fields(cls) if f.name == name)
 
 
 def load_yaml_config(path: str, cls: type) -> dict[str, Any]:
@@ -570,8 +567,8 @@ def load_yaml_config(path: str, cls: type) -> dict[str, Any]:
                 raise JiyiError(
                     f"--config {path}: key {key!r} expects true or false, got {value!r}."
                 )
-            target, when_true = FLAG_ALIASES[name]
-            out[target] = when_true if value else _field_default(cls, target)
+            target, when_true, when_false = FLAG_ALIASES[name]
+            out[target] = when_true if value else when_false
             continue
         if name not in known:
             raise JiyiError(
