@@ -72,11 +72,14 @@ def accuracy(pred: list[str], gold: list[str]) -> float:
     return sum(p == g for p, g in zip(pred, gold, strict=True)) / len(gold)
 
 
-def samples(out: Path, k: int, seed: int, env: dict[str, str]) -> tuple[Path, Path, Path]:
-    """(train, validation, test) CSVs of one (K, seed): bench_memory.py's draws."""
-    rt = out / "data" / "rt"
+def samples(
+    out: Path, k: int, seed: int, env: dict[str, str], data_set: str = "rotten-tomatoes"
+) -> tuple[Path, Path, Path]:
+    """(train, validation, test) CSVs of one (K, seed): bench_memory.py's draws (of Rotten
+    Tomatoes; of `data_set`'s export otherwise)."""
+    rt = out / "data" / ("rt" if data_set == "rotten-tomatoes" else data_set)
     if not (rt / "test.csv").is_file():
-        run([*JIYI, "data", "export", "rotten-tomatoes", "--output", str(rt)], env)
+        run([*JIYI, "data", "export", data_set, "--output", str(rt)], env)
     d = out / "data" / f"k{k}_s{seed}"
     if not (d / "validation.csv").is_file():
         write_csv(d / "train.csv", per_class_sample(read_csv(rt / "train.csv"), k, seed))
@@ -86,23 +89,25 @@ def samples(out: Path, k: int, seed: int, env: dict[str, str]) -> tuple[Path, Pa
 
 
 def jiyi_train(flags: list[str], data: tuple[Path, Path, Path], run_dir: Path, seed: int,
-               threads: int, env: dict[str, str]) -> float:  # fmt: skip
+               threads: int, env: dict[str, str], model: str = "minilm",
+               max_length: int = MAX_LENGTH) -> float:  # fmt: skip
     train, val, test = data
     shutil.rmtree(run_dir, ignore_errors=True)
-    run([*JIYI, "train", "--model", "minilm", "--train", str(train), "--validation", str(val),
-         "--test", str(test), "--output", str(run_dir), "--max-length", str(MAX_LENGTH),
+    run([*JIYI, "train", "--model", model, "--train", str(train), "--validation", str(val),
+         "--test", str(test), "--output", str(run_dir), "--max-length", str(max_length),
          "--seed", str(seed), "--threads", str(threads), *flags], env)  # fmt: skip
     acc = json.loads((run_dir / "eval" / "metrics.json").read_text())["accuracy"]
     shutil.rmtree(run_dir, ignore_errors=True)  # 90 MB of MiniLM per run
     return float(acc)
 
 
-def memory_only(data: tuple[Path, Path, Path], work: Path, env: dict[str, str]) -> float:
+def memory_only(data: tuple[Path, Path, Path], work: Path, env: dict[str, str],
+                model: str = "minilm", max_length: int = MAX_LENGTH) -> float:  # fmt: skip
     train, val, test = data
     mem, pred = work / "memory", work / "pred.jsonl"
     shutil.rmtree(mem, ignore_errors=True)
-    run([*JIYI, "memory", "build", "minilm", "--data", str(train), "--validation", str(val),
-         "--output", str(mem), "--max-length", str(MAX_LENGTH)], env)  # fmt: skip
+    run([*JIYI, "memory", "build", model, "--data", str(train), "--validation", str(val),
+         "--output", str(mem), "--max-length", str(max_length)], env)  # fmt: skip
     run([*JIYI, "predict", "--memory", str(mem), "--input", str(test), "--output", str(pred)], env)
     labels = [json.loads(line)["label"] for line in pred.read_text().splitlines() if line]
     shutil.rmtree(mem, ignore_errors=True)
@@ -147,10 +152,12 @@ def measure(args: argparse.Namespace) -> None:
     env = worker_env(args.threads)
     cells = out / "cells"
     write_json(out / "header.json", {**run_header(), "threads": args.threads,
-                                     "command": " ".join(sys.argv)})  # fmt: skip
+                                     "command": " ".join(sys.argv), "data_set": args.data_set,
+                                     "model": args.model, "max_length": args.max_length})  # fmt: skip
+    tuned = {"model": args.model, "max_length": args.max_length}
     for k in args.sizes:
         for seed in args.seeds:
-            data = samples(out, k, seed, env)
+            data = samples(out, k, seed, env, args.data_set)
             for arm in args.arms:
                 cell = cells / f"{arm}_k{k}_s{seed}.json"
                 if cell.is_file():
@@ -158,11 +165,13 @@ def measure(args: argparse.Namespace) -> None:
                 t0 = time.perf_counter()
                 work = out / "work"
                 if arm == "contrastive":
-                    acc = jiyi_train(CONTRASTIVE, data, work / "run", seed, args.threads, env)
+                    acc = jiyi_train(
+                        CONTRASTIVE, data, work / "run", seed, args.threads, env, **tuned
+                    )
                 elif arm == "finetune":
-                    acc = jiyi_train(FINETUNE, data, work / "run", seed, args.threads, env)
+                    acc = jiyi_train(FINETUNE, data, work / "run", seed, args.threads, env, **tuned)
                 elif arm == "memory":
-                    acc = memory_only(data, work, env)
+                    acc = memory_only(data, work, env, **tuned)
                 else:
                     try:
                         acc = setfit_arm(data, seed, args.threads, args.setfit_path, env)
@@ -183,13 +192,15 @@ def render_section(out: Path) -> str:
     lines = ["## Few-shot: contrastive fine-tuning (SetFit's method) (bench/bench_fewshot.py)", ""]
     if not cells:
         return ""
+    data_set, model = header.get("data_set", "rotten-tomatoes"), header.get("model", "minilm")
     lines += [
-        f"Rotten Tomatoes, MiniLM, K training examples per class drawn per seed "
-        f"(bench_memory.py's samples; validation {VALIDATION_PER_CLASS} per class), test accuracy "
-        f"on all 1,275 test rows; max length {MAX_LENGTH}. Conditions: {header.get('cpu', '?')}, "
-        f"{header.get('cores', '?')} cores shared with another long benchmark, "
-        f"{header.get('threads', '?')} thread per process, `nice -n 5`; seconds are wall time "
-        "of a cell (training + test predictions) under that load.",
+        f"{data_set}, {model}, K training examples per class drawn per seed "
+        f"(bench_memory.py's way; validation {VALIDATION_PER_CLASS} per class), test accuracy "
+        f"on the whole test split; max length {header.get('max_length', MAX_LENGTH)}. "
+        f"Conditions: {header.get('cpu', '?')}, "
+        f"{header.get('cores', '?')} cores, {header.get('threads', '?')} thread(s) per process, "
+        f"load average {header.get('load', float('nan')):.1f} at the start, {header.get('date')}; "
+        "seconds are the wall time of a cell (training + test predictions).",
         "",
     ]
     for k in sorted({c["k"] for c in cells}, reverse=True):
@@ -241,6 +252,9 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2,3,4", type=lambda s: [int(x) for x in s.split(",")])
     p.add_argument("--arms", default=",".join(ARMS), type=lambda s: s.split(","))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--data-set", default="rotten-tomatoes", help="a `jiyi data export` name")
+    p.add_argument("--model", default="minilm", help="--model of every jiyi arm (not setfit)")
+    p.add_argument("--max-length", type=int, default=MAX_LENGTH)
     p.add_argument(
         "--setfit-path",
         default="/tmp/setfit_pkgs",
