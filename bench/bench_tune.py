@@ -128,7 +128,8 @@ def run_hf(args: argparse.Namespace, data: dict[str, Path], out: Path) -> dict[s
     eval_steps = max(1, len(splits["train"]) // 32 // args.evals_per_epoch)
     targs = TrainingArguments(output_dir=str(out / "hf-runs"), eval_strategy="steps",
                               eval_steps=eval_steps, save_strategy="no", logging_strategy="no",
-                              report_to=[], seed=42, use_cpu=True, disable_tqdm=True,
+                              report_to=[], seed=42, use_cpu=not torch.cuda.is_available(),
+                              disable_tqdm=True,
                               warmup_steps=0.06, weight_decay=0.01)  # fmt: skip
     trainer = Trainer(model_init=model_init, args=targs, train_dataset=encoded["train"],
                       eval_dataset=encoded["validation"], processing_class=tokenizer,

@@ -115,7 +115,7 @@ def main(spec_file: str) -> int:
         save_strategy="no",
         eval_strategy="no",
         report_to=[],
-        use_cpu=True,
+        use_cpu=not torch.cuda.is_available(),  # the GPU where there is one, as jiyi
         dataloader_num_workers=0,
         disable_tqdm=True,
         seed=42,
