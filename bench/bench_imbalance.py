@@ -64,7 +64,8 @@ def run_arm(args: argparse.Namespace, seed: int, arm: str, data: Path) -> dict[s
             "--validation", data / "validation.csv", "--test", data / "test.csv",
             "--output", out, "--epochs", args.epochs, "--max-length", args.max_length,
             "--seed", seed, "--metric", "f1_macro", "--calibration", "none",
-            "--threads", args.threads, *ARMS[arm]]  # fmt: skip
+            "--threads", args.threads, *ARMS[arm],
+            *(["--precision", args.precision] if args.precision else [])]  # fmt: skip
     _, wall, command = run_jiyi(argv, args.threads)
     metrics = read_json(out / "eval" / "metrics.json")
     minority = metrics["per_class"][MINORITY]
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--positives", type=int, default=None, help="fresh rows kept (default all)")
     p.add_argument("--ratio", type=float, default=0.1, help="rotten rows per fresh row kept")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--precision", help="jiyi's --precision (default: jiyi's own default)")
     p.add_argument("--render-only", action="store_true")
     args = p.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
@@ -183,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
                 "epochs": args.epochs,
                 "max_length": args.max_length,
                 "threads": args.threads,
+                "precision": args.precision or "jiyi's default",
                 "command": "HF_HUB_OFFLINE=1 python bench/bench_imbalance.py "
                 + " ".join(sys.argv[1:] if argv is None else argv),
             },
