@@ -1,6 +1,7 @@
 """Class imbalance: Rotten Tomatoes with the negatives (rotten) cut to 1 per 10 positives (fresh) in
 the training file; MiniLM fine-tuned with plain cross-entropy, `--class-weights balanced` and
-`--loss focal` (gamma 2), the same training file and seed for every arm; macro-F1 on the test set.
+`--loss focal` (gamma 2) and both together (the alpha-balanced focal loss), the same training file
+and seed for every arm; macro-F1 on the test set.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_imbalance.py --output bench/results/imbalance
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 nice -n 19 .venv/bin/python bench/bench_imbalance.py \\
@@ -42,6 +43,7 @@ ARMS: dict[str, list[str]] = {  # arm -> the flags that differ
     "ce": [],
     "balanced": ["--class-weights", "balanced"],
     "focal": ["--loss", "focal", "--focal-gamma", "2"],
+    "balanced-focal": ["--class-weights", "balanced", "--loss", "focal", "--focal-gamma", "2"],
 }
 MAJORITY, MINORITY = "fresh", "rotten"
 
