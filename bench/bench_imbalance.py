@@ -131,7 +131,8 @@ def render_section(folder: str | Path) -> str:
         "seed); validation and test untouched (as exported, about 58% fresh; "
         f"{setup.get('n_test', '?')} test rows). MiniLM, {setup.get('epochs')} epoch(s), "
         f"--max-length {setup.get('max_length')}, jiyi's other defaults (lr 5e-5, batch 32), "
-        "--metric f1_macro, --calibration none (it changes no decision). Test metrics; "
+        "--metric f1_macro, --calibration none (it changes no decision), --precision "
+        f"{setup.get('precision', 'fp32')}. Test metrics; "
         '"rotten" is the minority class.',
         "",
         md_table(head, rows),
