@@ -173,9 +173,10 @@ def render_section(folder: Path) -> str:
     files = sorted(folder.glob("audit_*.json"), key=lambda p: (p.name != AUDIT_RT, p.name))
     if not files:
         return ""
+    results = [json.loads(path.read_text(encoding="utf-8")) for path in files]
     lines = ["## Label errors: `jiyi audit` (bench/bench_audit.py)", ""]
-    for path in files:
-        lines += _render_one(json.loads(path.read_text(encoding="utf-8")))
+    for r in results:
+        lines += _render_one(r)
     lines += [
         "The test-accuracy column is a cheap stand-in for the issue's \"train on the cleaned "
         'data": a logistic head on the same frozen vectors (C as chosen), trained on the '
@@ -184,15 +185,14 @@ def render_section(folder: Path) -> str:
         "2 CPU cores; nor was a topic data set (none ships offline). With two classes the two "
         "rankings order the rows identically (the normalised margin is p − (1 − p) rescaled).",
         "",
-        "Commands: " + "; ".join(f"`HF_HUB_OFFLINE=1 {command_of(p)}`" for p in files) + ".",
+        "Commands: " + "; ".join(f"`HF_HUB_OFFLINE=1 {command_of(r)}`" for r in results) + ".",
         "",
     ]
     return "\n".join(lines)
 
 
-def command_of(path: Path) -> str:
-    """The command that wrote an audit_*.json (older files did not record it: the one used)."""
-    r = json.loads(path.read_text(encoding="utf-8"))
+def command_of(r: dict[str, Any]) -> str:
+    """The command that wrote an audit result (older files did not record it: the one used)."""
     if "command" in r:
         return f"OMP_NUM_THREADS={r.get('omp_threads') or 'unset'} {r['command']}"
     return "OMP_NUM_THREADS=1 nice -n 19 python bench/bench_audit.py --output bench/results/audit"

@@ -131,9 +131,13 @@ def render_section(folder: str | Path) -> str:
         "seed); validation and test untouched (as exported, about 58% fresh; "
         f"{setup.get('n_test', '?')} test rows). MiniLM, {setup.get('epochs')} epoch(s), "
         f"--max-length {setup.get('max_length')}, jiyi's other defaults (lr 5e-5, batch 32), "
-        "--metric f1_macro, --calibration none (it changes no decision), --precision "
-        f"{setup.get('precision', 'fp32')}. Test metrics; "
-        '"rotten" is the minority class.',
+        "--metric f1_macro, --calibration none (it changes no decision), "
+        + (
+            f"--precision {p}"
+            if (p := setup.get("precision", "fp32"))
+            else "jiyi's default --precision"
+        )
+        + '. Test metrics; "rotten" is the minority class.',
         "",
         md_table(head, rows),
         "",
@@ -188,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
                 "epochs": args.epochs,
                 "max_length": args.max_length,
                 "threads": args.threads,
-                "precision": args.precision or "jiyi's default",
+                "precision": args.precision,  # None: jiyi's default
                 "command": "HF_HUB_OFFLINE=1 python bench/bench_imbalance.py "
                 + " ".join(sys.argv[1:] if argv is None else argv),
             },

@@ -37,7 +37,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import JIYI, fmt, md_table, read_csv, read_json, subset, write_csv, write_json
+from common import (
+    JIYI,
+    fmt,
+    md_table,
+    mean_std,
+    read_csv,
+    read_json,
+    subset,
+    write_csv,
+    write_json,
+)
 
 ARMS = {
     "full": [],  # the part's lr
@@ -228,14 +238,14 @@ def render_section(folder: str | Path) -> str:
             def avg(key: str, rs: list[dict] = rs) -> float:
                 return statistics.fmean(r[key] for r in rs)
 
-            tests = [r["test"] for r in rs]
-            spread = f" ± {statistics.stdev(tests):.4f}" if len(tests) > 1 else ""
+            mean, std = mean_std([r["test"] for r in rs])
+            spread = f" ± {std:.4f}" if len(rs) > 1 else ""
             rows.append([
                 a, ", ".join(map(str, sorted(by_seed))), f"{rs[0]['trainable']:,}",
                 fmt(100 * rs[0]["trainable"] / rs[0]["total"], ".2f"), fmt(avg("step_seconds"), ".2f"),
                 fmt(avg("peak_rss_mb"), ".0f"), fmt(avg("run_bytes") / 1e6, ".1f"),
                 fmt(avg("model_bytes") / 1e6, ".1f"), fmt(avg("adapter_bytes") / 1e6, ".2f"),
-                fmt(avg("best_validation"), ".4f"), f"{statistics.fmean(tests):.4f}{spread}",
+                fmt(avg("best_validation"), ".4f"), f"{mean:.4f}{spread}",
                 ", ".join(f"{s}: {by_seed[s]['test']:.4f}" for s in sorted(by_seed)),
                 fmt(avg("wall_seconds"), ".0f"),
             ])  # fmt: skip
