@@ -45,9 +45,9 @@ def prepare_data(out: Path, train_rows: int | None, validation_rows: int | None)
         run_checked([*JIYI, "data", "export", "rotten-tomatoes", "--output", str(full)])
     paths = {"test": full / "test.csv"}
     for split, n in (("train", train_rows), ("validation", validation_rows)):
-        rows = subset(read_csv(full / f"{split}.csv"), n, seed=0)
         paths[split] = out / "data" / f"{split}-{n or 'all'}.csv"
-        write_csv(paths[split], rows)
+        if not paths[split].is_file():  # the parts may run side by side: written once
+            write_csv(paths[split], subset(read_csv(full / f"{split}.csv"), n, seed=0))
     return paths
 
 
@@ -58,7 +58,8 @@ def run_jiyi(args: argparse.Namespace, data: dict[str, Path], out: Path) -> dict
            "--validation", str(data["validation"]), "--space", str(out / "space.yaml"),
            "--budget", args.budget, "--trials", str(args.trials), "--seed", "42",
            "--max-length", str(args.max_length), "--evals-per-epoch", str(args.evals_per_epoch),
-           "--calibration", "none", "--output", str(study)]  # fmt: skip
+           "--calibration", "none", "--precision", args.precision,
+           "--output", str(study)]  # fmt: skip
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     t0 = time.perf_counter()
@@ -129,7 +130,7 @@ def run_hf(args: argparse.Namespace, data: dict[str, Path], out: Path) -> dict[s
     targs = TrainingArguments(output_dir=str(out / "hf-runs"), eval_strategy="steps",
                               eval_steps=eval_steps, save_strategy="no", logging_strategy="no",
                               report_to=[], seed=42, use_cpu=not torch.cuda.is_available(),
-                              disable_tqdm=True,
+                              disable_tqdm=True, bf16=args.precision == "bf16",
                               warmup_steps=0.06, weight_decay=0.01)  # fmt: skip
     trainer = Trainer(model_init=model_init, args=targs, train_dataset=encoded["train"],
                       eval_dataset=encoded["validation"], processing_class=tokenizer,
@@ -186,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--evals-per-epoch", type=int, default=2)
     parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="both parts train in it (the Trainer: bf16=True)",
+    )
     args = parser.parse_args(argv)
     out: Path = args.output
     out.mkdir(parents=True, exist_ok=True)
@@ -230,7 +237,8 @@ def render_section(folder: Path) -> str:
         f"{s['train_rows'] or 'all'}, validation rows {s['validation_rows'] or 'all'}; space "
         f"`{space_yaml().strip().replace(chr(10), '; ')}`; TPE (seed 42, 5 random startup "
         f"trials), median pruner at {s['evals_per_epoch']} validation passes per epoch; budget "
-        f"{s['budget']}, at most {s['trials']} trials; {s['threads'] or 'all'} thread(s); "
+        f"{s['budget']}, at most {s['trials']} trials; {s.get('precision', 'fp32')} in both; "
+        f"{s['threads'] or 'all'} thread(s); "
         f"{h['cpu']}, load {h['load']:.1f} at the start, {h['date']}.",
         "",
         md_table(headers, rows),
