@@ -58,6 +58,37 @@ def test_batcher_gathers_requests_and_returns_each_its_own_results() -> None:
     assert sum(len(b) for b in batches) == sum(len(r) for r in requests)
 
 
+def test_batcher_under_load_groups_texts_of_like_length_and_the_oldest_leads() -> None:
+    gate = threading.Event()
+    batches: list[list[str]] = []
+
+    def predict(texts: list[str], key: Any) -> list[str]:
+        gate.wait(10)
+        batches.append(list(texts))
+        return list(texts)
+
+    batcher = MicroBatcher(predict, max_batch_size=4, max_wait_ms=0)
+    batcher.start()
+    # short and long requests alternate in arrival; 8 wait where 4 fit a batch
+    texts = [f"{i}" + ("s" * 5 if i % 2 == 0 else "l" * 200) for i in range(8)]
+
+    async def go() -> list[list[str]]:
+        held = asyncio.ensure_future(batcher.submit(["held"]))
+        await asyncio.sleep(0.1)  # the worker holds it while the others queue
+        rest = [asyncio.ensure_future(batcher.submit([t])) for t in texts]
+        await asyncio.sleep(0.1)
+        gate.set()
+        return await asyncio.gather(held, *rest)
+
+    try:
+        results = asyncio.run(go())
+    finally:
+        batcher.close()
+    assert results == [["held"]] + [[t] for t in texts]  # each caller its own answer
+    short, long = texts[0::2], texts[1::2]
+    assert batches == [["held"], short, long]  # the oldest (0, then 1) led; like joined like
+
+
 def test_batcher_keeps_keys_apart_and_errors_with_their_callers() -> None:
     def predict(texts: list[str], key: Any) -> list[Any]:
         if key == "bad":
