@@ -207,6 +207,33 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def study_trials(db: Path) -> list[Any]:
+    """The trials of the one study in the SQLite file DB (none when it is absent)."""
+    if not db.is_file():
+        return []
+    import optuna
+
+    storage = f"sqlite:///{db.absolute()}"
+    name = optuna.get_all_study_names(storage)[0]
+    return optuna.load_study(study_name=name, storage=storage).trials
+
+
+def same_start(folder: Path) -> str:
+    """Whether both studies began with the same settings (TPE's seeded random start)."""
+    jiyi, hf = (
+        study_trials(folder / "jiyi-study" / "study.db"),
+        study_trials(folder / "hf-study.db"),
+    )
+    n = min(len(jiyi), len(hf), 5)
+    if not n:
+        return ""
+    same = sum(a.params == b.params for a, b in zip(jiyi[:n], hf[:n], strict=True))
+    return (
+        f"Of the first {n} trials (TPE's random start, seed 42), {same} drew the same settings in "
+        "both studies, so the start compares the two trainers on equal settings."
+    )
+
+
 def render_section(folder: Path) -> str:
     """The `## Hyperparameter search` section of bench/RESULTS.md from FOLDER/{jiyi,hf}.json."""
     parts = {p: json.loads((folder / f"{p}.json").read_text()) for p in ("jiyi", "hf")
@@ -242,6 +269,17 @@ def render_section(folder: Path) -> str:
         f"{h['cpu']}, load {h['load']:.1f} at the start, {h['date']}.",
         "",
         md_table(headers, rows),
+        "",
+        f"Validation passes: jiyi {s['evals_per_epoch']} per epoch of every trial; the Trainer "
+        "counts steps, so every "
+        f"{max(1, (s['train_rows'] or 10201) // 32 // s['evals_per_epoch'])} steps "
+        f"({s['evals_per_epoch']} per epoch at batch 32, twice as many at batch 16). At the "
+        "budget, jiyi stops the trial in flight at its next validation pass (counted as "
+        f"pruned); Optuna's timeout lets the Trainer's trial in flight run to its end. A "
+        "trial's value: jiyi's best validation pass (the model it keeps and `best/` holds); the "
+        "Trainer's last pass (`hyperparameter_search` reports the final evaluation and keeps no "
+        f"model, so its best settings are trained again and that model is tested). "
+        f"{same_start(folder)}",
         "",
         *(["The Trainer's `hyperparameter_search` part has not run with these settings yet "
            "(`--parts hf`).", ""] if "hf" not in parts else []),
