@@ -159,6 +159,14 @@ def load_wrk(port: int, texts_file: Path, clients: int, seconds: float) -> dict[
     }
 
 
+def http_stack() -> str:
+    """What uvicorn runs on here (its `auto` choice): uvloop and httptools when installed."""
+    from importlib.util import find_spec
+
+    loop = "uvloop" if find_spec("uvloop") else "asyncio"
+    return f"{loop} + {'httptools' if find_spec('httptools') else 'h11'}"
+
+
 def offline(run: str, texts: list[str], threads: int) -> dict[str, Any]:
     from jiyi.predict import load as load_run
 
@@ -202,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "client": args.client,
         "serve_flags": args.serve_flags,
+        "http_stack": http_stack(),
         "modes": {},
     }
     out = Path(args.output)
@@ -269,6 +278,8 @@ def render(r: dict[str, Any]) -> str:
         lines.append(line)
     top = on[-1]["texts_per_s"] / offline
     flags = f" Server flags: `{r['serve_flags']}`." if r.get("serve_flags") else ""
+    if r.get("http_stack"):
+        flags += f" uvicorn on {r['http_stack']}."
     lines += [
         "",
         f"Offline `jiyi.load(run).predict` on the same {r['offline']['texts']} texts: "
