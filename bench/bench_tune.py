@@ -62,10 +62,10 @@ def run_jiyi(args: argparse.Namespace, data: dict[str, Path], out: Path) -> dict
            "--output", str(study)]  # fmt: skip
     if args.threads:
         cmd += ["--threads", str(args.threads)]
-    t0 = time.perf_counter()
+    header, t0 = run_header(), time.perf_counter()
     summary = json.loads(run_checked(cmd).stdout.strip().splitlines()[-1])
     seconds = time.perf_counter() - t0
-    result: dict[str, Any] = {"header": run_header(), "command": " ".join(cmd[2:]),
+    result: dict[str, Any] = {"header": header, "header_at": "start", "command": " ".join(cmd[2:]),
                               "seconds": round(seconds, 1), "trials": summary["trials"]}  # fmt: skip
     if "best" in summary:
         run_checked([*JIYI, "evaluate", str(study / "best"), "--data", str(data["test"]),
@@ -137,7 +137,7 @@ def run_hf(args: argparse.Namespace, data: dict[str, Path], out: Path) -> dict[s
                       data_collator=DataCollatorWithPadding(tokenizer),
                       compute_metrics=accuracy)  # fmt: skip
     storage = f"sqlite:///{(out / 'hf-study.db').absolute()}"
-    t0 = time.perf_counter()
+    header, t0 = run_header(), time.perf_counter()
     best = trainer.hyperparameter_search(
         hp_space=hp_space,
         compute_objective=lambda metrics: metrics["eval_accuracy"],
@@ -165,7 +165,7 @@ def run_hf(args: argparse.Namespace, data: dict[str, Path], out: Path) -> dict[s
         setattr(final.args, key, value)
     final.train()
     test = final.predict(encoded["test"]).metrics["test_accuracy"]
-    return {"header": run_header(), "seconds": round(seconds, 1), "trials": counts,
+    return {"header": header, "header_at": "start", "seconds": round(seconds, 1), "trials": counts,
             "best_validation": best.objective, "best_params": study.best_params,
             "test_accuracy": test, "retrain_seconds": round(time.perf_counter() - t1, 1)}  # fmt: skip
 
@@ -266,7 +266,9 @@ def render_section(folder: Path) -> str:
         f"trials), median pruner at {s['evals_per_epoch']} validation passes per epoch; budget "
         f"{s['budget']}, at most {s['trials']} trials; {s.get('precision', 'fp32')} in both; "
         f"{s['threads'] or 'all'} thread(s); "
-        f"{h['cpu']}, load {h['load']:.1f} at the start, {h['date']}.",
+        f"{h['cpu']}; the first part's conditions when it "
+        f"{'started' if first.get('header_at') == 'start' else 'ended'}: load {h['load']:.1f}, "
+        f"{h['date']}.",
         "",
         md_table(headers, rows),
         "",
