@@ -11,9 +11,10 @@ inside an operation with their own threads). Each `submit` puts its texts and an
 on a bounded queue and waits; the worker takes the oldest request, then for up to `max_wait_ms`
 gathers more requests of the same kind until `max_batch_size` texts are reached (when more wait
 than fit, those closest in length to the oldest), runs `predict_fn(texts, key)` once on them all
-(a `Classifier` sorts by length inside the call), and hands each caller its own slice of the results on the caller's event loop. A request is never
-split, so one request with more texts than `max_batch_size` runs alone. With `enabled=False`
-every request is its own forward pass (the baseline the benchmark compares with).
+(a `Classifier` sorts by length inside the call), and hands each caller its own slice of the
+results on the caller's event loop. A request is never split, so one request with more texts
+than `max_batch_size` runs alone. With `enabled=False` every request is its own forward pass
+(the baseline the benchmark compares with).
 
 The queue is bounded: when `max_queue` texts (or requests) already wait, `submit` raises
 `QueueFull` at once (HTTP 429 with Retry-After) instead of letting latency grow without bound.
