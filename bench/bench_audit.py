@@ -32,9 +32,18 @@ from typing import Any
 
 import numpy as np
 
-from common import md_table, read_csv, run_checked, run_header, write_csv, write_json
+from common import (
+    JIYI,
+    fresh,
+    md_table,
+    read_csv,
+    read_json,
+    run_checked,
+    run_header,
+    write_csv,
+    write_json,
+)
 
-JIYI = [sys.executable, "-m", "jiyi"]
 AUDIT_RT = "audit_rotten-tomatoes_minilm.json"
 RATE = 0.10
 
@@ -73,14 +82,14 @@ def head_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
 def finetune_accuracy(args: argparse.Namespace, rows: list[dict[str, str]], name: str,
                       seed: int, data: Path) -> float:  # fmt: skip
     """`jiyi train` (its defaults, `--epochs` from --finetune) on ROWS; its test accuracy."""
-    out = args.output / "finetune" / f"{args.data_set}-{seed}-{name}"
+    out = fresh(args.output / "finetune" / f"{args.data_set}-{seed}-{name}")
     write_csv(out.with_suffix(".csv"), rows)
     validation = data / "validation.csv"
     run_checked([*JIYI, "train", "--model", args.model, "--train", out.with_suffix(".csv"),
                  *(["--validation", validation] if validation.is_file() else []),
                  "--test", data / "test.csv", "--output", out, "--epochs", str(args.finetune),
                  "--seed", str(seed), "--calibration", "none"])  # fmt: skip
-    metrics = json.loads((out / "eval" / "metrics.json").read_text(encoding="utf-8"))
+    metrics = read_json(out / "eval" / "metrics.json")
     shutil.rmtree(out / "model", ignore_errors=True)  # keep eval/, config.yaml
     return float(metrics["accuracy"])
 
