@@ -124,3 +124,46 @@ def test_ner_train_and_evaluate_write_an_html_report(
     assert main(argv) == 0
     assert {p.name for p in again.iterdir()} == files
     assert "repaired tags" in (again / "report.html").read_text("utf-8")
+
+
+def test_a_run_that_found_no_entity_says_what_to_do() -> None:
+    from types import SimpleNamespace
+
+    from jiyi.ner.train import no_entity_warning
+
+    config = SimpleNamespace(epochs=5.0, lr=1e-3, max_steps=None)
+    found_none = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "n_entities": 40}
+    message = no_entity_warning(found_none, config)
+    assert message is not None
+    assert "none of the 40 entities" in message
+    assert "--epochs above 5" in message and "--lr than 0.001" in message
+    stepped = no_entity_warning(found_none, SimpleNamespace(epochs=1.0, lr=1e-3, max_steps=60))
+    assert stepped is not None and "--max-steps above 60" in stepped
+    assert no_entity_warning({**found_none, "recall": 0.025}, config) is None
+    assert no_entity_warning({**found_none, "precision": 0.5}, config) is None
+    assert no_entity_warning({**found_none, "n_entities": 0}, config) is None  # nothing to find
+    assert no_entity_warning({}, config) is None  # no validation record: nothing to say
+
+
+def test_the_warning_reaches_the_user_and_the_log_only_when_no_entity_was_found(
+    ner_setup: tuple[Path, Path], ner_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, data = ner_setup
+    sentences = (data / "train.conll").read_text().split("\n\n")
+    untagged = (
+        [sentences[0], sentences[1]]
+        + [  # entities in one sentence, O everywhere else
+            "\n".join(line.split("\t")[0] + "\tO" for line in s.splitlines()) for s in sentences[2:]
+        ]
+    )
+    (tmp_path / "mostly-o.conll").write_text("\n\n".join(untagged))
+    out = tmp_path / "all-o"
+    argv = ["train", "--task", "ner", "--model", str(model), "--output", str(out)]
+    argv += ["--train", str(tmp_path / "mostly-o.conll")]
+    argv += ["--validation", str(data / "validation.conll"), "--max-steps", "60", "--lr", "1e-3"]
+    assert main(argv) == 0
+    assert "none of the" in capsys.readouterr().err
+    events = [json.loads(line) for line in (out / "metrics.jsonl").open()]
+    assert [e["event"] for e in events].count("warning") == 1
+    learnt = [json.loads(line) for line in (ner_run / "metrics.jsonl").open()]
+    assert all(e["event"] != "warning" for e in learnt)  # F1 >= 0.9: nothing to warn about

