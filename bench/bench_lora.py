@@ -13,6 +13,9 @@ Arms (each `jiyi train --model minilm` in its own process, --threads 1 by defaul
     r8         --lora-r 8 (alpha 16, dropout 0.1, query,value: jiyi's defaults), --lr 2e-3
     r16        --lora-r 16 (alpha 32), --lr 2e-3
     r8-lr5e-4  --lora-r 8 at --lr 5e-4 (jiyi's default --lr for a small model with --lora-r)
+    r8-default, r16-default   --lora-r 8 / 16 without --lr: what a user gets (the part's
+               preset rate times jiyi.tasks.presets.LORA_LR_FACTOR)
+    r8-all     --lora-r 8 on every linear layer of the encoder (query,key,value,dense), no --lr
 
 Per (part, arm, seed): trainable parameters (jiyi.json's "lora" record; all parameters for full),
 step time (batch size / the median `examples_per_s` of metrics.jsonl, which leaves validation and
@@ -54,6 +57,9 @@ ARMS = {
     "r8": ["--lr", "2e-3", "--lora-r", "8"],
     "r16": ["--lr", "2e-3", "--lora-r", "16"],
     "r8-lr5e-4": ["--lr", "5e-4", "--lora-r", "8"],  # jiyi's default --lr with --lora-r (small)
+    "r8-default": ["--lora-r", "8"],  # no --lr: jiyi's default for the task
+    "r16-default": ["--lora-r", "16"],
+    "r8-all": ["--lora-r", "8", "--lora-targets", "query,key,value,dense"],
 }
 PARTS = {
     "classification": {
@@ -104,7 +110,8 @@ def run_arm(part: str, arm: str, seed: int, files: dict[str, Path], out: Path, e
             threads: int, env: dict[str, str]) -> dict:  # fmt: skip
     name = f"{arm}-s{seed}"
     run_dir = out / part / "runs" / name
-    argv = [*JIYI, "train", "--model", "minilm", "--output", str(run_dir), "--epochs", epochs]
+    argv = [*JIYI, "train", "--model", "minilm", "--output", str(run_dir)]
+    argv += [] if epochs == "preset" else ["--epochs", epochs]  # preset: jiyi's default epochs
     argv += [f"--{k}={v}" for k, v in files.items()] + arm_argv(part, arm, seed, threads)
     logs = out / part / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -275,8 +282,8 @@ def main() -> None:
     p.add_argument("--seeds", default="0", help="comma-separated, e.g. 0,1,2")
     p.add_argument("--train-size", type=int, default=2000)
     p.add_argument("--validation-size", type=int, default=500)
-    p.add_argument("--epochs", default="2", help="classification's epochs")
-    p.add_argument("--ner-epochs", default="5", help="ner's epochs (bench_ner.py's)")
+    p.add_argument("--epochs", default="2", help="classification's epochs ('preset': jiyi's)")
+    p.add_argument("--ner-epochs", default="5", help="ner's epochs (bench_ner.py's; 'preset')")
     p.add_argument("--threads", type=int, default=1, help="threads of each run")
     p.add_argument("--jobs", type=int, default=1, help="runs at once (times are then shared)")
     p.add_argument("--render", action="store_true", help="print the RESULTS.md section only")
