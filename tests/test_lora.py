@@ -223,6 +223,8 @@ def test_ner_and_qa_train_with_lora(
     assert main(argv) == 0
     meta = json.loads((out / "model" / "jiyi.json").read_text())
     assert meta["lora"]["head"] == ["classifier"] and (out / "adapter").is_dir()
+    # ner's default (TaskSpec.lora_targets): every linear layer of the encoder, not q,v only
+    assert meta["lora"]["targets"] == ["dense", "key", "query", "value"]
     assert json.loads((out / "eval" / "metrics.json").read_text())["n"] > 0
     rows = tmp_path / "ner.jsonl"
     assert (

