@@ -55,6 +55,7 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_defaults.py all --output bench/results/defaults
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_step.py --output bench/results/step
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_lora.py --output bench/results/lora
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_calibration.py --output bench/results/calibration
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_fewshot.py --output bench/results/fewshot
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_parity.py --precision fp32 bf16 --output bench/results/parity
 	$(PIP) -e '.[scale]'

@@ -154,9 +154,12 @@ def tallies(cells: list[dict]) -> list[str]:
     return lines
 
 
-def render(out: Path) -> str:
+def render_section(out: Path) -> str:
+    """bench/RESULTS.md's section from OUTPUT (results_md.SECTIONS); "" when it has not run."""
     header = read_json(out / "header.json") or {}
-    cells = [read_json(p) for p in sorted((out / "cells").glob("*.json"))]
+    cells = [read_json(p) for p in sorted((out / "cells").glob("*.json"))] if out.is_dir() else []
+    if not cells:
+        return ""
     rows = []
     for name in SETS:
         mine = [c for c in cells if c["set"] == name]
@@ -210,7 +213,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"--sets: unknown {sorted(unknown)}; choose from {sorted(SETS)}")
     if args.render:
-        print(render(Path(args.output)))
+        print(render_section(Path(args.output)))
         return
     t0 = time.perf_counter()
     measure(args)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import bench_active
 import bench_audit
+import bench_calibration
 import bench_compress
 import bench_defaults
 import bench_explain
@@ -55,6 +56,7 @@ SECTIONS: list[tuple[str, Callable[[Path], str]]] = [
     ("imbalance", bench_imbalance.render_section),
     ("tune", bench_tune.render_section),
     ("lora", bench_lora.render_section),
+    ("calibration", bench_calibration.render_section),
     ("scale", bench_scale.render_section),
     ("ivfpq", bench_ivfpq.render_section),
     ("fewshot", bench_fewshot.render_section),
