@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jiyi.serve.batcher import BatcherClosed, QueueFull, resolve_future
+from jiyi.serve.pools import on_passing_thread
 
 MIN_STEPS = 8  # fewer integrated-gradients steps say little: such a text is refused instead
 YIELD_POLL_S = 0.05  # how often a paused explanation looks at its cancel flag
@@ -241,8 +242,8 @@ class ExplainWorker:
                     self._cond.wait()
                 job = self._pending.popleft()
                 self._running, self._running_since = job, time.monotonic()
-            try:
-                self._run(job)
+            try:  # on a passing thread: no second lasting OpenMP pool (jiyi.serve.pools)
+                on_passing_thread(lambda job=job: self._run(job), self.name)
             finally:
                 with self._cond:
                     self._running, self._running_since = None, None

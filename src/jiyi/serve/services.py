@@ -15,6 +15,7 @@ from typing import Any
 from jiyi.errors import JiyiError
 from jiyi.serve.classification import ClassificationService
 from jiyi.serve.ner import NerService
+from jiyi.serve.pools import on_passing_thread
 from jiyi.serve.qa import QaService
 from jiyi.serve.service import Service
 from jiyi.tasks import TaskSpec, refusal_message, task_of_run
@@ -58,15 +59,20 @@ def load_service(
     name: str | None = None,
 ) -> Service:
     """A run folder (any format; a `jiyi.memory` folder with it where the run takes one)
-    loaded, checked and warmed up for `jiyi.serve.app.create_app`."""
+    loaded, checked and warmed up for `jiyi.serve.app.create_app`, on a passing thread: the
+    caller's thread (the server's event loop) keeps no OpenMP pool (`jiyi.serve.pools`)."""
     cls = service_class(run_dir, memory=memory_dir is not None)
-    predictor = cls.load_predictor(str(run_dir), threads)
-    memory: Any = None
-    if memory_dir is not None:
-        from jiyi.memory.knn import Memory
 
-        memory = Memory.open(memory_dir)
-    return cls(predictor, memory, name=name)
+    def load() -> Service:
+        predictor = cls.load_predictor(str(run_dir), threads)
+        memory: Any = None
+        if memory_dir is not None:
+            from jiyi.memory.knn import Memory
+
+            memory = Memory.open(memory_dir)
+        return cls(predictor, memory, name=name)
+
+    return on_passing_thread(load, "jiyi-load")
 
 
 __all__ = ["SERVICES", "load_service", "not_served_message", "service_class"]
