@@ -1,12 +1,13 @@
 """One lasting OpenMP thread pool in a server process: the prediction batcher's.
 
 PyTorch's CPU kernels run on OpenMP, and OpenMP (libgomp) keeps a pool of helper threads for
-every thread that has run a parallel kernel, for as long as that thread lives. With more pool
-threads than cores it stops spinning between kernels and puts its threads to sleep instead, and
-a forward pass, hundreds of small kernels, pays a wake-up for each. Measured on the 2-core
-machine (MiniLM, random batches of 32 Rotten Tomatoes texts in passes of 8): 266-271 texts/s
-when only the predicting thread had run the model, 187-209 when the main thread had run one
-warm-up prediction before (bench/RESULTS.md, "Serving").
+every thread that has run a parallel kernel, for as long as that thread lives. A second living
+pool slowed the first one's forward passes by a quarter. Measured on the 2-core machine
+(MiniLM, random batches of 32 Rotten Tomatoes texts in passes of 8, predicted on a worker
+thread): 266-271 texts/s when no other thread had run the model or the one that had was gone,
+187-209 when the main thread had run one warm-up prediction before (bench/RESULTS.md,
+"Serving"). The likely cause: with more pool threads than cores libgomp stops spinning between
+kernels and sleeps, and a forward pass, hundreds of small kernels, pays a wake-up for each.
 
 So model work outside the batcher's worker runs on a passing thread, whose pool goes with it:
 the loading and warm-up of a service (`jiyi.serve.services.load_service`) and each explanation
