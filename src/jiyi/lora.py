@@ -135,14 +135,9 @@ def linear_names(model: Any) -> list[str]:
 
 
 def encoder_linear_names(model: Any) -> list[str]:
-    """The distinct last names of the linear layers inside a task model's encoder (its
-    `base_model_prefix` child; the head left out): BERT -> ["dense", "key", "query", "value"]."""
-    import torch
-
-    encoder = getattr(model, getattr(model, "base_model_prefix", ""), None) or model
-    return sorted(
-        {n.rsplit(".", 1)[-1] for n, m in encoder.named_modules() if isinstance(m, torch.nn.Linear)}
-    )
+    """`linear_names` of a task model's encoder (its `base_model_prefix` child; the head left
+    out): BERT -> ["dense", "key", "query", "value"]."""
+    return linear_names(getattr(model, getattr(model, "base_model_prefix", ""), None) or model)
 
 
 def task_targets(model: Any, config: Any) -> list[str] | None:
