@@ -20,6 +20,8 @@ from jiyi.calibrate import Calibration, probabilities
 from jiyi.compress.trim_hooks import warn_unknown_rate
 from jiyi.data.collate import encode, pad_batch, sorted_batches
 from jiyi.runs import read_meta
+from jiyi.unpadded import enable as enable_unpadded
+from jiyi.unpadded import unpadding
 
 
 @torch.inference_mode()
@@ -46,7 +48,7 @@ def forward_logits(
     try:
         for batch in batches:
             inputs = {k: v.to(device) for k, v in pad_batch(enc, batch, pad_id).items()}
-            with autocast:
+            with autocast, unpadding():  # encoders `jiyi.unpadded.enable`d skip the padding
                 out.append(model(**inputs).logits.float().cpu().numpy())  # (B, C)
             rows.extend(batch)
     finally:
@@ -97,6 +99,8 @@ class Classifier:
             torch.set_num_threads(threads)
         self.model_dir = model_dir
         self.model, self.tokenizer = load_classifier(model_dir)
+        # forward passes on real tokens only, where the encoder is BERT-shaped (jiyi.unpadded)
+        self.unpadded = enable_unpadded(self.model)
         self.meta = read_meta(model_dir)
         self.multilabel = self.model.config.problem_type == "multi_label_classification"
         id2label = self.model.config.id2label

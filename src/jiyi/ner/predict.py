@@ -22,6 +22,7 @@ from jiyi.compress.trim_hooks import warn_unknown_rate
 from jiyi.ner.align import encode_words, split_words
 from jiyi.ner.tags import spans_from_tags
 from jiyi.runs import eval_dir, open_run
+from jiyi.unpadded import enable as enable_unpadded
 
 
 class NerTagger:
@@ -37,6 +38,7 @@ class NerTagger:
         self.model_dir = folder
         with quiet_transformers():
             self.model = load_pretrained(AutoModelForTokenClassification, folder).eval()
+        self.unpadded = enable_unpadded(self.model)  # forward passes on real tokens only
         self.tokenizer = load_tokenizer(str(folder))
         self.labels: list[str] = self.meta["labels"]
         self.scheme = self.meta.get("scheme", "BIO")

@@ -37,6 +37,7 @@ from jiyi.ner.tags import convert, entity_types, label_list
 from jiyi.runs import read_meta, write_meta
 from jiyi.tasks.presets import resolve_schedule
 from jiyi.tasks.registry import get_task
+from jiyi.unpadded import unpadding
 
 
 @dataclass
@@ -91,7 +92,7 @@ def forward_scores(
     enc = windows.to_encoded()
     out: list[np.ndarray] = [np.empty((0, 0))] * len(windows)
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), unpadding():  # `jiyi.unpadded.enable`d encoders skip padding
         for batch in sorted_batches(enc.lengths, batch_size):
             inputs = {k: v.to(device) for k, v in pad_batch(enc, batch, pad_id).items()}
             probs = model(**inputs).logits.float().softmax(-1).cpu().numpy()  # (B, T, C)

@@ -29,6 +29,8 @@ from jiyi.qa.metrics import score_question, squad_metrics
 from jiyi.qa.spans import AnswerSpan, decode_answers
 from jiyi.qa.windows import QAWindows, encode_windows
 from jiyi.runs import eval_dir, open_run
+from jiyi.unpadded import enable as enable_unpadded
+from jiyi.unpadded import unpadding
 
 
 @torch.inference_mode()
@@ -42,7 +44,8 @@ def forward_logits(
     model.eval()
     for batch in sorted_batches(enc.lengths, batch_size):
         inputs = {k: v.to(device) for k, v in pad_batch(enc, batch, pad_id).items()}
-        result = model(**inputs)
+        with unpadding():  # `jiyi.unpadded.enable`d encoders skip the padding
+            result = model(**inputs)
         starts = result.start_logits.float().cpu().numpy()  # (B, T)
         ends = result.end_logits.float().cpu().numpy()  # (B, T)
         for row, i in enumerate(batch):
@@ -113,6 +116,7 @@ class QuestionAnswerer:
         with quiet_transformers():
             model = load_pretrained(AutoModelForQuestionAnswering, folder, use_safetensors=True)
         self.model = model.to(self.device).eval()
+        self.unpadded = enable_unpadded(self.model)  # forward passes on real tokens only
         self.tokenizer = load_tokenizer(str(folder))
         self.batch_size = batch_size
         self.max_answer_length = max_answer_length or int(self.meta.get("max_answer_length", 30))

@@ -1,0 +1,203 @@
+"""Inference without padding for BERT-shaped encoders.
+
+A batch of texts of unequal length is padded to its longest one, and every linear layer pays for
+the padding: on random Rotten Tomatoes texts, 32 to a batch (what a server gathers from its
+clients), the padded tokens are about twice the real ones. Under `with unpadding():`, an encoder
+that `enable()` prepared runs its linear layers, layer norms and activations on the batch's real
+tokens only (one matrix of all of them), and its attention on the batch's texts sorted by length
+in groups of `GROUP`, each group padded to its own longest text. The hidden states at real
+positions are those of the encoder's own forward (to float rounding); padded positions hold
+zeros, which no head reads (the pooler reads [CLS], mean pooling and token classification the
+attention mask).
+
+It runs only where nothing else can see the difference: inside `unpadding()`, in inference mode,
+with the model in eval mode, right padding, and no cross-attention or cache. Anywhere else the
+encoder's own forward runs (training, explanations through autograd, `output_attentions`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+GROUP = 8  # texts per attention pass: sorted by length, each group padded to its own longest
+
+_ACTIVE: ContextVar[bool] = ContextVar("jiyi_unpadding", default=False)
+_SUBCLASSES: dict[type, type] = {}
+
+
+@contextmanager
+def unpadding() -> Iterator[None]:
+    """Let enabled encoders skip padding for the forward passes run inside (this thread only)."""
+    token = _ACTIVE.set(True)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+def enable(model: Any) -> bool:
+    """Prepare the BERT-shaped encoder inside `model` for `unpadding()`; False if it has none.
+
+    The encoder's class is swapped for a subclass whose forward takes the unpadded path when it
+    may and calls the original otherwise, so parameters, state dict and copies are unchanged.
+    """
+    if not isinstance(model, torch.nn.Module):
+        return False
+    for module in model.modules():
+        layers = getattr(module, "layer", None)
+        if (
+            isinstance(layers, torch.nn.ModuleList)
+            and len(layers)
+            and all(map(bert_shaped, layers))
+        ):
+            base = type(module)
+            if base not in _SUBCLASSES and not getattr(base, "jiyi_unpadded", False):
+                _SUBCLASSES[base] = type(
+                    f"Unpadded{base.__name__}",
+                    (base,),
+                    {"forward": _forward, "jiyi_unpadded": True, "__module__": __name__},
+                )
+            module.__class__ = _SUBCLASSES.get(base, base)
+            return True
+    return False
+
+
+def bert_shaped(layer: Any) -> bool:
+    """Whether `layer` is a BERT encoder layer this module knows how to run (BERT, RoBERTa,
+    XLM-R, multilingual-e5: self-attention, then a feed-forward block, post-layer-norm)."""
+    try:
+        sa = layer.attention.self
+        parts = (
+            sa.query,
+            sa.key,
+            sa.value,
+            layer.attention.output.dense,
+            layer.attention.output.LayerNorm,
+            layer.intermediate,
+            layer.output.dense,
+            layer.output.LayerNorm,
+        )
+        heads, size = int(sa.num_attention_heads), int(sa.attention_head_size)
+    except (AttributeError, TypeError):
+        return False
+    return (
+        all(callable(p) for p in parts)
+        and heads * size > 0
+        and not hasattr(layer, "crossattention")
+        and not getattr(layer, "chunk_size_feed_forward", 0)
+        and getattr(sa, "position_embedding_type", "absolute") == "absolute"
+        and not getattr(sa, "is_decoder", False)
+    )
+
+
+def token_mask(
+    attention_mask: Any, batch: int, length: int, device: Any = "cpu"
+) -> torch.Tensor | None:
+    """The (batch, length) bool mask of real tokens behind the mask a BERT model hands its
+    encoder (None: no padding; 2-d 0/1; 4-d bool or additive float), or None if it is not a
+    right-padded padding mask this module can read."""
+    if attention_mask is None:
+        return torch.ones(batch, length, dtype=torch.bool, device=device)
+    if not isinstance(attention_mask, torch.Tensor):
+        return None
+    if attention_mask.dim() == 4 and attention_mask.shape[1] == 1:
+        row = attention_mask[:, 0, 0, :]  # the [CLS] query's row: a padding mask's rows are alike
+        keep = row if row.dtype == torch.bool else row == 0
+    elif attention_mask.dim() == 2:
+        keep = attention_mask.bool()
+    else:
+        return None
+    if tuple(keep.shape) != (batch, length):
+        return None
+    lengths = keep.sum(1)
+    prefix = torch.arange(length, device=keep.device)[None, :] < lengths[:, None]
+    return keep if bool(torch.equal(keep, prefix)) and bool((lengths > 0).all()) else None
+
+
+def _forward(self: Any, hidden_states: torch.Tensor, attention_mask: Any = None, *args, **kwargs):
+    plain = (
+        not _ACTIVE.get()
+        or self.training
+        or not torch.is_inference_mode_enabled()
+        or any(a is not None for a in args)
+        or kwargs.get("encoder_hidden_states") is not None
+        or kwargs.get("cache") is not None
+        or kwargs.get("output_attentions")
+        or kwargs.get("output_hidden_states")
+    )
+    shape = hidden_states.shape
+    keep = None if plain else token_mask(attention_mask, shape[0], shape[1], hidden_states.device)
+    if keep is None:
+        return super(type(self), self).forward(hidden_states, attention_mask, *args, **kwargs)
+    from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
+
+    out = run_unpadded(self.layer, hidden_states, keep)
+    return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=out)
+
+
+def run_unpadded(layers: Any, hidden_states: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """BERT layers over the real tokens of `hidden_states` (batch, length, hidden) marked by
+    `keep` (right padding); returns the same shape, zeros at the padded positions."""
+    batch, length, hidden = hidden_states.shape
+    flat = keep.reshape(-1).nonzero().squeeze(1)  # real positions, row-major
+    x = hidden_states.reshape(batch * length, hidden).index_select(0, flat)  # (tokens, hidden)
+    groups = attention_groups(keep.sum(1), len(flat))
+    for layer in layers:
+        sa = layer.attention.self
+        heads, size = int(sa.num_attention_heads), int(sa.attention_head_size)
+        scale = getattr(sa, "scaling", size**-0.5)
+        qkv = torch.cat([sa.query(x), sa.key(x), sa.value(x)], dim=1)
+        qkv = torch.cat([qkv, qkv.new_zeros(1, qkv.shape[1])])  # row `tokens`: the padding
+        attended = x.new_empty(x.shape[0], heads * size)
+        for gather, valid, rows in groups:
+            n, width = gather.shape
+            q, k, v = qkv[gather].view(n, width, 3, heads, size).permute(2, 0, 3, 1, 4)
+            mask = None if bool(valid.all()) else valid[:, None, None, :]
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+            attended[rows] = a.transpose(1, 2).reshape(n, width, heads * size)[valid]
+        out = layer.attention.output
+        a = out.LayerNorm(out.dense(attended) + x)
+        x = layer.output.LayerNorm(layer.output.dense(layer.intermediate(a)) + a)
+    result = hidden_states.new_zeros(batch * length, x.shape[1])
+    result.index_copy_(0, flat, x)
+    return result.view(batch, length, x.shape[1])
+
+
+def attention_groups(
+    lengths: torch.Tensor, tokens: int
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Texts sorted by length in groups of `GROUP`: per group, (gather, valid, rows), where
+    `gather` (texts, longest) indexes the packed token matrix (`tokens` = the padding row),
+    `valid` marks real tokens, and `rows` are their packed rows in `valid`'s order.
+
+    >>> [g.tolist() for g in attention_groups(torch.tensor([2, 1]), 3)[0]]
+    [[[0, 1], [2, 3]], [[True, True], [True, False]], [0, 1, 2]]
+    """
+    starts = torch.cumsum(lengths, 0) - lengths
+    order = torch.argsort(lengths, descending=True, stable=True)
+    groups = []
+    for first in range(0, len(order), GROUP):
+        members = order[first : first + GROUP]
+        own = lengths[members]
+        positions = torch.arange(int(own.max()), device=lengths.device)[None, :]
+        valid = positions < own[:, None]
+        gather = torch.where(valid, starts[members][:, None] + positions, tokens)
+        groups.append((gather, valid, gather[valid]))
+    return groups
+
+
+__all__ = [
+    "GROUP",
+    "attention_groups",
+    "bert_shaped",
+    "enable",
+    "run_unpadded",
+    "token_mask",
+    "unpadding",
+]

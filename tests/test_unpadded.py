@@ -1,0 +1,159 @@
+"""jiyi.unpadded: forward passes on real tokens only give the encoder's own outputs."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    BertForQuestionAnswering,
+    BertForTokenClassification,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+)
+
+from jiyi import unpadded
+from jiyi.unpadded import attention_groups, enable, token_mask, unpadding
+
+
+def tiny_bert(
+    cls: type = BertForSequenceClassification, labels: int = 3, **extra
+) -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        num_labels=labels,
+        **extra,
+    )
+    return cls(config).eval()
+
+
+def batch(lengths: list[int], width: int | None = None) -> dict[str, torch.Tensor]:
+    """Right-padded ids (pad 0) for texts of these lengths, in this order."""
+    width = width or max(lengths)
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(1, 50, (len(lengths), width), generator=g)
+    mask = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()
+    return {"input_ids": ids * mask, "attention_mask": mask}
+
+
+# 19 texts: three attention groups, lengths out of order, ties, a text of one token, a pass of
+# width 40 whose longest text is 37 (every text padded)
+LENGTHS = [5, 37, 1, 12, 12, 30, 2, 8, 19, 25, 3, 3, 33, 9, 14, 6, 21, 4, 16]
+
+
+@pytest.mark.parametrize("cls", [BertForSequenceClassification, BertForTokenClassification])
+def test_same_outputs_at_real_tokens(cls: type) -> None:
+    model = tiny_bert(cls)
+    inputs = batch(LENGTHS, width=40)
+    with torch.inference_mode():
+        plain = model(**inputs).logits
+        assert enable(model)
+        assert type(model.bert.encoder).__name__ == "UnpaddedBertEncoder"
+        with unpadding():
+            fast = model(**inputs).logits
+        again = model(**inputs).logits  # outside the context: the encoder's own forward
+    if plain.dim() == 3:  # token logits: padded positions differ by design (zeros inside)
+        keep = inputs["attention_mask"].bool()
+        plain, fast, again = plain[keep], fast[keep], again[keep]
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+    assert torch.equal(again, plain)
+
+
+def test_question_answering_with_segments() -> None:
+    model = tiny_bert(BertForQuestionAnswering, labels=2)
+    inputs = batch(LENGTHS[:10])
+    inputs["token_type_ids"] = (torch.arange(inputs["input_ids"].shape[1]) >= 3).long().expand(
+        10, -1
+    ) * inputs["attention_mask"]  # the first three tokens: the question; then the context
+    with torch.inference_mode():
+        plain = model(**inputs)
+        enable(model)
+        with unpadding():
+            fast = model(**inputs)
+    keep = inputs["attention_mask"].bool()
+    for name in ("start_logits", "end_logits"):
+        torch.testing.assert_close(fast[name][keep], plain[name][keep], rtol=1e-5, atol=1e-5)
+
+
+def test_takes_the_unpadded_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tiny_bert()
+    enable(model)
+    calls: list[int] = []
+    real = unpadded.run_unpadded
+    monkeypatch.setattr(unpadded, "run_unpadded", lambda *a: calls.append(1) or real(*a))
+    inputs = batch([3, 7])
+    with torch.inference_mode(), unpadding():
+        model(**inputs)
+    assert calls == [1]
+    with torch.no_grad(), unpadding():  # autograd's no_grad is not inference mode: own forward
+        model(**inputs)
+    with torch.inference_mode(), unpadding():  # hidden states asked for (jiyi embed): own forward
+        assert len(model(**inputs, output_hidden_states=True).hidden_states) == 3
+    model.train()
+    with torch.inference_mode(), unpadding():  # training mode (dropout): own forward
+        model(**inputs)
+    model.eval()
+    with unpadding():  # gradients (explanations): own forward
+        model(**inputs).logits.sum().backward()
+    assert calls == [1]
+
+
+def test_no_padding_and_state_dict_unchanged() -> None:
+    model = tiny_bert()
+    keys = list(model.state_dict())
+    inputs = batch([6, 6, 6])
+    with torch.inference_mode():
+        plain = model(**inputs).logits
+        enable(model)
+        with unpadding():
+            fast = model(**inputs).logits
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+    assert list(model.state_dict()) == keys
+    twin = copy.deepcopy(model)  # a copy (as quantization makes) keeps the path and its weights
+    assert type(twin.bert.encoder) is type(model.bert.encoder)
+    with torch.inference_mode(), unpadding():
+        torch.testing.assert_close(twin(**inputs).logits, fast)
+
+
+def test_other_encoders_keep_their_forward() -> None:
+    torch.manual_seed(0)
+    config = DistilBertConfig(vocab_size=50, dim=32, n_layers=1, n_heads=4, hidden_dim=37)
+    distil = DistilBertForSequenceClassification(config).eval()
+    assert not enable(distil)
+    assert not enable(object())
+    decoder = tiny_bert(is_decoder=True)
+    assert not enable(decoder)
+
+
+def test_token_mask() -> None:
+    two_d = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    assert token_mask(two_d, 2, 3).tolist() == [[True, True, False], [True, True, True]]
+    additive = torch.zeros(2, 1, 3, 3)
+    additive[0, :, :, 2] = torch.finfo(torch.float32).min
+    assert token_mask(additive, 2, 3).tolist() == [[True, True, False], [True, True, True]]
+    boolean = additive == 0
+    assert token_mask(boolean, 2, 3).tolist() == [[True, True, False], [True, True, True]]
+    assert token_mask(None, 1, 2).tolist() == [[True, True]]
+    assert token_mask(torch.tensor([[0, 1, 1]]), 1, 3) is None  # left padding: not this path
+    assert token_mask(torch.tensor([[0, 0]]), 1, 2) is None  # an empty text
+    assert token_mask(two_d, 3, 3) is None  # not the batch's shape
+
+
+def test_attention_groups_cover_every_token_once() -> None:
+    lengths = torch.tensor(LENGTHS)
+    groups = attention_groups(lengths, int(lengths.sum()))
+    assert [len(g[0]) for g in groups] == [8, 8, 3]
+    rows = torch.cat([g[2] for g in groups])
+    assert sorted(rows.tolist()) == list(range(int(lengths.sum())))
+    for gather, valid, _ in groups:  # each group is as wide as its longest text
+        assert gather.shape[1] == int(valid.sum(1).max())
+        assert (gather[~valid] == int(lengths.sum())).all()
