@@ -101,7 +101,7 @@ def allowed_hosts(host: str, extra: Sequence[str], token: str | None) -> list[st
 def check_limits(args: argparse.Namespace) -> None:
     positive = {
         "--max-batch-size": args.max_batch_size,
-        "--forward-batch-size": args.forward_batch_size,
+        "--forward-batch-size": 1 if args.forward_batch_size is None else args.forward_batch_size,
         "--forward-tokens": 1 if args.forward_tokens is None else args.forward_tokens,
         "--max-texts": args.max_texts,
         "--max-chars": args.max_chars,
@@ -302,9 +302,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--forward-batch-size",
         type=int,
-        default=8,
-        help="a batch is sorted by length and run in forward passes of this many texts, so "
-        "short texts are not padded to the longest (default 8)",
+        default=None,
+        help="a batch is sorted by length and run in forward passes of this many texts (default: "
+        "the whole batch in one pass where the model runs on real tokens only, as BERT-shaped "
+        "classifiers do; else 8, so short texts are not padded to the longest)",
     )
     g.add_argument(
         "--forward-tokens",

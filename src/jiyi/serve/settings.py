@@ -12,7 +12,7 @@ class Settings:
     """What `jiyi serve` flags set; the defaults are the CLI's."""
 
     max_batch_size: int = 32
-    forward_batch_size: int = 8
+    forward_batch_size: int | None = None  # texts a forward pass holds (None: see app.py)
     forward_tokens: int | None = None  # padded tokens a forward pass holds at most (None: any)
     max_wait_ms: float = 5.0
     batching: bool = True
