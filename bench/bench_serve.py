@@ -167,7 +167,14 @@ def http_stack() -> str:
     return f"{loop} + {'httptools' if find_spec('httptools') else 'h11'}"
 
 
-def offline(run: str, texts: list[str], threads: int) -> dict[str, Any]:
+def offline(run: str, texts: list[str], threads: int, batch: int = 32) -> dict[str, Any]:
+    """`jiyi.load(run).predict` on all the texts at once (sorted by length, passes of 64: the
+    anchor), then on random batches of `batch` texts (what a loaded server gathers), each in one
+    pass on real tokens only (`jiyi.unpadded`, the default) and, for comparison, sorted and
+    padded in passes of 8 (the server's way before unpadding)."""
+    from contextlib import nullcontext
+
+    import jiyi.predict
     from jiyi.predict import load as load_run
 
     clf = load_run(run, batch_size=64, threads=threads)
@@ -175,10 +182,30 @@ def offline(run: str, texts: list[str], threads: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     clf.predict(texts)
     wall = time.perf_counter() - t0
+    order = np.random.default_rng(0).permutation(len(texts))
+    chunks = [[texts[i] for i in order[k : k + batch]] for k in range(0, len(texts), batch)]
+
+    def chunked(passes: int) -> float:
+        clf.batch_size = passes
+        t = time.perf_counter()
+        for chunk in chunks:
+            clf.predict(chunk)
+        return round(len(texts) / (time.perf_counter() - t), 1)
+
+    unpadded = chunked(batch)
+    real = getattr(jiyi.predict, "unpadding", nullcontext)
+    jiyi.predict.unpadding = nullcontext  # the encoder's own (padded) forward
+    try:
+        padded = chunked(8)
+    finally:
+        jiyi.predict.unpadding = real
     return {
         "texts": len(texts),
         "seconds": round(wall, 2),
         "texts_per_s": round(len(texts) / wall, 1),
+        "random_batch": batch,
+        "random_unpadded_texts_per_s": unpadded if getattr(clf, "unpadded", False) else None,
+        "random_padded_texts_per_s": padded,
     }
 
 
@@ -286,6 +313,25 @@ def render(r: dict[str, Any]) -> str:
         f"{r['offline']['texts_per_s']} texts/s; the server at {on[-1]['clients']} clients "
         f"reaches {top:.0%} of it.{flags}",
     ]
+    if r["offline"].get("random_padded_texts_per_s"):
+        o = r["offline"]
+        unpadded = o.get("random_unpadded_texts_per_s")
+        lines.append(
+            f"Offline on the same texts in random batches of {o['random_batch']} (what a loaded "
+            "server gathers): "
+            + (
+                f"{unpadded} texts/s in one unpadded pass each (the server's way), "
+                if unpadded
+                else ""
+            )
+            + f"{o['random_padded_texts_per_s']} texts/s sorted and padded in passes of 8"
+            + (
+                f"; the server at {on[-1]['clients']} clients reaches "
+                f"{on[-1]['texts_per_s'] / unpadded:.0%} of the former."
+                if unpadded
+                else "."
+            )
+        )
     if "soak" in r:
         s = r["soak"]
         lines.append(

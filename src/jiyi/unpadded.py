@@ -11,8 +11,10 @@ zeros, which no head reads (the pooler reads [CLS], mean pooling and token class
 attention mask).
 
 It runs only where nothing else can see the difference: inside `unpadding()`, in inference mode,
-with the model in eval mode, right padding, and no cross-attention or cache. Anywhere else the
-encoder's own forward runs (training, explanations through autograd, `output_attentions`).
+with the model in eval mode, right padding, and no cross-attention or cache; and only where it
+pays: when at least `MIN_PADDING` of the batch's positions are padding. Anywhere else the
+encoder's own forward runs (training, explanations through autograd, `output_attentions`, a
+batch sorted by length).
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ import torch
 import torch.nn.functional as F
 
 GROUP = 8  # texts per attention pass: sorted by length, each group padded to its own longest
+# The share of a batch's positions that must be padding before the unpadded path pays for its
+# gathers and its attention groups: the 1,275 Rotten Tomatoes test texts sorted by length in
+# passes of 64 (~2% padding) ran 6% slower unpadded (351-379 against 390-415 texts/s), random
+# batches of 32 (~48% padding) 18-25% faster.
+MIN_PADDING = 0.15
 
 _ACTIVE: ContextVar[bool] = ContextVar("jiyi_unpadding", default=False)
 _SUBCLASSES: dict[type, type] = {}
@@ -133,7 +140,7 @@ def _forward(self: Any, hidden_states: torch.Tensor, attention_mask: Any = None,
     )
     shape = hidden_states.shape
     keep = None if plain else token_mask(attention_mask, shape[0], shape[1], hidden_states.device)
-    if keep is None:
+    if keep is None or int(keep.sum()) > (1 - MIN_PADDING) * keep.numel():
         return super(type(self), self).forward(hidden_states, attention_mask, *args, **kwargs)
     from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 
@@ -194,6 +201,7 @@ def attention_groups(
 
 __all__ = [
     "GROUP",
+    "MIN_PADDING",
     "attention_groups",
     "bert_shaped",
     "enable",
