@@ -11,6 +11,7 @@ import random
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -70,6 +71,22 @@ def write_csv(
     return path
 
 
+def tiny_bert_config(vocab_size: int, **extra: Any) -> Any:
+    """The tiny random BERT's shape (hidden 32, 2 layers, 4 heads, intermediate 37, 64
+    positions) over `vocab_size` tokens; `extra` sets the rest (labels, special token ids)."""
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        **extra,
+    )
+
+
 def build_tiny_bert(out_dir: Path, corpus: list[str]) -> Path:
     """Save a random BertModel with a WordPiece tokenizer built from `corpus` as an HF folder.
 
@@ -81,7 +98,7 @@ def build_tiny_bert(out_dir: Path, corpus: list[str]) -> Path:
     """
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+    from transformers import BertModel, PreTrainedTokenizerFast
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     normalizer = normalizers.BertNormalizer(lowercase=True)
@@ -114,16 +131,7 @@ def build_tiny_bert(out_dir: Path, corpus: list[str]) -> Path:
         model_max_length=64,
     )
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=64,
-        type_vocab_size=2,
-        pad_token_id=0,
-    )
+    config = tiny_bert_config(tok.get_vocab_size(), type_vocab_size=2, pad_token_id=0)
     BertModel(config).save_pretrained(str(out_dir), safe_serialization=True)
     fast.save_pretrained(str(out_dir))
     return out_dir

@@ -7,14 +7,14 @@ import copy
 import pytest
 import torch
 from transformers import (
-    BertConfig,
-    BertForSequenceClassification,
     BertForQuestionAnswering,
+    BertForSequenceClassification,
     BertForTokenClassification,
     DistilBertConfig,
     DistilBertForSequenceClassification,
 )
 
+from conftest import tiny_bert_config
 from jiyi import unpadded
 from jiyi.unpadded import attention_groups, enable, token_mask, unpadding
 
@@ -23,17 +23,7 @@ def tiny_bert(
     cls: type = BertForSequenceClassification, labels: int = 3, **extra
 ) -> torch.nn.Module:
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=50,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=64,
-        num_labels=labels,
-        **extra,
-    )
-    return cls(config).eval()
+    return cls(tiny_bert_config(50, num_labels=labels, **extra)).eval()
 
 
 def batch(lengths: list[int], width: int | None = None) -> dict[str, torch.Tensor]:

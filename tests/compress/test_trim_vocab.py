@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_texts
+from conftest import make_texts, tiny_bert_config
 from jiyi.compress.trim_vocab import (
     CONFIG_KEY,
     RECORD,
@@ -55,7 +55,7 @@ def build_unigram_bert(out_dir: Path, corpus: list[str]) -> Path:
         processors,
         trainers,
     )
-    from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
+    from transformers import BertForMaskedLM, PreTrainedTokenizerFast
 
     tok = Tokenizer(models.Unigram())
     tok.normalizer = normalizers.NFKC()
@@ -83,13 +83,8 @@ def build_unigram_bert(out_dir: Path, corpus: list[str]) -> Path:
         model_max_length=64,
     )
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tok.get_vocab_size() + 7,  # spare rows past the tokenizer, as me5's 250,037
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=64,
+    config = tiny_bert_config(
+        tok.get_vocab_size() + 7,  # spare rows past the tokenizer, as me5's 250,037
         pad_token_id=1,
         bos_token_id=0,
         eos_token_id=2,
