@@ -27,6 +27,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from jiyi.data.collate import sorted_batches
+
 GROUP = 8  # texts per attention pass: sorted by length, each group padded to its own longest
 # The share of a batch's positions that must be padding before the unpadded path pays for its
 # gathers and its attention groups: the 1,275 Rotten Tomatoes test texts sorted by length in
@@ -179,18 +181,18 @@ def run_unpadded(layers: Any, hidden_states: torch.Tensor, keep: torch.Tensor) -
 def attention_groups(
     lengths: torch.Tensor, tokens: int
 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Texts sorted by length in groups of `GROUP`: per group, (gather, valid, rows), where
-    `gather` (texts, longest) indexes the packed token matrix (`tokens` = the padding row),
-    `valid` marks real tokens, and `rows` are their packed rows in `valid`'s order.
+    """Texts sorted by length in groups of `GROUP` (`jiyi.data.collate.sorted_batches`): per
+    group, (gather, valid, rows), where `gather` (texts, longest) indexes the packed token
+    matrix (`tokens` = the padding row), `valid` marks real tokens, and `rows` are their packed
+    rows in `valid`'s order.
 
     >>> [g.tolist() for g in attention_groups(torch.tensor([2, 1]), 3)[0]]
     [[[0, 1], [2, 3]], [[True, True], [True, False]], [0, 1, 2]]
     """
     starts = torch.cumsum(lengths, 0) - lengths
-    order = torch.argsort(lengths, descending=True, stable=True)
     groups = []
-    for first in range(0, len(order), GROUP):
-        members = order[first : first + GROUP]
+    for batch in sorted_batches(lengths.cpu().numpy(), GROUP):
+        members = torch.as_tensor(batch, device=lengths.device)
         own = lengths[members]
         positions = torch.arange(int(own.max()), device=lengths.device)[None, :]
         valid = positions < own[:, None]
