@@ -193,7 +193,7 @@ def offline(run: str, texts: list[str], threads: int, batch: int = 32) -> dict[s
         return round(len(texts) / (time.perf_counter() - t), 1)
 
     unpadded = chunked(batch)
-    real = getattr(jiyi.predict, "unpadding", nullcontext)
+    real = jiyi.predict.unpadding
     jiyi.predict.unpadding = nullcontext  # the encoder's own (padded) forward
     try:
         padded = chunked(8)
@@ -313,25 +313,21 @@ def render(r: dict[str, Any]) -> str:
         f"{r['offline']['texts_per_s']} texts/s; the server at {on[-1]['clients']} clients "
         f"reaches {top:.0%} of it.{flags}",
     ]
-    if r["offline"].get("random_padded_texts_per_s"):
-        o = r["offline"]
+    o = r["offline"]
+    if o.get("random_padded_texts_per_s"):
         unpadded = o.get("random_unpadded_texts_per_s")
-        lines.append(
-            f"Offline on the same texts in random batches of {o['random_batch']} (what a loaded "
-            "server gathers): "
-            + (
-                f"{unpadded} texts/s in one unpadded pass each (the server's way), "
-                if unpadded
-                else ""
+        padded = f"{o['random_padded_texts_per_s']} texts/s sorted and padded in passes of 8"
+        line = f"Offline on the same texts in random batches of {o['random_batch']} (what a loaded "
+        if unpadded:
+            share = on[-1]["texts_per_s"] / unpadded
+            line += (
+                f"server gathers): {unpadded} texts/s in one unpadded pass each (the server's "
+                f"way), {padded}; the server at {on[-1]['clients']} clients reaches {share:.0%} "
+                "of the former."
             )
-            + f"{o['random_padded_texts_per_s']} texts/s sorted and padded in passes of 8"
-            + (
-                f"; the server at {on[-1]['clients']} clients reaches "
-                f"{on[-1]['texts_per_s'] / unpadded:.0%} of the former."
-                if unpadded
-                else "."
-            )
-        )
+        else:
+            line += f"server gathers): {padded}."
+        lines.append(line)
     if "soak" in r:
         s = r["soak"]
         lines.append(
