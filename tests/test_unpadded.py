@@ -58,6 +58,27 @@ def test_same_outputs_at_real_tokens(cls: type) -> None:
     assert torch.equal(again, plain)
 
 
+def test_under_bf16_autocast_and_in_bf16() -> None:
+    """A caller's own `torch.autocast` (bfloat16 matrix products, float32 normalisation) and a
+    model cast to bfloat16 (`jiyi compress --method bf16`) both take the unpadded path and give
+    the encoder's own outputs, to bfloat16's precision."""
+    model = tiny_bert()
+    inputs = batch(LENGTHS, width=40)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = model(**inputs).logits
+        enable(model)
+        with unpadding():
+            fast = model(**inputs).logits
+    torch.testing.assert_close(fast, plain, rtol=0.05, atol=0.05)
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    with torch.inference_mode():
+        with unpadding():
+            fast = half(**inputs).logits
+        own = half(**inputs).logits  # outside the context: the encoder's own forward
+    assert fast.dtype == torch.bfloat16
+    torch.testing.assert_close(fast, own, rtol=0.05, atol=0.05)
+
+
 def test_question_answering_with_segments() -> None:
     model = tiny_bert(BertForQuestionAnswering, labels=2)
     inputs = batch(LENGTHS[:10])

@@ -163,7 +163,7 @@ def run_unpadded(layers: Any, hidden_states: torch.Tensor, keep: torch.Tensor) -
         scale = getattr(sa, "scaling", size**-0.5)
         qkv = torch.cat([sa.query(x), sa.key(x), sa.value(x)], dim=1)
         qkv = torch.cat([qkv, qkv.new_zeros(1, qkv.shape[1])])  # row `tokens`: the padding
-        attended = x.new_empty(x.shape[0], heads * size)
+        attended = qkv.new_empty(x.shape[0], heads * size)  # bfloat16 under autocast
         for gather, valid, rows in groups:
             n, width = gather.shape
             q, k, v = qkv[gather].view(n, width, 3, heads, size).permute(2, 0, 3, 1, 4)
@@ -173,7 +173,7 @@ def run_unpadded(layers: Any, hidden_states: torch.Tensor, keep: torch.Tensor) -
         out = layer.attention.output
         a = out.LayerNorm(out.dense(attended) + x)
         x = layer.output.LayerNorm(layer.output.dense(layer.intermediate(a)) + a)
-    result = hidden_states.new_zeros(batch * length, x.shape[1])
+    result = x.new_zeros(batch * length, x.shape[1])
     result.index_copy_(0, flat, x)
     return result.view(batch, length, x.shape[1])
 
