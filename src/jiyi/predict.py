@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, overload
 
@@ -32,7 +31,6 @@ def forward_logits(
     pad_id: int,
     batch_size: int,
     indices: list[list[int]] | None = None,
-    bf16: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Raw logits for the texts of `enc`, batched by length; returns (row indices, logits (n, C)).
 
@@ -42,13 +40,12 @@ def forward_logits(
     model.eval()
     batches = indices if indices is not None else sorted_batches(enc.lengths, batch_size)
     device = next(model.parameters()).device
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     rows: list[int] = []
     out: list[np.ndarray] = []
     try:
         for batch in batches:
             inputs = {k: v.to(device) for k, v in pad_batch(enc, batch, pad_id).items()}
-            with autocast, unpadding():  # encoders `jiyi.unpadded.enable`d skip the padding
+            with unpadding():  # encoders `jiyi.unpadded.enable`d skip the padding
                 out.append(model(**inputs).logits.float().cpu().numpy())  # (B, C)
             rows.extend(batch)
     finally:
@@ -67,7 +64,6 @@ def forward_probs(
     batch_size: int,
     multilabel: bool,
     indices: list[list[int]] | None = None,
-    bf16: bool = False,
     calibration: Calibration | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities for the texts of `enc`, batched by length; returns (row indices, probs (n, C)).
@@ -75,9 +71,7 @@ def forward_probs(
     `indices` restricts the work to given batches (a process's share under distributed eval);
     `calibration` (`jiyi.calibrate`) maps the logits first (None: the model's own probabilities).
     """
-    rows, logits = forward_logits(
-        model, enc, pad_id=pad_id, batch_size=batch_size, indices=indices, bf16=bf16
-    )
+    rows, logits = forward_logits(model, enc, pad_id=pad_id, batch_size=batch_size, indices=indices)
     return rows, probabilities(logits, multilabel, calibration)
 
 
