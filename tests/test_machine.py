@@ -47,6 +47,11 @@ def test_bench_table(tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -
         "--precision auto chooses fp32 here" in text and "Warning: other processes used 50%" in text
     )
     assert "50% busy with other work" in text
+    bf16 = dict(report, precision_auto="bf16", bf16_train_speedup=1.6, bf16_predict_speedup=3.1)
+    bf16["precisions"] = {**report["precisions"], "bf16": report["precisions"]["fp32"]}
+    text = machine.render_bench(bf16)
+    assert "training steps 1.60× and prediction 3.10× as fast" in text
+    assert "jiyi compress RUN --method bf16" in text  # how prediction gets that speed
 
 
 def test_model_flops_counts_dense_weights_and_attention() -> None:

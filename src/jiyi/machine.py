@@ -199,7 +199,8 @@ def render_bench(report: dict[str, Any]) -> str:
         lines.append(
             f"--precision auto chooses {report['precision_auto']} here: training steps "
             f"{report['bf16_train_speedup']:.2f}× and prediction {report['bf16_predict_speedup']:.2f}× "
-            "as fast as fp32."
+            "as fast as fp32. Training uses it; prediction and serving run in fp32 unless the "
+            "model is a bf16 copy (jiyi compress RUN --method bf16 --output DIR)."
         )
     else:
         lines.append(
