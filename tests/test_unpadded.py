@@ -58,10 +58,13 @@ def test_same_outputs_at_real_tokens(cls: type) -> None:
     assert torch.equal(again, plain)
 
 
-def test_under_bf16_autocast_and_in_bf16() -> None:
+def test_under_bf16_autocast_and_in_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     """A caller's own `torch.autocast` (bfloat16 matrix products, float32 normalisation) and a
     model cast to bfloat16 (`jiyi compress --method bf16`) both take the unpadded path and give
     the encoder's own outputs, to bfloat16's precision."""
+    calls: list[int] = []
+    real = unpadded.run_unpadded
+    monkeypatch.setattr(unpadded, "run_unpadded", lambda *a: calls.append(1) or real(*a))
     model = tiny_bert()
     inputs = batch(LENGTHS, width=40)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
@@ -77,6 +80,7 @@ def test_under_bf16_autocast_and_in_bf16() -> None:
         own = half(**inputs).logits  # outside the context: the encoder's own forward
     assert fast.dtype == torch.bfloat16
     torch.testing.assert_close(fast, own, rtol=0.05, atol=0.05)
+    assert calls == [1, 1]  # once under autocast, once in bfloat16
 
 
 def test_question_answering_with_segments() -> None:
