@@ -35,6 +35,14 @@ def batch(lengths: list[int], width: int | None = None) -> dict[str, torch.Tenso
     return {"input_ids": ids * mask, "attention_mask": mask}
 
 
+def count_unpadded_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that gains a 1 each time a forward pass takes the unpadded path."""
+    calls: list[int] = []
+    real = unpadded.run_unpadded
+    monkeypatch.setattr(unpadded, "run_unpadded", lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
 # 19 texts: three attention groups, lengths out of order, ties, a text of one token, a pass of
 # width 40 whose longest text is 37 (every text padded)
 LENGTHS = [5, 37, 1, 12, 12, 30, 2, 8, 19, 25, 3, 3, 33, 9, 14, 6, 21, 4, 16]
@@ -62,9 +70,7 @@ def test_under_bf16_autocast_and_in_bf16(monkeypatch: pytest.MonkeyPatch) -> Non
     """A caller's own `torch.autocast` (bfloat16 matrix products, float32 normalisation) and a
     model cast to bfloat16 (`jiyi compress --method bf16`) both take the unpadded path and give
     the encoder's own outputs, to bfloat16's precision."""
-    calls: list[int] = []
-    real = unpadded.run_unpadded
-    monkeypatch.setattr(unpadded, "run_unpadded", lambda *a: calls.append(1) or real(*a))
+    calls = count_unpadded_passes(monkeypatch)
     model = tiny_bert()
     inputs = batch(LENGTHS, width=40)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
@@ -102,9 +108,7 @@ def test_question_answering_with_segments() -> None:
 def test_takes_the_unpadded_path(monkeypatch: pytest.MonkeyPatch) -> None:
     model = tiny_bert()
     enable(model)
-    calls: list[int] = []
-    real = unpadded.run_unpadded
-    monkeypatch.setattr(unpadded, "run_unpadded", lambda *a: calls.append(1) or real(*a))
+    calls = count_unpadded_passes(monkeypatch)
     inputs = batch([3, 7])
     with torch.inference_mode(), unpadding():
         model(**inputs)
