@@ -102,6 +102,47 @@ def test_learns_a_new_class_without_retraining(
     capsys.readouterr()
 
 
+def test_lambda_tuning_keeps_a_new_class_when_the_model_is_perfect(
+    trained_run: Path, memory_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """A model sure and right on every validation row ties λ = 0 for best there; the memory's
+    rows of a label the model lacks must still pull λ up so that label can be predicted."""
+    import shutil
+
+    import numpy as np
+
+    import jiyi
+    from jiyi.memory.predict import AugmentedPredictor, load_validation
+
+    mem_dir = tmp_path / "mem"
+    shutil.copytree(memory_dir, mem_dir)
+    memory = Memory(mem_dir)
+    val = load_validation(memory)
+    assert val is not None
+    truth = dict(zip(val[0], val[1], strict=True))
+    new = [f"the zebra {w} zebra" for w in ("film", "plot", "cast", "music", "story", "scene")]
+    memory.add(new, labels=["zebra"] * len(new))
+
+    class Perfect:  # the run's classifier, sure and right on validation, sure of "pos" elsewhere
+        def __init__(self, clf: object) -> None:
+            self.clf = clf
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.clf, name)
+
+        def predict_proba(self, texts: list[str], pairs: object = None) -> np.ndarray:
+            return np.eye(2)[[self.labels.index(truth.get(t, "pos")) for t in texts]]
+
+    predictor = AugmentedPredictor(Perfect(jiyi.load(trained_run)), memory)
+    settings = predictor.settings
+    assert settings["memory_rows_left_out"] == len(new)
+    assert settings["n_validation"] == 60 + len(new)
+    assert settings["lambda"] > 0.5
+    labels = [r["label"] for r in predictor.predict(["zebra film zebra", "zebra story scene"])]
+    assert labels == ["zebra", "zebra"]
+    capsys.readouterr()
+
+
 def test_forget_is_final_and_query_shows_scores(memory_dir: Path, tmp_path: Path, capsys) -> None:
     import shutil
 

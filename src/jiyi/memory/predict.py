@@ -24,10 +24,11 @@ from jiyi.memory.classify import (
     knn_distribution,
     tune_augment,
 )
-from jiyi.memory.knn import Memory, warn
+from jiyi.memory.knn import Memory, label_names, warn
 
 KMAX = 64
 DEFAULT_AUGMENT = {"k": 16, "temperature": 0.05, "lambda": 0.5}
+NEW_LABEL_ROWS = 50  # per label the model lacks, left out in turn when λ is tuned
 
 
 # ---- validation rows kept in the memory ----------------------------------------------------
@@ -188,7 +189,11 @@ def run_key(classifier: Any) -> str:
 def augment_settings(classifier: Any, memory: Memory, *, retune: bool = False) -> dict[str, Any]:
     """k, temperature and λ for this run and memory: the saved ones while the memory is
     unchanged, else tuned again on the memory's validation rows (and saved), else the
-    defaults with a warning."""
+    defaults with a warning.
+
+    Validation rows hold only labels the model knows, and a model that is right on all of them
+    would tune λ to 0, which silences the labels only the memory has. So rows of those labels
+    (up to NEW_LABEL_ROWS each) join the tuning too, each searched with itself left out."""
     key = run_key(classifier)
     saved = memory.manifest.get("knn", {}).get(key)
     kept = load_validation(memory)
@@ -209,16 +214,61 @@ def augment_settings(classifier: Any, memory: Memory, *, retune: bool = False) -
             "--validation FILE`."
         )
         return dict(DEFAULT_AUGMENT)
-    scores, positions = memory.search(val_vectors[rows], min(KMAX, max(len(memory), 1)))
+    k = min(KMAX, max(len(memory), 1))
+    scores, positions = memory.search(val_vectors[rows], k)
+    texts = [texts[i] for i in rows]
+    new_labels = labels[len(classifier.labels) :]
+    extra = np.zeros(0, dtype=np.int64)
+    if new_labels:  # validation rows cannot show these: add the memory's own rows, left out
+        extra = new_label_rows(memory, new_labels)
+        extra_scores, extra_positions = search_left_out(memory, extra, k)
+        scores = np.concatenate([scores, extra_scores])
+        positions = np.concatenate([positions, extra_positions])
+        targets = np.concatenate([targets, memory.label_matrix(labels)[extra]])
+        texts += [memory.state.rows.texts[p] for p in extra]
     y = memory.label_matrix(labels)[np.maximum(positions, 0)]
     y[positions < 0] = 0
-    model = classifier.predict_proba([texts[i] for i in rows])
+    model = classifier.predict_proba(texts)
     model = np.pad(model, ((0, 0), (0, len(labels) - model.shape[1])))
     settings = tune_augment(model, scores, y, targets)
-    settings |= {"run": str(classifier.model_dir), "version": memory.state.seq}
+    settings |= {
+        "memory_rows_left_out": len(extra),
+        "run": str(classifier.model_dir),
+        "version": memory.state.seq,
+    }
     with contextlib.suppress(OSError):
         memory.update_manifest(knn={**memory.manifest.get("knn", {}), key: settings})
     return settings
+
+
+def new_label_rows(memory: Memory, names: Sequence[str]) -> np.ndarray:
+    """Positions of up to NEW_LABEL_ROWS live rows of each label in `names`, spread evenly
+    over the rows of that label."""
+    rows = memory.state.rows
+    wanted: dict[str, list[int]] = {n: [] for n in names}
+    for p in rows.live():
+        for name in label_names(rows.labels[p]):
+            if name in wanted:
+                wanted[name].append(int(p))
+    picked: set[int] = set()
+    for found in wanted.values():
+        spread = np.linspace(0, len(found) - 1, min(len(found), NEW_LABEL_ROWS)).round()
+        picked.update(found[i] for i in spread.astype(np.int64))
+    return np.asarray(sorted(picked), dtype=np.int64)
+
+
+def search_left_out(memory: Memory, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top-k neighbours of the memory's rows at `positions`, each searched as a query and
+    with itself left out: (scores (n, k), positions (n, k)), -1 where fewer."""
+    texts = [memory.state.rows.texts[p] for p in positions]
+    scores, found = memory.search(memory.embed(texts), min(k + 1, max(len(memory), 1)))
+    out_s = np.zeros((len(positions), k), dtype=scores.dtype)
+    out_p = np.full((len(positions), k), -1, dtype=found.dtype)
+    for i, own in enumerate(positions):
+        keep = found[i] != own
+        s, f = scores[i][keep][:k], found[i][keep][:k]
+        out_s[i, : len(s)], out_p[i, : len(f)] = s, f
+    return out_s, out_p
 
 
 # ---- output rows ---------------------------------------------------------------------------
