@@ -27,7 +27,8 @@ from jiyi.curve import (
 )
 from jiyi.errors import JiyiError
 
-CURVE_FLAGS = ["--epochs", "2", "--batch-size", "16", "--lr", "3e-3", "--max-length", "32"]
+# 5 epochs: with 2 the tiny model learned the 240 rows in 1 of 4 seeds (the test passed by luck)
+CURVE_FLAGS = ["--epochs", "5", "--batch-size", "16", "--lr", "3e-3", "--max-length", "32"]
 
 
 def curve_argv(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
