@@ -115,17 +115,61 @@ def test_takes_the_unpadded_path(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls == [1]
     with torch.inference_mode(), unpadding():  # 1 position in 40 padded: not worth it
         model(**batch([10, 10, 10, 9]))
-    with torch.no_grad(), unpadding():  # autograd's no_grad is not inference mode: own forward
-        model(**inputs)
     with torch.inference_mode(), unpadding():  # hidden states asked for (jiyi embed): own forward
         assert len(model(**inputs, output_hidden_states=True).hidden_states) == 3
-    model.train()
-    with torch.inference_mode(), unpadding():  # training mode (dropout): own forward
+    with torch.inference_mode():  # outside the context: own forward
         model(**inputs)
-    model.eval()
-    with unpadding():  # gradients (explanations): own forward
+    model.gradient_checkpointing_enable()
+    model.train()
+    with unpadding():  # training with gradient checkpointing: own forward
         model(**inputs).logits.sum().backward()
     assert calls == [1]
+    model.gradient_checkpointing_disable()
+    with unpadding():  # training (dropout, gradients): unpadded
+        model(**inputs).logits.sum().backward()
+    assert calls == [1, 1]
+
+
+@pytest.mark.parametrize("cls", [BertForSequenceClassification, BertForTokenClassification])
+def test_training_step_same_loss_and_gradients(cls: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without dropout a training step gives the encoder's own loss and gradients."""
+    model = tiny_bert(cls, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).train()
+    inputs = batch(LENGTHS, width=40)
+    labels = torch.arange(len(LENGTHS)) % 3
+    if cls is BertForTokenClassification:
+        labels = torch.where(inputs["attention_mask"].bool(), labels[:, None], -100)
+
+    def step() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model.zero_grad()
+        loss = model(**inputs, labels=labels).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    plain_loss, plain_grads = step()
+    enable(model)
+    calls: list[int] = []
+    real = unpadded.run_unpadded
+    monkeypatch.setattr(unpadded, "run_unpadded", lambda *a: calls.append(1) or real(*a))
+    with unpadding():
+        loss, grads = step()
+    assert calls == [1]
+    torch.testing.assert_close(loss, plain_loss, rtol=1e-5, atol=1e-6)
+    assert grads.keys() == plain_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, plain_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_training_dropout_is_applied() -> None:
+    model = tiny_bert(hidden_dropout_prob=0.5, attention_probs_dropout_prob=0.5)
+    enable(model)
+    inputs = batch(LENGTHS, width=40)
+    with torch.no_grad(), unpadding():
+        model.eval()
+        steady = [model(**inputs).logits for _ in range(2)]
+        model.train()
+        noisy = [model(**inputs).logits for _ in range(2)]
+    assert torch.equal(*steady)
+    assert not torch.allclose(*noisy)
 
 
 def test_no_padding_and_state_dict_unchanged() -> None:
@@ -175,6 +219,7 @@ def test_attention_groups_cover_every_token_once() -> None:
     assert [len(g[0]) for g in groups] == [8, 8, 3]
     rows = torch.cat([g[2] for g in groups])
     assert sorted(rows.tolist()) == list(range(int(lengths.sum())))
-    for gather, valid, _ in groups:  # each group is as wide as its longest text
+    for gather, valid, rows, real in groups:  # each group is as wide as its longest text
         assert gather.shape[1] == int(valid.sum(1).max())
         assert (gather[~valid] == int(lengths.sum())).all()
+        assert torch.equal(gather.reshape(-1)[real], rows)  # `real`: where `rows` sit in it

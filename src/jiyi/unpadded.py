@@ -1,20 +1,21 @@
-"""Inference without padding for BERT-shaped encoders.
+"""Forward passes without padding for BERT-shaped encoders, in inference and in training.
 
 A batch of texts of unequal length is padded to its longest one, and every linear layer pays for
 the padding: on random Rotten Tomatoes texts, 32 to a batch (what a server gathers from its
-clients), the padded tokens are about twice the real ones. Under `with unpadding():`, an encoder
-that `enable()` prepared runs its linear layers, layer norms and activations on the batch's real
-tokens only (one matrix of all of them), and its attention on the batch's texts sorted by length
-in groups of `GROUP`, each group padded to its own longest text. The hidden states at real
-positions are those of the encoder's own forward (to float rounding); padded positions hold
-zeros, which no head reads (the pooler reads [CLS], mean pooling and token classification the
-attention mask).
+clients, or a training loop that does not group texts by length), the padded tokens are about
+twice the real ones. Under `with unpadding():`, an encoder that `enable()` prepared runs its
+linear layers, layer norms, activations and dropout on the batch's real tokens only (one matrix
+of all of them), and its attention on the batch's texts sorted by length in groups of `GROUP`,
+each group padded to its own longest text. The hidden states at real positions are those of the
+encoder's own forward (to float rounding; in training, with dropout in the same places, and the
+same gradients); padded positions hold zeros, which no head reads (the pooler reads [CLS], mean
+pooling and token classification the attention mask).
 
-It runs only where nothing else can see the difference: inside `unpadding()`, in inference mode,
-with the model in eval mode, right padding, and no cross-attention or cache; and only where it
-pays: when at least `MIN_PADDING` of the batch's positions are padding. Anywhere else the
-encoder's own forward runs (training, explanations through autograd, `output_attentions`, a
-batch sorted by length).
+It runs only where nothing else can see the difference: inside `unpadding()`, with right
+padding, no cross-attention, cache, gradient checkpointing, `output_attentions` or
+`output_hidden_states`; and only where it pays: when at least `MIN_PADDING` of the batch's
+positions are padding. Anywhere else the encoder's own forward runs (explanations through
+autograd, `jiyi embed`'s hidden states, a batch sorted by length).
 """
 
 from __future__ import annotations
@@ -91,13 +92,17 @@ def bert_shaped(layer: Any) -> bool:
             layer.intermediate,
             layer.output.dense,
             layer.output.LayerNorm,
+            layer.attention.output.dropout,
+            layer.output.dropout,
         )
         heads, size = int(sa.num_attention_heads), int(sa.attention_head_size)
+        dropout = float(sa.dropout.p)
     except (AttributeError, TypeError):
         return False
     return (
         all(callable(p) for p in parts)
         and heads * size > 0
+        and 0 <= dropout < 1
         and not hasattr(layer, "crossattention")
         and not getattr(layer, "chunk_size_feed_forward", 0)
         and getattr(sa, "position_embedding_type", "absolute") == "absolute"
@@ -132,8 +137,7 @@ def token_mask(
 def _forward(self: Any, hidden_states: torch.Tensor, attention_mask: Any = None, *args, **kwargs):
     plain = (
         not _ACTIVE.get()
-        or self.training
-        or not torch.is_inference_mode_enabled()
+        or (self.training and checkpointed(self))
         or any(a is not None for a in args)
         or kwargs.get("encoder_hidden_states") is not None
         or kwargs.get("cache") is not None
@@ -150,6 +154,12 @@ def _forward(self: Any, hidden_states: torch.Tensor, attention_mask: Any = None,
     return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=out)
 
 
+def checkpointed(encoder: Any) -> bool:
+    """Whether gradient checkpointing is on for `encoder` (its own flag or its layers')."""
+    modules = [encoder, *encoder.layer]
+    return any(bool(getattr(m, "gradient_checkpointing", False)) for m in modules)
+
+
 def run_unpadded(layers: Any, hidden_states: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """BERT layers over the real tokens of `hidden_states` (batch, length, hidden) marked by
     `keep` (right padding); returns the same shape, zeros at the padded positions."""
@@ -164,15 +174,20 @@ def run_unpadded(layers: Any, hidden_states: torch.Tensor, keep: torch.Tensor) -
         qkv = torch.cat([sa.query(x), sa.key(x), sa.value(x)], dim=1)
         qkv = torch.cat([qkv, qkv.new_zeros(1, qkv.shape[1])])  # row `tokens`: the padding
         attended = qkv.new_empty(x.shape[0], heads * size)  # bfloat16 under autocast
-        for gather, valid, rows in groups:
+        drop = float(sa.dropout.p) if sa.training else 0.0
+        for gather, valid, rows, real in groups:
             n, width = gather.shape
-            q, k, v = qkv[gather].view(n, width, 3, heads, size).permute(2, 0, 3, 1, 4)
+            # index_select and index_copy_: their gradients are cheap on the CPU where those of
+            # advanced indexing (an accumulating index_put) are not
+            picked = qkv.index_select(0, gather.reshape(-1))
+            q, k, v = picked.view(n, width, 3, heads, size).permute(2, 0, 3, 1, 4)
             mask = None if bool(valid.all()) else valid[:, None, None, :]
-            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-            attended[rows] = a.transpose(1, 2).reshape(n, width, heads * size)[valid]
-        out = layer.attention.output
-        a = out.LayerNorm(out.dense(attended) + x)
-        x = layer.output.LayerNorm(layer.output.dense(layer.intermediate(a)) + a)
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, scale=scale)
+            a = a.transpose(1, 2).reshape(n * width, heads * size)
+            attended.index_copy_(0, rows, a.index_select(0, real))
+        out, ffn = layer.attention.output, layer.output
+        a = out.LayerNorm(out.dropout(out.dense(attended)) + x)
+        x = ffn.LayerNorm(ffn.dropout(ffn.dense(layer.intermediate(a))) + a)
     result = x.new_zeros(batch * length, x.shape[1])
     result.index_copy_(0, flat, x)
     return result.view(batch, length, x.shape[1])
@@ -180,14 +195,14 @@ def run_unpadded(layers: Any, hidden_states: torch.Tensor, keep: torch.Tensor) -
 
 def attention_groups(
     lengths: torch.Tensor, tokens: int
-) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Texts sorted by length in groups of `GROUP` (`jiyi.data.collate.sorted_batches`): per
-    group, (gather, valid, rows), where `gather` (texts, longest) indexes the packed token
-    matrix (`tokens` = the padding row), `valid` marks real tokens, and `rows` are their packed
-    rows in `valid`'s order.
+    group, (gather, valid, rows, real), where `gather` (texts, longest) indexes the packed token
+    matrix (`tokens` = the padding row), `valid` marks real tokens, `rows` are their packed rows
+    in `valid`'s order and `real` their positions in the flattened group.
 
     >>> [g.tolist() for g in attention_groups(torch.tensor([2, 1]), 3)[0]]
-    [[[0, 1], [2, 3]], [[True, True], [True, False]], [0, 1, 2]]
+    [[[0, 1], [2, 3]], [[True, True], [True, False]], [0, 1, 2], [0, 1, 2]]
     """
     starts = torch.cumsum(lengths, 0) - lengths
     groups = []
@@ -197,7 +212,7 @@ def attention_groups(
         positions = torch.arange(int(own.max()), device=lengths.device)[None, :]
         valid = positions < own[:, None]
         gather = torch.where(valid, starts[members][:, None] + positions, tokens)
-        groups.append((gather, valid, gather[valid]))
+        groups.append((gather, valid, gather[valid], valid.reshape(-1).nonzero().squeeze(1)))
     return groups
 
 
