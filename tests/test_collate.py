@@ -86,6 +86,18 @@ def test_length_grouped_batches_cover_everything_once_and_are_deterministic() ->
     assert pad < random_pad / 3
 
 
+def test_one_batch_pools_are_random_texts() -> None:
+    lengths = np.random.default_rng(0).integers(3, 60, size=1000)
+    a = length_grouped_batches(lengths, 32, seed=1, epoch=0, mega=1)
+    assert sorted(i for b in a for i in b) == list(range(1000))
+    assert a == length_grouped_batches(lengths, 32, seed=1, epoch=0, mega=1)
+    pad = sum(len(b) * max(lengths[b]) for b in a) - lengths.sum()
+    grouped = length_grouped_batches(lengths, 32, seed=1, epoch=0)
+    assert pad > 3 * (sum(len(b) * max(lengths[b]) for b in grouped) - lengths.sum())
+    spread = np.mean([np.ptp(lengths[b]) for b in a])  # each batch spans most of the lengths
+    assert spread > 40
+
+
 def test_sorted_batches_cover_everything() -> None:
     lengths = np.array([5, 1, 9, 3])
     batches = sorted_batches(lengths, 3)

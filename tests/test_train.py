@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from safetensors.numpy import load_file
 
@@ -329,3 +330,29 @@ def test_nan_loss_stops_with_a_message(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "The training loss became" in err and "Lower --lr" in err and "Traceback" not in err
+
+
+def test_bert_steps_skip_padding_on_random_batches(
+    tiny_model_dir: Path, tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A BERT-shaped encoder trains on its real tokens only, so its batches are random texts."""
+    import jiyi.train
+    from jiyi import unpadded
+
+    grouped: list[bool] = []
+    epochs = jiyi.train.grouped_epochs
+    monkeypatch.setattr(
+        jiyi.train,
+        "grouped_epochs",
+        lambda *a, **k: grouped.append(k.get("grouped", True)) or epochs(*a, **k),
+    )
+    calls: list[bool] = []
+    real = unpadded.run_unpadded
+    monkeypatch.setattr(
+        unpadded, "run_unpadded", lambda *a: calls.append(torch.is_grad_enabled()) or real(*a)
+    )
+    argv = train_argv(tiny_model_dir, tiny_data_dir, tmp_path / "run")
+    argv[argv.index("--epochs") + 1] = "1"
+    assert main(argv) == 0
+    assert grouped == [False]
+    assert True in calls  # training steps took the unpadded path, with gradients

@@ -290,14 +290,18 @@ def setup(
 
 
 def grouped_epochs(
-    lengths: np.ndarray, config: LoopConfig, accelerator: Any
+    lengths: np.ndarray, config: LoopConfig, accelerator: Any, *, grouped: bool = True
 ) -> Callable[[int, int], Iterator[np.ndarray]]:
-    """epoch_batches for run_loop over texts of these lengths: length-grouped batches shuffled
-    by (seed, epoch), this process's share, from a data position."""
+    """epoch_batches for run_loop over texts of these lengths: batches shuffled by (seed,
+    epoch), this process's share, from a data position. Length-grouped (little padding), or
+    with `grouped=False` random ones, for a model whose steps skip the padding
+    (`jiyi.unpadded`)."""
     from jiyi.data.collate import length_grouped_batches
 
+    mega = 50 if grouped else 1  # a pool of 1 batch: random texts
+
     def epoch_batches(epoch: int, position: int) -> Iterator[np.ndarray]:
-        batches = length_grouped_batches(lengths, config.batch_size, config.seed, epoch)
+        batches = length_grouped_batches(lengths, config.batch_size, config.seed, epoch, mega)
         world = accelerator.num_processes
         return iter(shard(batches, accelerator.process_index, world)[position:])
 

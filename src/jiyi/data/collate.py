@@ -228,8 +228,8 @@ def length_grouped_batches(
 
     Shuffle all indices, cut them into mega-batches of `mega` batches, sort each mega-batch by
     length, slice it into batches, then shuffle the batch order. Padding shrinks to a few tokens
-    per batch while the order stays random. The longest batch goes first, so a run that would
-    run out of memory does so at once.
+    per batch while the order stays random (`mega=1`: batches of random texts). The longest
+    batch goes first, so a run that would run out of memory does so at once.
     """
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(lengths))
