@@ -16,7 +16,7 @@ from transformers import (
 
 from conftest import tiny_bert_config
 from jiyi import unpadded
-from jiyi.unpadded import attention_groups, enable, token_mask, unpadding
+from jiyi.unpadded import AttentionPlan, enable, token_mask, unpadding
 
 
 def tiny_bert(
@@ -213,13 +213,17 @@ def test_token_mask() -> None:
     assert token_mask(two_d, 3, 3) is None  # not the batch's shape
 
 
-def test_attention_groups_cover_every_token_once() -> None:
+def test_attention_plan_covers_every_token_once() -> None:
     lengths = torch.tensor(LENGTHS)
-    groups = attention_groups(lengths, int(lengths.sum()))
-    assert [len(g[0]) for g in groups] == [8, 8, 3]
-    rows = torch.cat([g[2] for g in groups])
-    assert sorted(rows.tolist()) == list(range(int(lengths.sum())))
-    for gather, valid, rows, real in groups:  # each group is as wide as its longest text
-        assert gather.shape[1] == int(valid.sum(1).max())
-        assert (gather[~valid] == int(lengths.sum())).all()
-        assert torch.equal(gather.reshape(-1)[real], rows)  # `real`: where `rows` sit in it
+    plan = AttentionPlan.of(lengths)
+    assert [n for n, _ in plan.shapes] == [8, 8, 3]
+    assert [w for _, w in plan.shapes] == [37, 12, 3]  # each group as wide as its longest text
+    assert plan.sizes == [n * w for n, w in plan.shapes] and sum(plan.sizes) == len(plan.gather)
+    tokens = int(lengths.sum())
+    assert sorted(plan.order.tolist()) == sorted(set(plan.order.tolist()))  # one slot each
+    assert torch.equal(plan.gather[plan.order], torch.arange(tokens))  # each token's own slot
+    padded = torch.ones(len(plan.gather), dtype=torch.bool)
+    padded[plan.order] = False
+    assert (plan.gather[padded] == 0).all()  # padded slots read token 0, hidden by the masks
+    for mask, (n, w) in zip(plan.masks, plan.shapes, strict=True):
+        assert mask is None or tuple(mask.shape) == (n, 1, 1, w)

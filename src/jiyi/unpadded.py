@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -166,25 +167,23 @@ def run_unpadded(layers: Any, hidden_states: torch.Tensor, keep: torch.Tensor) -
     batch, length, hidden = hidden_states.shape
     flat = keep.reshape(-1).nonzero().squeeze(1)  # real positions, row-major
     x = hidden_states.reshape(batch * length, hidden).index_select(0, flat)  # (tokens, hidden)
-    groups = attention_groups(keep.sum(1), len(flat))
+    plan = AttentionPlan.of(keep.sum(1))
     for layer in layers:
         sa = layer.attention.self
         heads, size = int(sa.num_attention_heads), int(sa.attention_head_size)
         scale = getattr(sa, "scaling", size**-0.5)
-        qkv = torch.cat([sa.query(x), sa.key(x), sa.value(x)], dim=1)
-        qkv = torch.cat([qkv, qkv.new_zeros(1, qkv.shape[1])])  # row `tokens`: the padding
-        attended = qkv.new_empty(x.shape[0], heads * size)  # bfloat16 under autocast
         drop = float(sa.dropout.p) if sa.training else 0.0
-        for gather, valid, rows, real in groups:
-            n, width = gather.shape
-            # index_select and index_copy_: their gradients are cheap on the CPU where those of
-            # advanced indexing (an accumulating index_put) are not
-            picked = qkv.index_select(0, gather.reshape(-1))
-            q, k, v = picked.view(n, width, 3, heads, size).permute(2, 0, 3, 1, 4)
-            mask = None if bool(valid.all()) else valid[:, None, None, :]
+        # one gather for every group (index_select: its gradient is cheap on the CPU, where
+        # advanced indexing's accumulating index_put is not), then a view per group
+        picked = project_qkv(sa, x).index_select(0, plan.gather)
+        outs = []
+        for block, (n, width), mask in zip(
+            picked.split(plan.sizes), plan.shapes, plan.masks, strict=True
+        ):
+            q, k, v = block.view(n, width, 3, heads, size).permute(2, 0, 3, 1, 4)
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, scale=scale)
-            a = a.transpose(1, 2).reshape(n * width, heads * size)
-            attended.index_copy_(0, rows, a.index_select(0, real))
+            outs.append(a.transpose(1, 2).reshape(n * width, heads * size))
+        attended = torch.cat(outs).index_select(0, plan.order)  # back to the packed order
         out, ffn = layer.attention.output, layer.output
         a = out.LayerNorm(out.dropout(out.dense(attended)) + x)
         x = ffn.LayerNorm(ffn.dropout(ffn.dense(layer.intermediate(a))) + a)
@@ -193,35 +192,66 @@ def run_unpadded(layers: Any, hidden_states: torch.Tensor, keep: torch.Tensor) -
     return result.view(batch, length, x.shape[1])
 
 
-def attention_groups(
-    lengths: torch.Tensor, tokens: int
-) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Texts sorted by length in groups of `GROUP` (`jiyi.data.collate.sorted_batches`): per
-    group, (gather, valid, rows, real), where `gather` (texts, longest) indexes the packed token
-    matrix (`tokens` = the padding row), `valid` marks real tokens, `rows` are their packed rows
-    in `valid`'s order and `real` their positions in the flattened group.
+def project_qkv(sa: Any, x: torch.Tensor) -> torch.Tensor:
+    """(tokens, 3 × hidden): the query, key and value projections of `x`, side by side; one
+    matrix product where the three are plain linear layers (not LoRA-wrapped)."""
+    linears = (sa.query, sa.key, sa.value)
+    if all(type(m) is torch.nn.Linear and m.bias is not None for m in linears):
+        weight = torch.cat([m.weight for m in linears])
+        return F.linear(x, weight, torch.cat([m.bias for m in linears]))
+    return torch.cat([m(x) for m in linears], dim=1)
 
-    >>> [g.tolist() for g in attention_groups(torch.tensor([2, 1]), 3)[0]]
-    [[[0, 1], [2, 3]], [[True, True], [True, False]], [0, 1, 2], [0, 1, 2]]
+
+@dataclass(frozen=True)
+class AttentionPlan:
+    """Texts sorted by length in groups of `GROUP` (`jiyi.data.collate.sorted_batches`), each
+    padded to its own longest text, as rows of one matrix: `gather` (slots) picks each slot's
+    packed token (padded slots take token 0, which the masks hide and whose outputs are
+    dropped), `sizes`/`shapes` cut it into groups of (texts, width), `masks` mark each group's
+    real keys (None: no padding), and `order` (tokens) gives each packed token's slot.
+
+    >>> plan = AttentionPlan.of(torch.tensor([2, 1]))
+    >>> plan.gather.tolist(), plan.shapes, plan.order.tolist()
+    ([0, 1, 2, 0], [(2, 2)], [0, 1, 2])
     """
-    starts = torch.cumsum(lengths, 0) - lengths
-    groups = []
-    for batch in sorted_batches(lengths.cpu().numpy(), GROUP):
-        members = torch.as_tensor(batch, device=lengths.device)
-        own = lengths[members]
-        positions = torch.arange(int(own.max()), device=lengths.device)[None, :]
-        valid = positions < own[:, None]
-        gather = torch.where(valid, starts[members][:, None] + positions, tokens)
-        groups.append((gather, valid, gather[valid], valid.reshape(-1).nonzero().squeeze(1)))
-    return groups
+
+    gather: torch.Tensor
+    sizes: list[int]
+    shapes: list[tuple[int, int]]
+    masks: list[torch.Tensor | None]
+    order: torch.Tensor
+
+    @classmethod
+    def of(cls, lengths: torch.Tensor) -> AttentionPlan:
+        device = lengths.device
+        starts = torch.cumsum(lengths, 0) - lengths
+        gathers, slots, packed, shapes, masks = [], [], [], [], []
+        offset = 0
+        for batch in sorted_batches(lengths.cpu().numpy(), GROUP):
+            members = torch.as_tensor(batch, device=device)
+            own = lengths[members]
+            positions = torch.arange(int(own.max()), device=device)[None, :]
+            valid = positions < own[:, None]
+            tokens = starts[members][:, None] + positions
+            gathers.append(torch.where(valid, tokens, 0).reshape(-1))
+            slots.append(valid.reshape(-1).nonzero().squeeze(1) + offset)
+            packed.append(tokens[valid])
+            shapes.append(tuple(valid.shape))
+            masks.append(None if bool(valid.all()) else valid[:, None, None, :])
+            offset += valid.numel()
+        order = torch.empty(int(lengths.sum()), dtype=torch.long, device=device)
+        order[torch.cat(packed)] = torch.cat(slots)
+        sizes = [n * width for n, width in shapes]
+        return cls(torch.cat(gathers), sizes, shapes, masks, order)
 
 
 __all__ = [
     "GROUP",
     "MIN_PADDING",
-    "attention_groups",
+    "AttentionPlan",
     "bert_shaped",
     "enable",
+    "project_qkv",
     "run_unpadded",
     "token_mask",
     "unpadding",
