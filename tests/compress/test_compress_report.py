@@ -19,15 +19,17 @@ def test_the_report_measures_the_calibrated_predictions(trained_run: Path, tmp_p
     shutil.copytree(trained_run / "model", folder)
     texts = [t for t, _ in make_texts(40, seed=5)]
     raw = load(folder).logits(texts)  # (N, 2)
-    # a vector scaling whose bias sits at the median logit margin: half the decisions flip
-    margin = float(np.median(raw[:, 1] - raw[:, 0]))
+    # a vector scaling whose bias sits at the upper quartile of the logit margins: the texts
+    # whose margins lie between 0 and it change their decisions (the median, used before, moved
+    # none when the tiny model separated the two classes exactly)
+    margin = float(np.quantile(raw[:, 1] - raw[:, 0], 0.75))
     meta = json.loads((folder / "jiyi.json").read_text())
     meta["calibration"] = {"method": "vector", "scale": [1.0, 1.0], "bias": [margin, 0.0]}
     (folder / "jiyi.json").write_text(json.dumps(meta))
 
     clf = load(folder)
     given = clf.predict_proba(texts).argmax(axis=1)
-    assert (given != raw.argmax(axis=1)).any()  # the calibration moves decisions: can fail
+    assert (given != raw.argmax(axis=1)).any()  # the calibration moves decisions
     gold = given.tolist()
     result = measure("calibrated", folder, texts, gold, threads=1)
     assert result["predictions"] == gold
