@@ -97,7 +97,10 @@ def render_part(part: str, part_dir: Path, slack: float, shared: bool = False) -
         return []
     test = {a: {s: r["test"] for s, r in v.items()} for a, v in runs.items()}
     means = {a: mean_std(list(v.values())) for a, v in test.items()}
-    trainers = [a for a in ("hf_a", "hf_b") if a in runs]
+    # the precision compared first: fp32 where both systems ran it, else bf16 (a bf16-only run)
+    base = "" if "jiyi" in runs or not any(a.endswith("_bf16") for a in runs) else "_bf16"
+    jiyi = "jiyi" + base
+    trainers = [a + base for a in ("hf_a", "hf_b") if a + base in runs]
     best = max(trainers, key=lambda a: means[a][0]) if trainers else None
     # per seed, the target: the best Trainer arm's final validation value (less the slack)
     targets = {
@@ -129,7 +132,7 @@ def render_part(part: str, part_dir: Path, slack: float, shared: bool = False) -
             ]
         )  # fmt: skip
     hp = cfg["trainer_hparams"]
-    jiyi_run = next(iter(runs.get("jiyi", runs.get("jiyi_bf16", {})).values()), {})
+    jiyi_run = next(iter(runs.get(jiyi, runs.get("jiyi_bf16", {})).values()), {})
     flags = " ".join(cfg["jiyi_flags"])
     lines = [
         f"### {TITLE[part]}\n",
@@ -158,8 +161,9 @@ def render_part(part: str, part_dir: Path, slack: float, shared: bool = False) -
     ]  # fmt: skip
     comparisons = []
     if best:
-        comparisons += [("jiyi", t) for t in [best, *[t for t in trainers if t != best]]]
-        comparisons += [("jiyi_bf16", best + "_bf16")]
+        comparisons += [(jiyi, t) for t in [best, *[t for t in trainers if t != best]]]
+        if not base:
+            comparisons += [("jiyi_bf16", best + "_bf16")]
     comparisons += [("jiyi_bf16", "jiyi"), *((f"{t}_bf16", t) for t in trainers)]
     ptable = []
     for x, y in comparisons:
@@ -177,7 +181,7 @@ def render_part(part: str, part_dir: Path, slack: float, shared: bool = False) -
     if ptable:
         headers = ["paired over seeds", "n", "mean difference (points)", "95% interval", "t", "p"]
         lines += [md_table(headers, ptable), ""]
-    lines += targets_lines(part, runs, means, tta, best, shared)
+    lines += targets_lines(part, runs, means, tta, best, jiyi, shared)
     for a, v in all_runs.items():
         for s, r in sorted(v.items()):
             if "error" in r:
@@ -191,41 +195,44 @@ def targets_lines(
     means: dict[str, tuple[float, float]],
     tta: dict[str, dict[int, float | None]],
     best: str | None,
+    jiyi: str = "jiyi",
     shared: bool = False,
 ) -> list[str]:
     """The issue's targets: accuracy (both parts), time to accuracy and fixed-schedule time
     (Rotten Tomatoes; shown without a verdict for ner, or when `shared`: runs that ran several
-    at a time), and bf16's accuracy cost for jiyi."""
-    if not best or "jiyi" not in runs:
+    at a time), and bf16's accuracy cost for jiyi. `jiyi` and `best` are the arms compared
+    first (fp32 ones, or bf16 ones in a run of bf16 alone)."""
+    if not best or jiyi not in runs:
         return []
     judged = part == "classification" and not shared
     unjudged = "not judged: the runs shared the machine" if shared else "no target for ner"
-    gap = 100 * (means["jiyi"][0] - means[best][0])
-    r = paired({s: x["test"] for s, x in runs["jiyi"].items()},
+    gap = 100 * (means[jiyi][0] - means[best][0])
+    r = paired({s: x["test"] for s, x in runs[jiyi].items()},
                {s: x["test"] for s, x in runs[best].items()})  # fmt: skip
     note = f"; paired t-test p = {fmt(r['p'], '.3f')} over {r['n']} seeds" if r else ""
     lines = [
         "Targets:\n",
-        f"- jiyi's mean ≥ `{best}`'s − {TARGET_POINTS} points: {gap:+.2f} points{note} — "
+        f"- `{jiyi}`'s mean ≥ `{best}`'s − {TARGET_POINTS} points: {gap:+.2f} points{note} — "
         + verdict(gap >= -TARGET_POINTS),
     ]
     # time to accuracy against the best Trainer arm at whichever precision trains faster for it
-    candidates = [t for t in (best, best + "_bf16") if mean_of(list(tta.get(t, {}).values()))]
-    if candidates and "jiyi" in tta:
+    trainer = best.removesuffix("_bf16")
+    candidates = [t for t in (trainer, trainer + "_bf16") if mean_of(list(tta.get(t, {}).values()))]
+    if candidates and jiyi in tta:
         t = min(candidates, key=lambda a: mean_of([x["train_seconds"] for x in runs[a].values()]))
         theirs = [s for s, x in tta[t].items() if x is not None]
-        both = [s for s in theirs if tta["jiyi"].get(s) is not None]
+        both = [s for s in theirs if tta[jiyi].get(s) is not None]
         if both:
-            q = sum(tta["jiyi"][s] for s in both) / sum(tta[t][s] for s in both)
+            q = sum(tta[jiyi][s] for s in both) / sum(tta[t][s] for s in both)
             ok = q <= 0.5 and len(both) == len(theirs)
             lines.append(
-                f"- jiyi's time to the target ≤ 0.5× `{t}`'s: {q:.2f}× over the {len(both)} "
+                f"- `{jiyi}`'s time to the target ≤ 0.5× `{t}`'s: {q:.2f}× over the {len(both)} "
                 f"seeds both reached it (jiyi reached it in {len(both)} of `{t}`'s "
                 f"{len(theirs)}) — " + (verdict(ok) if judged else unjudged)
             )
         else:
             lines.append(
-                f"- jiyi's time to the target ≤ 0.5× `{t}`'s: jiyi never reached the target in "
+                f"- `{jiyi}`'s time to the target ≤ 0.5× `{t}`'s: jiyi never reached the target in "
                 f"the {len(theirs)} seeds `{t}` did — " + (verdict(False) if judged else unjudged)
             )
     for precision in ("", "_bf16"):
@@ -238,7 +245,7 @@ def targets_lines(
                     f"- fixed-schedule training time of `{j}` ≤ 0.6× `{b}`'s: {js / bs:.2f}× — "
                     + (verdict(js / bs <= 0.6) if judged else unjudged)
                 )
-    if "jiyi_bf16" in runs:
+    if "jiyi_bf16" in runs and "jiyi" in runs:
         d = paired({s: x["test"] for s, x in runs["jiyi_bf16"].items()},
                    {s: x["test"] for s, x in runs["jiyi"].items()})  # fmt: skip
         if d:
