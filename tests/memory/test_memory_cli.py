@@ -112,7 +112,12 @@ def test_lambda_tuning_keeps_a_new_class_when_the_model_is_perfect(
     import numpy as np
 
     import jiyi
-    from jiyi.memory.predict import AugmentedPredictor, load_validation
+    from jiyi.memory.predict import (
+        AugmentedPredictor,
+        augment_settings,
+        load_validation,
+        save_validation,
+    )
 
     mem_dir = tmp_path / "mem"
     shutil.copytree(memory_dir, mem_dir)
@@ -138,8 +143,12 @@ def test_lambda_tuning_keeps_a_new_class_when_the_model_is_perfect(
     assert settings["memory_rows_left_out"] == len(new)
     assert settings["n_validation"] == 60 + len(new)
     assert settings["lambda"] > 0.5
-    labels = [r["label"] for r in predictor.predict(["zebra film zebra", "zebra story scene"])]
-    assert labels == ["zebra", "zebra"]
+    probe = ["zebra film zebra", "zebra story scene"]
+    assert [r["label"] for r in predictor.predict(probe)] == ["zebra", "zebra"]
+    # validation rows that show the new label leave the memory's own rows out of the tuning
+    save_validation(memory, [*val[0], *probe], [*val[1], "zebra", "zebra"])
+    settings = augment_settings(predictor.clf, memory, retune=True)
+    assert settings["memory_rows_left_out"] == 0 and settings["n_validation"] == 62
     capsys.readouterr()
 
 

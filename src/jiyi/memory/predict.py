@@ -191,9 +191,10 @@ def augment_settings(classifier: Any, memory: Memory, *, retune: bool = False) -
     unchanged, else tuned again on the memory's validation rows (and saved), else the
     defaults with a warning.
 
-    Validation rows hold only labels the model knows, and a model that is right on all of them
-    would tune λ to 0, which silences the labels only the memory has. So rows of those labels
-    (up to NEW_LABEL_ROWS each) join the tuning too, each searched with itself left out."""
+    Validation rows often hold only labels the model knows, and a model that is right on all of
+    them would tune λ to 0, which silences the labels only the memory has. So the memory's rows
+    of such labels that no validation row has (up to NEW_LABEL_ROWS each) join the tuning too,
+    each searched with itself left out."""
     key = run_key(classifier)
     saved = memory.manifest.get("knn", {}).get(key)
     kept = load_validation(memory)
@@ -217,7 +218,8 @@ def augment_settings(classifier: Any, memory: Memory, *, retune: bool = False) -
     k = min(KMAX, max(len(memory), 1))
     scores, positions = memory.search(val_vectors[rows], k)
     texts = [texts[i] for i in rows]
-    new_labels = labels[len(classifier.labels) :]
+    shown = targets.sum(axis=0) > 0
+    new_labels = [n for j, n in enumerate(labels) if j >= len(classifier.labels) and not shown[j]]
     extra = np.zeros(0, dtype=np.int64)
     if new_labels:  # validation rows cannot show these: add the memory's own rows, left out
         extra = new_label_rows(memory, new_labels)
