@@ -216,10 +216,14 @@ class AttentionPlan:
     """
 
     gather: torch.Tensor
-    sizes: list[int]
     shapes: list[tuple[int, int]]
     masks: list[torch.Tensor | None]
     order: torch.Tensor
+
+    @property
+    def sizes(self) -> list[int]:
+        """Slots per group: texts × width."""
+        return [n * width for n, width in self.shapes]
 
     @classmethod
     def of(cls, lengths: torch.Tensor) -> AttentionPlan:
@@ -241,8 +245,7 @@ class AttentionPlan:
             offset += valid.numel()
         order = torch.empty(int(lengths.sum()), dtype=torch.long, device=device)
         order[torch.cat(packed)] = torch.cat(slots)
-        sizes = [n * width for n, width in shapes]
-        return cls(torch.cat(gathers), sizes, shapes, masks, order)
+        return cls(torch.cat(gathers), shapes, masks, order)
 
 
 __all__ = [
