@@ -328,9 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser(
         "env",
-        help="versions, devices, threads, offline state (for bug reports); --bench: this "
-        "machine's speed for a model",
-        description="Versions, devices, threads and the offline state, for bug reports. With "
+        help="versions, devices, threads, allocator, offline state (for bug reports); --bench: "
+        "this machine's speed for a model",
+        description="Versions, devices, threads, the memory allocator (the jiyi command runs on "
+        "jemalloc where it is installed; JIYI_ALLOCATOR=system keeps the system's) and the "
+        "offline state, for bug reports. With "
         "--bench: the matrix-product peak (fp32, bf16 where the CPU has it), one training step "
         "and one prediction batch of --model at each precision, their MFU, and what --precision "
         "auto chooses (about 30 s for minilm; run it on an idle machine).",
@@ -377,8 +379,11 @@ def add_delimiter_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from jiyi.allocator import reexec_with_jemalloc
     from jiyi.data.reading import reading
 
+    if argv is None:  # the command itself, not a call from Python: on jemalloc where installed
+        reexec_with_jemalloc()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

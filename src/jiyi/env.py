@@ -1,4 +1,4 @@
-"""`jiyi env`: what a bug report needs (versions, device, threads, offline state)."""
+"""`jiyi env`: what a bug report needs (versions, device, threads, memory allocator, offline state)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def environment_report() -> dict[str, Any]:
     import torch
 
     from jiyi import __version__
+    from jiyi.allocator import allocator_report
     from jiyi.me5.convert import TOKENIZER, WEIGHTS
     from jiyi.models import ME5_ALIASES, MODEL_ALIASES, is_offline
     from jiyi.precision import device_has_bf16
@@ -49,6 +50,7 @@ def environment_report() -> dict[str, Any]:
         "bf16": device_has_bf16("cuda" if cuda else "cpu"),
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "allocator": allocator_report(),
         "HF_HUB_OFFLINE": is_offline(),
         "models": {
             **{
