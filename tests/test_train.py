@@ -332,27 +332,38 @@ def test_nan_loss_stops_with_a_message(
     assert "The training loss became" in err and "Lower --lr" in err and "Traceback" not in err
 
 
-def test_bert_steps_skip_padding_on_random_batches(
-    tiny_model_dir: Path, tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("order", "random_texts", "unpadded_steps"),
+    [("auto", True, True), ("random", True, True), ("length", False, False)],
+)
+def test_batch_order(
+    order: str,
+    random_texts: bool,
+    unpadded_steps: bool,
+    tiny_model_dir: Path,
+    tiny_data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A BERT-shaped encoder trains on its real tokens only, so its batches are random texts."""
-    import jiyi.train
+    """A BERT-shaped encoder trains on its real tokens only, so by default its batches are
+    random texts; `--batch-order length` gives the length-grouped batches and padded steps."""
     from jiyi import unpadded
+    from jiyi.data import collate
 
-    grouped: list[bool] = []
-    epochs = jiyi.train.grouped_epochs
+    pools: list[int] = []  # the mega-batch each epoch's batches were sorted in (1: random)
+    batches = collate.length_grouped_batches
     monkeypatch.setattr(
-        jiyi.train,
-        "grouped_epochs",
-        lambda *a, **k: grouped.append(k.get("grouped", True)) or epochs(*a, **k),
+        collate, "length_grouped_batches", lambda *a: pools.append(a[4]) or batches(*a)
     )
     calls: list[bool] = []
     real = unpadded.run_unpadded
     monkeypatch.setattr(
         unpadded, "run_unpadded", lambda *a: calls.append(torch.is_grad_enabled()) or real(*a)
     )
-    argv = train_argv(tiny_model_dir, tiny_data_dir, tmp_path / "run")
+    argv = train_argv(tiny_model_dir, tiny_data_dir, tmp_path / "run", "--batch-order", order)
     argv[argv.index("--epochs") + 1] = "1"
     assert main(argv) == 0
-    assert grouped == [False]
-    assert True in calls  # training steps took the unpadded path, with gradients
+    assert pools and all((pool == 1) == random_texts for pool in pools)
+    assert (True in calls) == unpadded_steps  # training steps on the unpadded path
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text(encoding="utf-8"))
+    assert config["batch_order"] == order

@@ -27,6 +27,7 @@ from jiyi.tasks.registry import CALIBRATIONS, POOLINGS, tasks_taking
 
 TRUNCATIONS = ("head", "tail", "head+tail")
 LOSSES = ("ce", "focal")  # `jiyi train --loss` (jiyi.imbalance)
+BATCH_ORDERS = ("auto", "random", "length")  # `jiyi train --batch-order` (jiyi.loop.grouped_epochs)
 ON_BAD_ROWS = ("error", "skip")
 TAG_SCHEMES = ("BIO", "BIOES")
 PRESETS = ("tiny", "small", "base")  # `jiyi pretrain --architecture` from scratch
@@ -154,6 +155,8 @@ class TrainConfig(LoraFlags, MethodConfig, LoopConfig):
     """Examples per forward pass when evaluating and predicting."""
     truncation: str = "head+tail"
     """How a long text is cut: head, tail or head+tail (keep the first quarter and the last three quarters)."""
+    batch_order: str = "auto"
+    """Which texts share a training batch: random texts (more accurate; their steps skip the padding on a BERT-shaped encoder, else are padded to each batch's longest text), length (texts of similar length: least padding, fastest; on a MiniLM classifier 0.28 points less accuracy over 15 seeds) or auto (random for classifiers on BERT-shaped encoders, length elsewhere)."""
     dropout: float | None = None
     """Override the model's hidden and attention dropout (e.g. 0.2 against over-fitting)."""
     patience: int | None = None
@@ -378,6 +381,7 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
         "epochs", "max_steps", "lr", "batch_size", "grad_accum", "warmup_ratio", "max_grad_norm",
         "seed", "metric", "patience", "evals_per_epoch", "eval_steps", "eval_blocks",
         "eval_batch_size", "save_steps", "keep_checkpoints", "log_every", "precision", "threads",
+        "batch_order",
     ),
     "regularisation": (
         "weight_decay", "dropout", "l1", "l1_prox", "augment", "augment_rate", "augment_copies",
@@ -398,6 +402,7 @@ GROUP_TITLES = {
 # Fields whose values are one of a fixed set: argparse shows them as {a,b} and refuses others.
 CHOICES: dict[str, tuple[str, ...]] = {
     "truncation": TRUNCATIONS,
+    "batch_order": BATCH_ORDERS,
     "on_bad_rows": ON_BAD_ROWS,
     "tag_scheme": TAG_SCHEMES,
     "precision": PRECISIONS,

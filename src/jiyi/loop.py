@@ -290,14 +290,15 @@ def setup(
 
 
 def grouped_epochs(
-    lengths: np.ndarray, config: LoopConfig, accelerator: Any, *, grouped: bool = True
+    lengths: np.ndarray, config: LoopConfig, accelerator: Any, *, order: str, unpadded: bool = False
 ) -> Callable[[int, int], Iterator[np.ndarray]]:
     """epoch_batches for run_loop over texts of these lengths: batches shuffled by (seed,
-    epoch), this process's share, from a data position. Length-grouped (little padding), or
-    with `grouped=False` random ones, for a model whose steps skip the padding
-    (`jiyi.unpadded`)."""
+    epoch), this process's share, from a data position. `order` is `--batch-order`: "length"
+    groups texts of similar length (little padding), "random" mixes them, and "auto" mixes them
+    for a model whose steps skip the padding (`unpadded`, `jiyi.unpadded`), else groups."""
     from jiyi.data.collate import length_grouped_batches
 
+    grouped = order == "length" or (order == "auto" and not unpadded)
     mega = 50 if grouped else 1  # a pool of 1 batch: random texts
 
     def epoch_batches(epoch: int, position: int) -> Iterator[np.ndarray]:

@@ -180,7 +180,7 @@ def train_classifier(
     model = apply_lora(model, config, say)  # --lora-r: peft adapters, the head in full
     # training steps on real tokens only (BERT-shaped encoders): then batches of random texts
     # cost no padding, and they train better models than length-grouped ones (bench/RESULTS.md)
-    unpadded = enable_unpadded(model)
+    unpadded = config.batch_order != "length" and enable_unpadded(model)
     augment_train(data, config, tokenizer, model)
     tokenize_splits(data, tokenizer, config)
     train_split, val_split = data.splits["train"], data.splits["validation"]
@@ -295,7 +295,11 @@ def train_classifier(
     train_seconds = run_loop(
         run,
         epoch_batches=grouped_epochs(
-            train_split.enc.lengths, config, accelerator, grouped=not unpadded
+            train_split.enc.lengths,
+            config,
+            accelerator,
+            order=config.batch_order,
+            unpadded=unpadded,
         ),
         batch_loss=batch_loss,
         evaluate=run_eval,
