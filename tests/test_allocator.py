@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from jiyi.allocator import ENV, PRELOAD_BEFORE_ENV, allocator_report, jemalloc_library
+from jiyi.allocator import BEFORE_ENV, ENV, JEMALLOC_CONF, allocator_report, jemalloc_library
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="LD_PRELOAD is Linux's")
 
@@ -28,7 +28,12 @@ allocator.reexec_with_jemalloc()
 print(json.dumps({
     "allocator": allocator.allocator_in_use(),
     "preload": os.environ.get("LD_PRELOAD"),
-    "marker": os.environ.get(allocator.PRELOAD_BEFORE_ENV),
+    "marker": os.environ.get(allocator.BEFORE_ENV),
+    "conf": os.environ.get("MALLOC_CONF"),
+    # the environment the process started with, which jemalloc read
+    "started_with": dict(
+        v.split("=", 1) for v in Path("/proc/self/environ").read_text().split(chr(0)) if "=" in v
+    ).get("MALLOC_CONF"),
     "argv": sys.argv[1:],
     "pid": os.getpid(),
 }))
@@ -38,7 +43,7 @@ print(json.dumps({
 def run_program(tmp_path: Path, *args: str, **env: str) -> dict:
     script = tmp_path / "program.py"
     script.write_text(PROGRAM, encoding="utf-8")
-    environ = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", ENV)}
+    environ = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF", ENV)}
     proc = subprocess.run(
         [sys.executable, str(script), *args],
         env={**environ, **env},
@@ -57,6 +62,7 @@ def test_a_library_the_loader_refuses_is_tried_once(tmp_path: Path) -> None:
     got = run_program(tmp_path, "--libraries", str(fake))
     assert got["allocator"] == "system"  # the loader ignored it; no second re-execution
     assert got["preload"] is None and got["marker"] is None  # the user's environment again
+    assert got["conf"] is None and got["started_with"] == JEMALLOC_CONF
     assert got["argv"] == ["--libraries", str(fake)]
 
 
@@ -75,7 +81,11 @@ def test_the_command_runs_on_jemalloc_and_children_get_the_users_preload(tmp_pat
     got = run_program(tmp_path, "two words", "--x=1")
     assert got["allocator"] == "jemalloc"
     assert got["argv"] == ["two words", "--x=1"]  # arguments kept, spaces and all
-    assert got["preload"] is None and got["marker"] is None
+    assert got["preload"] is None and got["marker"] is None and got["conf"] is None
+    assert got["started_with"] == JEMALLOC_CONF  # jemalloc read it
+    # the user's own MALLOC_CONF is what jemalloc reads, and what children see
+    got = run_program(tmp_path, MALLOC_CONF="narenas:2")
+    assert got["allocator"] == "jemalloc" and got["started_with"] == got["conf"] == "narenas:2"
     # a preload of the user's own stays, for this process's children, and is not doubled
     user_lib = str(jemalloc_library())
     got = run_program(tmp_path, LD_PRELOAD=user_lib)
@@ -111,7 +121,7 @@ def test_the_report_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> Non
     import jiyi.allocator as allocator
 
     monkeypatch.delenv(ENV, raising=False)
-    monkeypatch.delenv(PRELOAD_BEFORE_ENV, raising=False)
+    monkeypatch.delenv(BEFORE_ENV, raising=False)
     monkeypatch.setattr(allocator, "allocator_in_use", lambda: "system")
     monkeypatch.setattr(allocator, "library_dirs", lambda: [])
     assert "apt install libjemalloc2" in allocator_report()
