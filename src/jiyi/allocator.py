@@ -1,10 +1,10 @@
 """The memory allocator of the `jiyi` command's process: jemalloc where it is installed.
 
 Training on batches of random texts with steps on real tokens only (`jiyi.unpadded`) allocates
-tensors of a different size at every step. glibc's malloc serves that pattern badly: on a
-MiniLM epoch of Rotten Tomatoes (2 cores, bf16) it took 12% more wall time, 17% more CPU time
-and 1.6× the peak memory of jemalloc (bench/RESULTS.md). A process cannot swap its allocator
-once it runs, so the command re-executes itself once at start-up with jemalloc preloaded when
+tensors of a different size at every step. glibc's malloc serves that pattern badly: the
+default MiniLM run on Rotten Tomatoes (2 cores, bf16) took 347 s and 3.7 GB on it, 245 s and
+2.5 GB on jemalloc set up as below (bench/RESULTS.md, "The allocator"). A process cannot swap
+its allocator once it runs, so the command re-executes itself once at start-up with jemalloc preloaded when
 the shared library is on the machine (Debian/Ubuntu: `apt install libjemalloc2`; about 0.05 s),
 as Intel's PyTorch launcher does. The environment its own child processes see is the user's.
 
