@@ -8,8 +8,8 @@ its allocator once it runs, so the command re-executes itself once at start-up w
 the shared library is on the machine (Debian/Ubuntu: `apt install libjemalloc2`; about 0.05 s),
 as Intel's PyTorch launcher does. The environment its own child processes see is the user's.
 
-jemalloc is configured (`JEMALLOC_CONF`, unless MALLOC_CONF is set) to keep the pages it frees
-mapped until the kernel needs them (MADV_FREE, never MADV_DONTNEED), large tensors included:
+jemalloc is configured (`JEMALLOC_CONF`, unless MALLOC_CONF is set) to give the pages it frees
+back lazily (MADV_FREE: the kernel takes them when it needs memory), large tensors included:
 by default it hands tensors over 8 MiB straight back to the kernel and faults them in again at
 the next batch, which made prediction 14% slower than on glibc.
 
@@ -69,10 +69,10 @@ def restore_environment() -> None:
         before = json.loads(os.environ.pop(BEFORE_ENV, "{}"))
     except ValueError:  # not ours
         return
-    for name, value in before.items():
+    for name, value in before.items() if isinstance(before, dict) else ():
         if value is None:
             os.environ.pop(name, None)
-        else:
+        elif isinstance(value, str):
             os.environ[name] = value
 
 
