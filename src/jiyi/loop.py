@@ -38,7 +38,7 @@ from jiyi.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from jiyi.config import LoopConfig, config_to_yaml
+from jiyi.config import LoopConfig, TrainConfig, config_to_yaml
 from jiyi.errors import JiyiError
 from jiyi.io import append_jsonl, atomic_write_text
 from jiyi.penalties import (  # also imported from here by the workflows and tests
@@ -290,14 +290,15 @@ def setup(
 
 
 def grouped_epochs(
-    lengths: np.ndarray, config: LoopConfig, accelerator: Any, *, order: str, unpadded: bool = False
+    lengths: np.ndarray, config: TrainConfig, accelerator: Any, *, unpadded: bool = False
 ) -> Callable[[int, int], Iterator[np.ndarray]]:
     """epoch_batches for run_loop over texts of these lengths: batches shuffled by (seed,
-    epoch), this process's share, from a data position. `order` is `--batch-order`: "length"
+    epoch), this process's share, from a data position. `--batch-order` decides: "length"
     groups texts of similar length (little padding), "random" mixes them, and "auto" mixes them
     for a model whose steps skip the padding (`unpadded`, `jiyi.unpadded`), else groups."""
     from jiyi.data.collate import length_grouped_batches
 
+    order = config.batch_order
     grouped = order == "length" or (order == "auto" and not unpadded)
     mega = 50 if grouped else 1  # a pool of 1 batch: random texts
 

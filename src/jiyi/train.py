@@ -295,11 +295,7 @@ def train_classifier(
     train_seconds = run_loop(
         run,
         epoch_batches=grouped_epochs(
-            train_split.enc.lengths,
-            config,
-            accelerator,
-            order=config.batch_order,
-            unpadded=unpadded,
+            train_split.enc.lengths, config, accelerator, unpadded=unpadded
         ),
         batch_loss=batch_loss,
         evaluate=run_eval,

@@ -162,10 +162,7 @@ def train_contrastive(
     train_seconds = run_loop(
         run,
         epoch_batches=grouped_epochs(
-            pair_lengths(pairs, train_split.enc.lengths),
-            config,
-            accelerator,
-            order=config.batch_order,
+            pair_lengths(pairs, train_split.enc.lengths), config, accelerator
         ),
         batch_loss=batch_loss,
         evaluate=run_eval,

@@ -284,7 +284,7 @@ def train_ner(
 
     train_seconds = run_loop(
         run,
-        epoch_batches=grouped_epochs(enc.lengths, config, accelerator, order=config.batch_order),
+        epoch_batches=grouped_epochs(enc.lengths, config, accelerator),
         batch_loss=batch_loss,
         evaluate=run_eval,
         eval_due=mid_epoch_evals(config, config.evals_per_epoch, per_epoch),

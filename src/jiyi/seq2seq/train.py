@@ -268,9 +268,7 @@ def train_seq2seq(
 
     train_seconds = run_loop(
         run,
-        epoch_batches=grouped_epochs(
-            train_enc.lengths, config, accelerator, order=config.batch_order
-        ),
+        epoch_batches=grouped_epochs(train_enc.lengths, config, accelerator),
         batch_loss=batch_loss,
         evaluate=run_eval,
         eval_due=mid_epoch_evals(config, config.evals_per_epoch, per_epoch),
