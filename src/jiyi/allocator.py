@@ -4,9 +4,9 @@ Training on batches of random texts with steps on real tokens only (`jiyi.unpadd
 tensors of a different size at every step. glibc's malloc serves that pattern badly: the
 default MiniLM run on Rotten Tomatoes (2 cores, bf16) took 347 s and 3.7 GB on it, 245 s and
 2.5 GB on jemalloc set up as below (bench/RESULTS.md, "The allocator"). A process cannot swap
-its allocator once it runs, so the command re-executes itself once at start-up with jemalloc preloaded when
-the shared library is on the machine (Debian/Ubuntu: `apt install libjemalloc2`; about 0.05 s),
-as Intel's PyTorch launcher does. The environment its own child processes see is the user's.
+its allocator once it runs, so the command re-executes itself once at start-up with jemalloc
+preloaded when the shared library is on the machine (Debian/Ubuntu: `apt install libjemalloc2`;
+about 0.05 s), as Intel's PyTorch launcher does. The environment its own child processes see is the user's.
 
 jemalloc is configured (`JEMALLOC_CONF`, unless MALLOC_CONF is set) to give the pages it frees
 back lazily (MADV_FREE: the kernel takes them when it needs memory), large tensors included:
@@ -35,6 +35,11 @@ JEMALLOC = "libjemalloc.so.2"
 # given back lazily: the kernel takes them when it needs memory
 JEMALLOC_CONF = "oversize_threshold:4294967296,muzzy_decay_ms:-1"
 PRELOADED = ("jemalloc", "tcmalloc", "mimalloc")  # allocators a process may already run on
+
+
+def opted_out() -> bool:
+    """JIYI_ALLOCATOR=system: the user keeps the system's allocator."""
+    return os.environ.get(ENV, "").lower() == "system"
 
 
 def library_dirs() -> list[Path]:
@@ -84,7 +89,7 @@ def reexec_with_jemalloc() -> None:
     if BEFORE_ENV in os.environ:  # this is the re-executed process
         restore_environment()
         return
-    if sys.platform != "linux" or os.environ.get(ENV, "").lower() == "system":
+    if sys.platform != "linux" or opted_out():
         return
     library = jemalloc_library()
     if library is None or allocator_in_use() != "system":
@@ -109,7 +114,7 @@ def allocator_report() -> str:
     in_use = allocator_in_use()
     if in_use != "system":
         return in_use
-    if os.environ.get(ENV, "").lower() == "system":
+    if opted_out():
         return f"system ({ENV}=system)"
     if sys.platform != "linux":
         return "system"
