@@ -227,3 +227,23 @@ def test_attention_plan_covers_every_token_once() -> None:
     assert (plan.gather[padded] == 0).all()  # padded slots read token 0, hidden by the masks
     for mask, (n, w) in zip(plan.masks, plan.shapes, strict=True):
         assert mask is None or tuple(mask.shape) == (n, 1, 1, w)
+
+
+def test_packed_rows_come_in_few_sizes() -> None:
+    """The linear layers see the packed tokens rounded up by `padded_rows` (oneDNN compiles a
+    kernel per shape), and the extra rows change no real token's output."""
+    model = tiny_bert(BertForTokenClassification)
+    rows: list[int] = []
+    model.bert.encoder.layer[0].intermediate.dense.register_forward_hook(
+        lambda m, args, out: rows.append(args[0].shape[0])
+    )
+    inputs = batch(LENGTHS, width=40)
+    with torch.inference_mode():
+        plain = model(**inputs).logits
+        enable(model)
+        with unpadding():
+            fast = model(**inputs).logits
+    assert sum(LENGTHS) == 260 and rows == [19, 272]  # (19, 40, h) padded; 260 tokens + 12 rows
+    keep = inputs["attention_mask"].bool()
+    torch.testing.assert_close(fast[keep], plain[keep], rtol=1e-5, atol=1e-5)
+    assert [unpadded.padded_rows(n) for n in (16, 260, 272, 273, 4000)] == [16, 272, 272, 288, 4096]
