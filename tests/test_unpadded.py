@@ -229,6 +229,29 @@ def test_attention_plan_covers_every_token_once() -> None:
         assert mask is None or tuple(mask.shape) == (n, 1, 1, w)
 
 
+def test_attend_with_dropout_is_torchs_attention() -> None:
+    """The written-out attention (taken with dropout on the CPU) gives torch's fused result and
+    gradients when its dropout keeps everything, and drops whole probabilities otherwise."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 4, 7, 8, requires_grad=True) for _ in range(3))
+    mask = torch.arange(7)[None, None, None, :] < torch.tensor([7, 4, 1])[:, None, None, None]
+
+    def run(f) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        out = f()
+        grads = torch.autograd.grad((out * torch.linspace(-1, 1, 8)).sum(), (q, k, v))
+        return out, list(grads)
+
+    ref, ref_grads = run(
+        lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.3)
+    )
+    out, grads = run(lambda: unpadded.attend(q, k, v, mask, 1e-9, 0.3))  # rounds to keep all
+    torch.testing.assert_close(out, ref)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r)
+    dropped = unpadded.attend(q, k, v, mask, 0.5, 0.3)
+    assert dropped.shape == ref.shape and not torch.allclose(dropped, ref)
+
+
 def test_packed_rows_come_in_few_sizes() -> None:
     """The linear layers see the packed tokens rounded up by `padded_rows` (oneDNN compiles a
     kernel per shape), and the extra rows change no real token's output."""

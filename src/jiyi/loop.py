@@ -39,6 +39,7 @@ from jiyi.checkpoint import (
     save_checkpoint,
 )
 from jiyi.config import LoopConfig, TrainConfig, config_to_yaml
+from jiyi.dropout import enable as enable_fast_dropout
 from jiyi.errors import JiyiError
 from jiyi.io import append_jsonl, atomic_write_text
 from jiyi.penalties import (  # also imported from here by the workflows and tests
@@ -359,7 +360,9 @@ def start_run(
     unit: str = "examples",
 ) -> Run:
     """Prepare model and optimizer for the devices, restore the last checkpoint on --resume and
-    write the run folder (a new run: after its first step, in run_loop)."""
+    write the run folder (a new run: after its first step, in run_loop). The model's dropout
+    layers draw `jiyi.dropout`'s cheaper masks."""
+    enable_fast_dropout(model)
     model, optimizer = accelerator.prepare(model, optimizer)
     run = Run(
         config,

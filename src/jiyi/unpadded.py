@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from jiyi.data.collate import sorted_batches
+from jiyi.dropout import dropout
 
 GROUP = 8  # texts per attention pass: sorted by length, each group padded to its own longest
 # The share of a batch's positions that must be padding before the unpadded path pays for its
@@ -193,7 +194,7 @@ def run_unpadded(layers: Any, hidden_states: torch.Tensor, keep: torch.Tensor) -
             picked.split(plan.sizes), plan.shapes, plan.masks, strict=True
         ):
             q, k, v = block.view(n, width, 3, heads, size).permute(2, 0, 3, 1, 4)
-            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, scale=scale)
+            a = attend(q, k, v, mask, drop, scale)  # (n, heads, width, size)
             outs.append(a.transpose(1, 2).reshape(n * width, heads * size))
         outs.append(picked.new_zeros(extra, heads * size))  # the extra rows' (zero) outputs
         attended = torch.cat(outs).index_select(0, order)  # back to the packed order
@@ -214,6 +215,27 @@ def padded_rows(tokens: int) -> int:
     """
     step = max(16, (1 << max(tokens - 1, 1).bit_length()) // (2 * ROW_SIZES_PER_OCTAVE))
     return -(-tokens // step) * step
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    drop: float,
+    scale: float,
+) -> torch.Tensor:
+    """Scaled dot-product attention of (texts, heads, width, size) queries, keys and values,
+    `mask` (texts, 1, 1, width) marking real keys. With dropout on the CPU it is written out as
+    torch's own math path runs it (scores and softmax in float32), so the probabilities' dropout
+    draws `jiyi.dropout`'s cheaper mask; otherwise torch's fused kernel."""
+    if not drop or q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, scale=scale)
+    scores = torch.matmul(q, k.transpose(-2, -1)).float() * scale  # (texts, heads, width, width)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    probs = dropout(scores.softmax(-1), drop)
+    return torch.matmul(probs.to(v.dtype), v)
 
 
 def project_qkv(sa: Any, x: torch.Tensor) -> torch.Tensor:
@@ -276,6 +298,7 @@ __all__ = [
     "GROUP",
     "MIN_PADDING",
     "AttentionPlan",
+    "attend",
     "bert_shaped",
     "enable",
     "padded_rows",

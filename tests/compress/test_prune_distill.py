@@ -266,15 +266,19 @@ def test_distill_unlabeled_rows_and_determinism(
     partly = [y if i % 2 == 0 else None for i, y in enumerate(labels)]
     val_texts, val_labels = read_rows(tiny_data_dir / "validation.csv")
     kwargs = dict(val_texts=val_texts, val_labels=val_labels, epochs=1, lr=1e-3, max_length=32)
-    runs = []
+    runs, losses = [], []
     for rows in (partly, partly, None):
         student, _ = make_student(teacher, 1)
         result = distill(teacher, student, tokenizer, texts, rows, **kwargs)
-        assert np.isfinite(result["history"][-1]["train_loss"])
+        losses.append(result["history"][-1]["train_loss"])
+        assert np.isfinite(losses[-1])
         runs.append(student.state_dict())
     for key in runs[0]:
         assert torch.equal(runs[0][key], runs[1][key]), key  # same seed, same student
-    assert any(not torch.equal(runs[0][k], runs[2][k]) for k in runs[0])  # labels matter
+    assert losses[0] == losses[1]
+    # labels matter: the loss trained on differs (the returned best states may both be the
+    # initial student when one epoch does not beat its validation accuracy)
+    assert losses[0] != losses[2]
 
 
 def test_recovery_after_pruning_keeps_validation_accuracy(
