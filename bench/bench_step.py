@@ -1,8 +1,10 @@
 """Where one training step's time goes: forward, backward, gradient clipping, the optimizer step
-and zeroing the gradients, for jiyi's step (fused AdamW) beside the Trainer's (`adamw_torch`:
-torch's AdamW with its defaults, a per-tensor loop on the CPU) and with `--freeze-embeddings`.
+and zeroing the gradients, for jiyi's step (fused AdamW, `jiyi.dropout`'s masks) beside the same
+step with torch's dropout, the Trainer's (`adamw_torch`: torch's AdamW with its defaults, a
+per-tensor loop on the CPU, torch's dropout) and with `--freeze-embeddings`.
 
 HF_HUB_OFFLINE=1 python bench/bench_step.py [--model minilm] [--batch-size 32] [--length 48]
+                                            [--precision fp32|bf16]
 
 Random token ids, no padding, a 2-label classification head; the median of `--steps` timed steps
 after 3 warm-up steps, each phase timed on its own. Writes OUTPUT/step.json;
@@ -23,20 +25,27 @@ from common import read_json, run_header, write_json
 
 PHASES = ("forward", "backward", "clip", "optimizer", "zero_grad")
 VARIANTS = {
-    "jiyi (fused AdamW)": {"fused": True, "freeze": False},
-    "Trainer adamw_torch (per-tensor AdamW)": {"fused": False, "freeze": False},
-    "jiyi --freeze-embeddings": {"fused": True, "freeze": True},
+    "jiyi (fused AdamW, jiyi.dropout)": {"fused": True, "freeze": False, "dropout": True},
+    "jiyi with torch's dropout": {"fused": True, "freeze": False, "dropout": False},
+    "Trainer adamw_torch (per-tensor AdamW)": {"fused": False, "freeze": False, "dropout": False},
+    "jiyi --freeze-embeddings": {"fused": True, "freeze": True, "dropout": True},
 }
 
 
-def measure(model_path: str, variant: dict[str, bool], batch: int, length: int, steps: int):
+def measure(
+    model_path: str, variant: dict[str, bool], batch: int, length: int, steps: int, bf16: bool
+):
     import torch
 
+    from jiyi.dropout import enable as enable_fast_dropout
     from jiyi.models import load_for_classification
     from jiyi.penalties import param_groups
 
     torch.manual_seed(0)
     model, _ = load_for_classification(model_path, ["a", "b"])
+    if variant.get("dropout"):
+        enable_fast_dropout(model)  # as jiyi.loop.start_run does
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
     if variant["freeze"]:
         model.get_input_embeddings().weight.requires_grad_(False)
     groups = param_groups(model, 0.01)
@@ -49,7 +58,8 @@ def measure(model_path: str, variant: dict[str, bool], batch: int, length: int, 
     times: dict[str, list[float]] = {p: [] for p in PHASES}
     for step in range(steps + 3):
         marks = [time.perf_counter()]
-        loss = model(input_ids=ids, labels=labels).loss
+        with autocast:
+            loss = model(input_ids=ids, labels=labels).loss
         marks.append(time.perf_counter())
         loss.backward()
         marks.append(time.perf_counter())
@@ -75,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--length", type=int, default=48)
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     p.add_argument("--output", type=Path, default=Path("bench/results/step"))
     args = p.parse_args(argv)
     from jiyi.models import resolve_model
@@ -84,10 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model,
         "batch_size": args.batch_size,
         "length": args.length,
+        "precision": args.precision,
         "variants": {},
     }
     for name, variant in VARIANTS.items():
-        result["variants"][name] = measure(path, variant, args.batch_size, args.length, args.steps)
+        result["variants"][name] = measure(
+            path, variant, args.batch_size, args.length, args.steps, args.precision == "bf16"
+        )
         print(name, json.dumps(result["variants"][name]), file=sys.stderr, flush=True)
     result["header"] = run_header()
     result["command"] = " ".join([sys.executable, *sys.argv])
@@ -105,7 +119,8 @@ def render_section(folder: Path) -> str:
     lines = [
         "## Step-time breakdown (bench/bench_step.py)",
         "",
-        f"{r['model']}, batch {r['batch_size']} × {r['length']} tokens (random ids, no padding); "
+        f"{r['model']}, batch {r['batch_size']} × {r['length']} tokens (random ids, no padding), "
+        f"{r.get('precision', 'fp32')}; "
         f"median ms of each phase over the timed steps. {h['cpu']}, {h['cores']} cores, torch "
         f"{h['versions']['torch']}, load average {h['load']:.1f} at the end ({h['date']}).",
         "",
