@@ -42,7 +42,7 @@ MIN_PADDING = 0.15
 # oneDNN compiles a kernel for every matrix shape it meets, and a packed batch of random texts
 # has a new token count at almost every step. Unrounded, the training steps' matrix products
 # ran 1.45x slower than the same tokens in padded batches (52k Rotten Tomatoes tokens, bf16,
-# 2 threads: 4.49 against 3.11 s), the extra rows (3% on average) cost far less.
+# 2 threads: 4.48 against 3.11 s); the extra rows (3% on average) cost far less.
 ROW_SIZES_PER_OCTAVE = 16
 
 _ACTIVE: ContextVar[bool] = ContextVar("jiyi_unpadding", default=False)
@@ -226,9 +226,9 @@ def attend(
     scale: float,
 ) -> torch.Tensor:
     """Scaled dot-product attention of (texts, heads, width, size) queries, keys and values,
-    `mask` (texts, 1, 1, width) marking real keys. With dropout on the CPU it is written out as
-    torch's own math path runs it (scores and softmax in float32), so the probabilities' dropout
-    draws `jiyi.dropout`'s cheaper mask; otherwise torch's fused kernel."""
+    `mask` (texts, 1, 1, width) marking real keys. With dropout on the CPU (where torch takes
+    its unfused math path then) it is written out, scores and softmax in float32, so the
+    probabilities' dropout draws `jiyi.dropout`'s cheaper mask; otherwise torch's fused kernel."""
     if not drop or q.device.type != "cpu":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, scale=scale)
     scores = torch.matmul(q, k.transpose(-2, -1)).float() * scale  # (texts, heads, width, width)
