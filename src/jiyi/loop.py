@@ -336,12 +336,20 @@ def steps_per_epoch(n_examples: int, config: LoopConfig, world: int) -> int:
 def mid_epoch_evals(
     config: LoopConfig, evals_per_epoch: int, per_epoch: int
 ) -> Callable[[TrainState], bool]:
-    """eval_due for run_loop: `evals_per_epoch` validation passes spread over each epoch."""
-    every = max(1, per_epoch // evals_per_epoch)
+    """eval_due for run_loop: `evals_per_epoch` validation passes spread evenly over each
+    epoch, the last of them the end-of-epoch pass run_loop makes anyway (the steps due before
+    were multiples of per_epoch // evals_per_epoch, which also fell one step before the end:
+    319 steps, 2 passes an epoch, ran 3).
+
+    >>> due = mid_epoch_evals(LoopConfig(grad_accum=1), 2, 319)
+    >>> [n for n in range(1, 320) if due(TrainState(batch_in_epoch=n))]
+    [160]
+    """
+    marks = {round(k * per_epoch / evals_per_epoch) for k in range(1, evals_per_epoch)}
+    marks -= {0, per_epoch}
 
     def due(state: TrainState) -> bool:
-        step_in_epoch = math.ceil(state.batch_in_epoch / config.grad_accum)
-        return evals_per_epoch > 1 and step_in_epoch % every == 0
+        return math.ceil(state.batch_in_epoch / config.grad_accum) in marks
 
     return due
 
