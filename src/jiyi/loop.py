@@ -51,6 +51,9 @@ from jiyi.penalties import (  # also imported from here by the workflows and tes
 )
 from jiyi.precision import resolve_precision
 from jiyi.resume import prepare_run_dir
+from jiyi.rowwise import AdamW as RowAdamW
+from jiyi.rowwise import collect as collect_rows
+from jiyi.rowwise import enable as enable_rowwise
 from jiyi.runs import MODEL_DIR, FreshRun, folder_bytes, human_bytes
 
 C = TypeVar("C", bound=LoopConfig)
@@ -103,9 +106,14 @@ def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
 def build_optimizer(
     model: torch.nn.Module, config: LoopConfig, total_steps: int
 ) -> tuple[Any, Any]:
-    """AdamW (fused where torch has it) and linear warmup then linear decay to 0."""
+    """AdamW (fused where torch has it; vocabulary tables updated on the rows a step touched,
+    `jiyi.rowwise`, unless the run spans processes) and linear warmup then linear decay to 0."""
     fused = {"fused": True} if "fused" in torch.optim.AdamW.__init__.__code__.co_varnames else {}
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, **fused)
+    dist = torch.distributed
+    several = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    tables = [] if several else enable_rowwise(model)
+    groups = param_groups(model, config.weight_decay)
+    optimizer = RowAdamW(groups, lr=config.lr, tables=tables, **fused)
     warmup = int(config.warmup_ratio * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(warmup, total_steps))
     return optimizer, scheduler
@@ -138,6 +146,7 @@ class Run:
     unit: str = "examples"  # the throughput unit logged: examples_per_s or tokens_per_s
     tb: Any = None
     penalised: list[Any] = dataclasses.field(default_factory=list)  # the weights --l1 applies to
+    row_tables: list[Any] = dataclasses.field(default_factory=list)  # jiyi.rowwise's, if any
     sparsity: dict[str, Any] | None = None  # of those weights, at the end of training
     fresh: FreshRun | None = None  # a new run: what to remove if it fails before its first step
     unwritten: list[dict[str, Any]] | None = None  # metrics.jsonl records until the folder is
@@ -388,6 +397,7 @@ def start_run(
     if note := PRECISION_NOTES.pop(run_dir.absolute(), None):
         run.say(note)
     run.penalised = decay_split(accelerator.unwrap_model(model))[0]
+    run.row_tables = list(getattr(optimizer.optimizer, "tables", []))  # a plain torch one: none
     run.on_evaluate = ON_EVALUATE.get()
     if config.resume and (ckpts := list_checkpoints(run_dir)):
         run.state = load_checkpoint(
@@ -503,9 +513,11 @@ def run_loop(
                     accelerator.backward(total)
                     window_loss += loss.item()
                     units_window += units * world
-                # 3. clip, step, schedule
+                # 3. clip (the vocabulary rows the group touched too), step, schedule
+                rows = collect_rows(run.row_tables)
                 if config.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                    params = itertools.chain(model.parameters(), rows)
+                    accelerator.clip_grad_norm_(params, config.max_grad_norm)
                 run.optimizer.step()
                 if config.l1_prox:  # shrink by the learning rate this step used, times λ
                     soft_threshold_(run.penalised, run.scheduler.get_last_lr()[0] * config.l1)
