@@ -82,27 +82,34 @@ def model_flops(config: Any, n_params: int, tokens: int, length: int) -> float:
 
 
 def model_timings(model_path: str, batch_size: int, length: int, precision: str) -> dict[str, Any]:
-    """Seconds of one training step (forward, backward, clipping, AdamW) and one prediction batch
-    (forward, no gradients) of the model at `precision`, on random ids of `length` tokens."""
+    """Seconds of one training step (forward, backward, clipping, the optimizer, as `jiyi train`
+    steps: its dropout masks, `jiyi.loop.build_optimizer`) and one prediction batch (forward, no
+    gradients) of the model at `precision`, on random ids of `length` tokens."""
     import torch
 
+    from jiyi.config import LoopConfig
+    from jiyi.dropout import enable as enable_fast_dropout
+    from jiyi.loop import build_optimizer
     from jiyi.models import load_for_classification
+    from jiyi.rowwise import collect as collect_rows
 
     torch.manual_seed(0)
     model, tokenizer = load_for_classification(model_path, ["a", "b"])
+    enable_fast_dropout(model)  # as jiyi trains: its dropout masks, its optimizer
+    optimizer, _ = build_optimizer(model, LoopConfig(lr=1e-5), total_steps=1)
     special = set(tokenizer.all_special_ids)
     low = max(special) + 1 if max(special) < 1000 else 1000
     ids = torch.randint(low, model.config.vocab_size, (batch_size, length))
     mask = torch.ones_like(ids)
     labels = torch.randint(0, 2, (batch_size,))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)  # as jiyi trains
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def step() -> None:
         with autocast:
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        rows = collect_rows(optimizer.tables)  # the vocabulary rows the batch touched
+        torch.nn.utils.clip_grad_norm_([*model.parameters(), *rows], 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
