@@ -9,7 +9,7 @@ Rotten Tomatoes test texts: wrk (`apt install wrk`; `--seconds` per level, bench
 when present, else asyncio httpx clients (a fixed number of requests each, `--client python`;
 in Python the load generator itself takes much of the 2 cores it shares with the server).
 Reported: throughput (texts/s), p50/p99 latency, errors; and the offline anchor, `jiyi.load(run)
-.predict(texts)` on the same texts in one process. The soak run samples the server's resident
+.predict(texts)` on the same texts in one process (warm, the median of 3 passes). The soak run samples the server's resident
 memory (VmRSS) at its start and end. Writes OUTPUT/serve.json and prints Markdown.
 """
 
@@ -24,6 +24,7 @@ import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -167,26 +168,36 @@ def http_stack() -> str:
     return f"{loop} + {'httptools' if find_spec('httptools') else 'h11'}"
 
 
-def offline(run: str, texts: list[str], threads: int, batch: int = 32) -> dict[str, Any]:
+def offline(
+    run: str, texts: list[str], threads: int, batch: int = 32, repeats: int = 3
+) -> dict[str, Any]:
     """`jiyi.load(run).predict` on all the texts at once (sorted by length, passes of 64: the
-    anchor), then on random batches of `batch` texts (what a loaded server gathers), each in one
-    pass on real tokens only (`jiyi.unpadded`, the default) and, for comparison, sorted and
-    padded in passes of 8 (the server's way before unpadding)."""
+    anchor, the median of `repeats` timed passes after an untimed one), then on random batches
+    of `batch` texts (what a loaded server gathers), each in one pass on real tokens only
+    (`jiyi.unpadded`, the default) and, for comparison, sorted and padded in passes of 8 (the
+    server's way before unpadding). Every figure is taken warm: a first pass over new batch
+    shapes also pays for oneDNN building its kernels (one anchor pass measured cold spread
+    301.7-409.9 texts/s over four runs in session 22)."""
     from contextlib import nullcontext
 
     import jiyi.predict
     from jiyi.predict import load as load_run
 
     clf = load_run(run, batch_size=64, threads=threads)
-    clf.predict(texts[:64])
-    t0 = time.perf_counter()
-    clf.predict(texts)
-    wall = time.perf_counter() - t0
+    clf.predict(texts)  # untimed: the kernels for these shapes
+    passes = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        clf.predict(texts)
+        passes.append(time.perf_counter() - t0)
+    wall = statistics.median(passes)
     order = np.random.default_rng(0).permutation(len(texts))
     chunks = [[texts[i] for i in order[k : k + batch]] for k in range(0, len(texts), batch)]
 
     def chunked(passes: int) -> float:
         clf.batch_size = passes
+        for chunk in chunks:  # untimed, as above
+            clf.predict(chunk)
         t = time.perf_counter()
         for chunk in chunks:
             clf.predict(chunk)
@@ -203,6 +214,7 @@ def offline(run: str, texts: list[str], threads: int, batch: int = 32) -> dict[s
         "texts": len(texts),
         "seconds": round(wall, 2),
         "texts_per_s": round(len(texts) / wall, 1),
+        "passes_texts_per_s": [round(len(texts) / w, 1) for w in passes],
         "random_batch": batch,
         "random_unpadded_texts_per_s": unpadded if getattr(clf, "unpadded", False) else None,
         "random_padded_texts_per_s": padded,
@@ -304,14 +316,16 @@ def render(r: dict[str, Any]) -> str:
             )
         lines.append(line)
     top = on[-1]["texts_per_s"] / offline
+    each = r["offline"].get("passes_texts_per_s")
+    passes = f" (the median of warm passes at {', '.join(map(str, each))})" if each else ""
     flags = f" Server flags: `{r['serve_flags']}`." if r.get("serve_flags") else ""
     if r.get("http_stack"):
         flags += f" uvicorn on {r['http_stack']}."
     lines += [
         "",
         f"Offline `jiyi.load(run).predict` on the same {r['offline']['texts']} texts: "
-        f"{r['offline']['texts_per_s']} texts/s; the server at {on[-1]['clients']} clients "
-        f"reaches {top:.0%} of it.{flags}",
+        f"{r['offline']['texts_per_s']} texts/s{passes}; the server at {on[-1]['clients']} "
+        f"clients reaches {top:.0%} of it.{flags}",
     ]
     o = r["offline"]
     if o.get("random_padded_texts_per_s"):
