@@ -1,7 +1,9 @@
 """Where one training step's time goes: forward, backward, gradient clipping, the optimizer step
-and zeroing the gradients, for jiyi's step (fused AdamW, `jiyi.dropout`'s masks) beside the same
-step with torch's dropout, the Trainer's (`adamw_torch`: torch's AdamW with its defaults, a
-per-tensor loop on the CPU, torch's dropout) and with `--freeze-embeddings`.
+and zeroing the gradients, for jiyi's step (`jiyi.loop.build_optimizer`: fused AdamW, the
+vocabulary table updated on the rows the batch touched; `jiyi.dropout`'s masks) beside the same
+step with a dense update of the table, with torch's dropout, the Trainer's (`adamw_torch`:
+torch's AdamW with its defaults, a per-tensor loop on the CPU, torch's dropout) and with
+`--freeze-embeddings`.
 
 HF_HUB_OFFLINE=1 python bench/bench_step.py [--model minilm] [--batch-size 32] [--length 48]
                                             [--precision fp32|bf16]
@@ -25,9 +27,10 @@ from common import read_json, run_header, write_json
 
 PHASES = ("forward", "backward", "clip", "optimizer", "zero_grad")
 VARIANTS = {
-    "jiyi (fused AdamW, jiyi.dropout)": {"fused": True, "freeze": False, "dropout": True},
-    "jiyi with torch's dropout": {"fused": True, "freeze": False, "dropout": False},
-    "Trainer adamw_torch (per-tensor AdamW)": {"fused": False, "freeze": False, "dropout": False},
+    "jiyi (fused AdamW, row-wise vocabulary, jiyi.dropout)": {"rowwise": True, "dropout": True},
+    "jiyi with a dense vocabulary update": {"fused": True, "dropout": True},
+    "jiyi with torch's dropout": {"rowwise": True},
+    "Trainer adamw_torch (per-tensor AdamW)": {},
     "jiyi --freeze-embeddings": {"fused": True, "freeze": True, "dropout": True},
 }
 
@@ -37,21 +40,28 @@ def measure(
 ):
     import torch
 
+    from jiyi.config import LoopConfig
     from jiyi.dropout import enable as enable_fast_dropout
+    from jiyi.loop import build_optimizer
     from jiyi.models import load_for_classification
     from jiyi.penalties import param_groups
+    from jiyi.rowwise import collect as collect_rows
 
     torch.manual_seed(0)
     model, _ = load_for_classification(model_path, ["a", "b"])
     if variant.get("dropout"):
         enable_fast_dropout(model)  # as jiyi.loop.start_run does
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
-    if variant["freeze"]:
+    if variant.get("freeze"):
         model.get_input_embeddings().weight.requires_grad_(False)
-    groups = param_groups(model, 0.01)
-    groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
-    extra = {"fused": True} if variant["fused"] else {}
-    optimizer = torch.optim.AdamW(groups, lr=1e-5, **extra)
+    tables = []
+    if variant.get("rowwise"):  # jiyi's optimizer, as every trainer builds it
+        optimizer, _ = build_optimizer(model, LoopConfig(lr=1e-5), total_steps=steps + 3)
+        tables = optimizer.tables
+    else:
+        groups = param_groups(model, 0.01)
+        extra = {"fused": True} if variant.get("fused") else {}
+        optimizer = torch.optim.AdamW(groups, lr=1e-5, **extra)
     ids = torch.randint(1000, model.config.vocab_size, (batch, length))
     labels = torch.randint(0, 2, (batch,))
     model.train()
@@ -63,7 +73,7 @@ def measure(
         marks.append(time.perf_counter())
         loss.backward()
         marks.append(time.perf_counter())
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([*model.parameters(), *collect_rows(tables)], 1.0)
         marks.append(time.perf_counter())
         optimizer.step()
         marks.append(time.perf_counter())
