@@ -380,6 +380,7 @@ def start_run(
     write the run folder (a new run: after its first step, in run_loop). The model's dropout
     layers draw `jiyi.dropout`'s cheaper masks."""
     enable_fast_dropout(model)
+    row_tables = list(getattr(optimizer, "tables", []))  # jiyi.rowwise.AdamW's; torch's: none
     model, optimizer = accelerator.prepare(model, optimizer)
     run = Run(
         config,
@@ -397,7 +398,7 @@ def start_run(
     if note := PRECISION_NOTES.pop(run_dir.absolute(), None):
         run.say(note)
     run.penalised = decay_split(accelerator.unwrap_model(model))[0]
-    run.row_tables = list(getattr(optimizer.optimizer, "tables", []))  # a plain torch one: none
+    run.row_tables = row_tables
     run.on_evaluate = ON_EVALUATE.get()
     if config.resume and (ckpts := list_checkpoints(run_dir)):
         run.state = load_checkpoint(
@@ -514,9 +515,8 @@ def run_loop(
                     window_loss += loss.item()
                     units_window += units * world
                 # 3. clip (the vocabulary rows the group touched too), step, schedule
-                rows = collect_rows(run.row_tables)
                 if config.max_grad_norm > 0:
-                    params = itertools.chain(model.parameters(), rows)
+                    params = itertools.chain(model.parameters(), collect_rows(run.row_tables))
                     accelerator.clip_grad_norm_(params, config.max_grad_norm)
                 run.optimizer.step()
                 if config.l1_prox:  # shrink by the learning rate this step used, times λ

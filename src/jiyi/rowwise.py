@@ -56,9 +56,7 @@ class RowEmbedding(torch.nn.Embedding):
         ids, inverse = torch.unique(input, return_inverse=True)  # (U,), input's shape
         rows = self.weight.detach().index_select(0, ids).requires_grad_()  # (U, D)
         self.pending.append((ids, rows))
-        out = F.embedding(inverse, rows, None, self.max_norm, self.norm_type,
-                          self.scale_grad_by_freq)  # fmt: skip
-        return out
+        return F.embedding(inverse, rows, scale_grad_by_freq=self.scale_grad_by_freq)
 
 
 def enable(model: torch.nn.Module) -> list[RowEmbedding]:
