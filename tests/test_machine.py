@@ -75,3 +75,27 @@ def test_max_length_past_the_model_is_named(
 ) -> None:
     assert main(["env", "--bench", "--model", str(tiny_model_dir), "--max-length", "100000"]) == 2
     assert "--max-length 100000" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("peaks", "warned"), [((4e10, 6e10), True), ((6e10, 5.8e10), False), ((2e10, 2.1e10), True)]
+)
+def test_the_peak_is_the_higher_of_two_windows(
+    monkeypatch: pytest.MonkeyPatch, peaks: tuple[float, float], warned: bool
+) -> None:
+    samples = iter(peaks)
+    timing = {"train_flops_per_s": 3e10, "predict_flops_per_s": 3.6e10}
+    monkeypatch.setattr(machine, "busy_share", lambda: 0.0)
+    monkeypatch.setattr(machine, "device_has_bf16", lambda device: False)
+    monkeypatch.setattr(machine, "matmul_peak", lambda precision: next(samples))
+    monkeypatch.setattr(machine, "model_timings", lambda *args: dict(timing))
+    monkeypatch.setattr(machine, "resolve_precision", lambda *args: ("fp32", ""))
+    monkeypatch.setattr("jiyi.models.resolve_model", lambda model: model)
+    monkeypatch.setattr("jiyi.models.position_limit", lambda path: None)
+    report = machine.machine_bench("m", 4, 16)
+    fp32 = report["precisions"]["fp32"]
+    assert fp32["matmul_peak_samples"] == list(peaks)
+    assert fp32["matmul_peak_flops_per_s"] == max(peaks)
+    assert fp32["train_mfu"] == pytest.approx(3e10 / max(peaks))
+    # a peak that moved by more than 15%, or an MFU above 100% (2.1e10 < 3.6e10), is said
+    assert ("peak moved between" in report.get("warning", "")) == warned
