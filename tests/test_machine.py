@@ -99,3 +99,4 @@ def test_the_peak_is_the_higher_of_two_windows(
     assert fp32["train_mfu"] == pytest.approx(3e10 / max(peaks))
     # a peak that moved by more than 15%, or an MFU above 100% (2.1e10 < 3.6e10), is said
     assert ("peak moved between" in report.get("warning", "")) == warned
+    assert ("the model ran at 171% of the higher" in report.get("warning", "")) == (peaks[1] < 3e10)

@@ -178,12 +178,14 @@ def machine_bench(
         timing["train_mfu"] = timing["train_flops_per_s"] / peak
         timing["predict_mfu"] = timing["predict_flops_per_s"] / peak
         report["precisions"][precision] = timing
-        if min(peaks) < PEAK_STEADY * peak or max(timing["train_mfu"], timing["predict_mfu"]) > 1:
+        mfu = max(timing["train_mfu"], timing["predict_mfu"])
+        if min(peaks) < PEAK_STEADY * peak or mfu > 1:
             warnings.append(
                 f"the {precision} matrix-product peak moved between {min(peaks) / 1e9:.1f} and "
-                f"{peak / 1e9:.1f} GFLOP/s during the command: this machine's speed varies (other "
-                "work, or a virtual machine sharing its cores), so its timings vary as much and "
-                "MFU is approximate (against the higher peak)."
+                f"{peak / 1e9:.1f} GFLOP/s during the command"
+                + (f" and the model ran at {mfu:.0%} of the higher" if mfu > 1 else "")
+                + ": this machine's speed varies (other work, or a virtual machine sharing its "
+                "cores), so its timings vary as much and MFU is approximate."
             )
     if "bf16" in report["precisions"]:
         fp32, bf16 = report["precisions"]["fp32"], report["precisions"]["bf16"]
