@@ -25,10 +25,9 @@ from typing import Any
 from jiyi.precision import device_has_bf16, resolve_precision
 
 MATMUL_SIZE = 1024
-# The peak is measured before and after the model's timings and the higher one counts: on a
-# shared virtual machine (2-core AMD EPYC, idle by /proc/stat) two commands a minute apart
-# measured 66.4 and 47.4 GFLOP/s, and MFU against the lower one read 106%. Peaks further apart
-# than this share of the higher one are reported as a warning.
+# Two peaks (before and after the model) further apart than this share of the higher one are
+# a warning: on a shared 2-core AMD EPYC VM, idle by /proc/stat, two commands a minute apart
+# measured 66.4 and 47.4 GFLOP/s, and MFU against the lower one read 106%.
 PEAK_STEADY = 0.85
 
 
@@ -168,10 +167,16 @@ def machine_bench(
         "precisions": {},
     }
     warnings = []
+    if busy is not None and busy > 0.1:
+        warnings.append(
+            f"other processes used {busy:.0%} of the CPU when the measurement started, so every "
+            "figure is low and the peak may be too (MFU then reads high). Measure again on an "
+            "idle machine."
+        )
     for precision in precisions:
-        before = matmul_peak(precision)  # the peak around the model: the best of both windows
+        before = matmul_peak(precision)
         timing = model_timings(path, batch_size, max_length, precision)
-        peaks = [before, matmul_peak(precision)]
+        peaks = [before, matmul_peak(precision)]  # around the model; the higher one counts
         peak = max(peaks)
         timing["matmul_peak_flops_per_s"] = peak
         timing["matmul_peak_samples"] = peaks
@@ -191,13 +196,6 @@ def machine_bench(
         fp32, bf16 = report["precisions"]["fp32"], report["precisions"]["bf16"]
         report["bf16_train_speedup"] = fp32["train_step_s"] / bf16["train_step_s"]
         report["bf16_predict_speedup"] = fp32["predict_batch_s"] / bf16["predict_batch_s"]
-    if busy is not None and busy > 0.1:
-        warnings.insert(
-            0,
-            f"other processes used {busy:.0%} of the CPU when the measurement started, so every "
-            "figure is low and the peak may be too (MFU then reads high). Measure again on an "
-            "idle machine.",
-        )
     if warnings:
         report["warning"] = " ".join(warnings)
     return report
