@@ -9,8 +9,9 @@ Rotten Tomatoes test texts: wrk (`apt install wrk`; `--seconds` per level, bench
 when present, else asyncio httpx clients (a fixed number of requests each, `--client python`;
 in Python the load generator itself takes much of the 2 cores it shares with the server).
 Reported: throughput (texts/s), p50/p99 latency, errors; and the offline anchor, `jiyi.load(run)
-.predict(texts)` on the same texts in one process (warm, the median of 3 passes). The soak run samples the server's resident
-memory (VmRSS) at its start and end. Writes OUTPUT/serve.json and prints Markdown.
+.predict(texts)` on the same texts in one process (warm, the median of 3 passes). The soak run
+samples the server's resident memory (VmRSS) at its start and end. Writes OUTPUT/serve.json and
+prints Markdown.
 """
 
 from __future__ import annotations
